@@ -1,0 +1,35 @@
+# Set up a fresh machine and work: `make test`, `make book`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch first, pinned: this machine has a local CPU wheel of exactly this version, and any
+# other spec would pull gigabytes of CUDA packages.
+TORCH  := torch==2.13.0
+
+.PHONY: venv test test-fast book bench starter clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -q -n 2
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+book: venv
+	$(BIN)/python build.py
+
+bench: venv
+	$(BIN)/python benchmarks/tokenizer.py
+
+starter: venv
+	$(BIN)/python -m scaffold new --track beginner --budget cpu:30m -o my-llm --no-input --force
+
+clean:
+	rm -rf dist build .pytest_cache

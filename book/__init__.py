@@ -1,0 +1,1 @@
+"""The book builder: roadmap, experiments, rendering and compilation (see build.py)."""

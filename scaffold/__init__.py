@@ -1,0 +1,1 @@
+"""The starter-repo exporter: `python -m scaffold new --track … --budget …`."""
