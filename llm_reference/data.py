@@ -1,0 +1,626 @@
+"""Data: from raw sources to memory-mapped token shards, and batches drawn from them.
+
+`prepare` runs one pipeline, each stage a small function below:
+
+    read      sources -> documents, capped at --max-bytes          (read_documents)
+    clean     Unicode NFC, drop empty, exact and near duplicates   (clean)
+    scrub     replace emails, public IPs, phones, keys by [EMAIL]… (compliance.redact)
+    split     each document to train or val, by a hash             (split_documents)
+    tokenize  train a BPE tokenizer on train, encode in parallel   (tokenize_to_shards)
+    shard     write train_000.bin, …, val_000.bin, then meta.json  (write_shards)
+
+A prepared folder holds the shards (raw little-endian uint16, or uint32 for a
+vocabulary above 65536), `tokenizer.json`, `manifest.json` (provenance) and, written
+last, `meta.json`. A folder without `meta.json` is incomplete, whatever else it holds.
+
+`Batches` then samples random windows of `context_length + 1` tokens from the shards,
+reproducibly: batch `index` depends only on `(seed, rank, index)`, so a resumed run
+that knows its step sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import re
+import sys
+import tempfile
+import time
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+import numpy as np
+import regex
+from datasketch import MinHash, MinHashLSH
+from tqdm import tqdm
+
+from . import compliance
+from .atomic import atomic_open, write_json
+from .compliance import SourceRecord
+from .errors import UserError
+from .sources import Document, Source, file_sha256, open_sources
+from .tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+EOT = "<|endoftext|>"
+SHARD_NAME = re.compile(r"(train|val)_\d{3}\.bin")
+
+# --- read -------------------------------------------------------------------------
+
+
+def read_documents(sources: list[Source], records: dict[str, SourceRecord],
+                   max_bytes: int | None = None) -> Iterator[Document]:
+    """Yield every source's documents in order; with `max_bytes`, only those that fit.
+
+    Under a cap, each document that still fits is taken and the others are passed
+    over, so the sample spans the whole corpus rather than its first few files.
+    """
+    taken = 0
+    for source in sources:
+        record, seen = records[source.id], 0
+        for doc in source.documents():
+            seen += 1
+            size = len(doc.text.encode("utf-8"))
+            if max_bytes is not None and taken + size > max_bytes:
+                continue
+            taken += size
+            record.add(doc.path, doc.text)
+            yield doc
+        record.skipped_files = list(source.skipped)
+        if not seen:
+            raise UserError(f"source {source.id} holds no text documents; "
+                            "check that it points at UTF-8 text files")
+
+
+# --- clean ------------------------------------------------------------------------
+
+
+def normalize(text: str) -> str:
+    """One spelling per string: Unicode NFC and "\\n" line ends.
+
+    NFC composes characters, so "é" typed as e + combining accent becomes the single
+    code point U+00E9; otherwise the same word could tokenize two ways, and two copies
+    of a document could escape exact deduplication.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", text)
+
+
+WORD = regex.compile(r"\w+")
+
+
+def word_shingles(text: str, n: int = 5) -> set[bytes]:
+    """The set of n-word windows of `text`: what near-duplicate detection compares.
+
+    Two documents' similarity is the Jaccard index of their shingle sets,
+    |A ∩ B| / |A ∪ B|. A document shorter than n words is one shingle.
+    """
+    words = WORD.findall(text)
+    if not words:
+        return set()
+    return {" ".join(words[i:i + n]).encode("utf-8")
+            for i in range(max(1, len(words) - n + 1))}
+
+
+class NearDuplicates:
+    """Finds documents whose shingle sets overlap by `threshold` or more (Jaccard).
+
+    Comparing every pair is quadratic. MinHash shrinks each shingle set to
+    `num_perm` numbers whose agreement rate estimates the Jaccard index; locality-
+    sensitive hashing (LSH) buckets those signatures so that only likely matches are
+    compared. We confirm each LSH candidate with the MinHash estimate itself, so the
+    LSH bands are tuned to weigh a missed duplicate 4x more than a false candidate.
+    """
+
+    def __init__(self, threshold: float = 0.85, num_perm: int = 256, seed: int = 1):
+        self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm,
+                              weights=(0.2, 0.8))  # (false positive, false negative)
+        self.signatures: list[MinHash] = []
+
+    def signature(self, shingles: set[bytes]) -> MinHash:
+        minhash = MinHash(num_perm=self.num_perm, seed=self.seed)
+        items = list(shingles)  # any order: a minimum does not depend on it
+        for i in range(0, len(items), 8192):  # bounded memory on huge documents
+            minhash.update_batch(items[i:i + 8192])
+        return minhash
+
+    def is_duplicate(self, text: str) -> bool:
+        """True if `text` nearly repeats a document seen before; else remember it."""
+        shingles = word_shingles(text)
+        if not shingles:
+            return False
+        minhash = self.signature(shingles)
+        if any(self.signatures[key].jaccard(minhash) >= self.threshold
+               for key in self.lsh.query(minhash)):
+            return True
+        self.lsh.insert(len(self.signatures), minhash)
+        self.signatures.append(minhash)
+        return False
+
+
+def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
+          near_dup_threshold: float | None = 0.85,
+          redact: bool = True) -> Iterator[Document]:
+    """Normalize, drop empty and duplicate documents, redact PII; count everything.
+
+    The first copy of a document is kept, so the result depends on source order
+    (which is fixed). Duplicates go before redaction: we only scrub what we keep.
+    """
+    seen: set[bytes] = set()
+    near = NearDuplicates(near_dup_threshold) if near_dup_threshold else None
+    for doc in documents:
+        record = records[doc.source]
+        text = normalize(doc.text)
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        if not text.strip():
+            record.empty += 1
+        elif digest in seen:
+            record.exact_duplicates += 1
+        elif near is not None and near.is_duplicate(text):
+            record.near_duplicates += 1
+        else:
+            seen.add(digest)
+            if redact:
+                text, counts = compliance.redact(text)
+                record.redacted.update(counts)
+            record.kept_documents += 1
+            record.kept_bytes += len(text.encode("utf-8"))
+            yield Document(text, doc.source, doc.path)
+
+
+# --- split ------------------------------------------------------------------------
+
+
+def split_documents(docs: list[Document], val_fraction: float,
+                    seed: int) -> tuple[list[Document], list[Document]]:
+    """Send each document to val with probability `val_fraction`, decided by a hash.
+
+    A hash of (seed, text) instead of a shuffle: a document's split does not depend
+    on the other documents, so adding a source never moves a document from val into
+    train. Whole documents go one way, so val text is never seen in training. If the
+    hash sends none to val, the document with the smallest hash goes.
+    """
+    def unit(doc: Document) -> float:  # uniform in [0, 1)
+        digest = hashlib.sha256(f"{seed}\0{doc.text}".encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    keys = [unit(doc) for doc in docs]
+    in_val = [key < val_fraction for key in keys]
+    if val_fraction > 0 and not any(in_val) and len(docs) > 1:
+        in_val[keys.index(min(keys))] = True
+    train = [doc for doc, v in zip(docs, in_val) if not v]
+    val = [doc for doc, v in zip(docs, in_val) if v]
+    if val_fraction > 0 and not (train and val):
+        raise UserError(f"{len(docs)} document(s) left after cleaning: too few to "
+                        "split into train and val; add text or pass --val-fraction 0")
+    return train, val
+
+
+# --- tokenize ---------------------------------------------------------------------
+
+_worker_tokenizer: Tokenizer | None = None  # each encoding process loads its own
+
+
+def _load_tokenizer(path: str) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = Tokenizer.load(path)
+
+
+def _encode_chunk(texts: list[str]) -> np.ndarray:
+    """Token ids of some documents, each preceded by <|endoftext|>."""
+    eot = _worker_tokenizer.special_tokens[EOT]
+    ids: list[int] = []
+    for text in texts:
+        ids.append(eot)
+        ids.extend(_worker_tokenizer.encode(text))  # special tokens in text: plain text
+    return np.array(ids, dtype=np.uint32)
+
+
+def _chunks(texts: list[str], chunk_bytes: int) -> Iterator[list[str]]:
+    chunk, size = [], 0
+    for text in texts:
+        chunk.append(text)
+        size += len(text)
+        if size >= chunk_bytes:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+@contextlib.contextmanager
+def encoder_pool(tokenizer_file: Path, workers: int) -> Iterator[Callable]:
+    """An ordered `map` that runs `_encode_chunk` in `workers` processes.
+
+    Each worker loads the tokenizer once (`initializer`). `imap` hands chunks to
+    free workers but returns results in input order, so the output is the same for
+    any number of workers. "spawn" starts clean processes on every platform.
+    """
+    if workers <= 1:
+        _load_tokenizer(str(tokenizer_file))
+        yield map
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_load_tokenizer,
+                      initargs=(str(tokenizer_file),)) as pool:
+        yield pool.imap
+
+
+def encode_documents(texts: list[str], imap: Callable = map,
+                     chunk_bytes: int = 1 << 18) -> Iterator[np.ndarray]:
+    """Yield the token ids of `texts`, in order, in chunks of about `chunk_bytes`."""
+    chunks = list(_chunks(texts, chunk_bytes))
+    with tqdm(total=sum(map(len, texts)), unit="B", unit_scale=True, desc="encode",
+              file=sys.stderr, disable=None, leave=False) as bar:
+        for chunk, ids in zip(chunks, imap(_encode_chunk, chunks)):
+            bar.update(sum(map(len, chunk)))
+            yield ids
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer that holds every token id, little-endian."""
+    return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
+
+
+def write_shards(out_dir: Path, split: str, chunks: Iterable[np.ndarray],
+                 dtype: np.dtype, shard_tokens: int) -> list[dict]:
+    """Stream token arrays into `{split}_000.bin`, `{split}_001.bin`, …
+
+    Each shard holds at most `shard_tokens` tokens, as raw integers of `dtype`, so it
+    can be memory-mapped and sliced without reading it. `atomic_open` writes each one
+    under a temporary name and renames it only when complete.
+    """
+    chunks = (chunk for chunk in chunks if chunk.size)
+    pending = next(chunks, None)  # tokens not yet written
+    shards: list[dict] = []
+    while pending is not None:
+        name, count = f"{split}_{len(shards):03d}.bin", 0
+        with atomic_open(out_dir / name, "wb") as f:
+            while pending is not None and count < shard_tokens:
+                room = shard_tokens - count
+                f.write(pending[:room].astype(dtype).tobytes())
+                count += min(room, pending.size)
+                pending = pending[room:] if pending.size > room else next(chunks, None)
+        shards.append({"file": name, "tokens": count})
+    return shards
+
+
+# --- prepare ----------------------------------------------------------------------
+
+
+@dataclass
+class PrepareSettings:
+    """Everything that decides the output of `prepare` (recorded in the manifest)."""
+
+    sources: tuple[str, ...] = ("stdlib",)
+    licenses: tuple[str, ...] = ()
+    sha256s: tuple[str, ...] = ()
+    stdlib_tests: bool = False
+    vocab_size: int = 8192
+    pattern: str = "gpt4"
+    val_fraction: float = 0.05
+    max_bytes: int | None = None
+    near_dup_threshold: float | None = 0.85  # None: keep near duplicates
+    redact: bool = True
+    seed: int = 1337
+    shard_tokens: int = 100_000_000
+
+    def check(self) -> None:
+        """Reject bad values before any work is done."""
+        smallest = 256 + len(DEFAULT_SPECIAL_TOKENS)
+        if self.vocab_size < smallest:
+            raise UserError(f"--vocab-size {self.vocab_size} is too small: it must "
+                            f"hold 256 byte tokens + {len(DEFAULT_SPECIAL_TOKENS)} "
+                            f"special tokens (>= {smallest})")
+        if not 0 <= self.val_fraction < 1:
+            raise UserError(f"--val-fraction {self.val_fraction} must be in [0, 1)")
+        if self.near_dup_threshold is not None and not 0 < self.near_dup_threshold <= 1:
+            raise UserError(f"--near-dup-threshold {self.near_dup_threshold} must be "
+                            "in (0, 1]")
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise UserError(f"--max-bytes {self.max_bytes} must be positive")
+        if self.shard_tokens <= 0:
+            raise UserError(f"--shard-tokens {self.shard_tokens} must be positive")
+        if self.seed < 0:
+            raise UserError(f"--seed {self.seed} must be >= 0")
+        if not self.sources:
+            raise UserError("no --source given; pass 'stdlib', a path or a URL")
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise UserError(f"cannot write to output folder {out}: {e.strerror}; "
+                        "choose a writable --out") from None
+
+
+def tokenize_to_shards(out: Path, tokenizer: Tokenizer,
+                       splits: dict[str, list[Document]], shard_tokens: int,
+                       workers: int) -> dict[str, list[dict]]:
+    """Save the tokenizer, encode each split into shards, delete stale shards."""
+    tokenizer.save(out / "tokenizer.json")
+    dtype = token_dtype(tokenizer.vocab_size)
+    shards = {}
+    with encoder_pool(out / "tokenizer.json", workers) as imap:
+        for split, docs in splits.items():
+            tokens = encode_documents([d.text for d in docs], imap)
+            shards[split] = write_shards(out, split, tokens, dtype, shard_tokens)
+    written = {s["file"] for split_shards in shards.values() for s in split_shards}
+    for path in out.iterdir():  # shards left by an earlier, larger prepare
+        if SHARD_NAME.fullmatch(path.name) and path.name not in written:
+            path.unlink()
+    return shards
+
+
+def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
+            cache_dir: Path | None = None, verbose: bool = False) -> dict:
+    """Run the whole pipeline into `out`; return meta.json, source records, timings."""
+    settings.check()
+    start = time.perf_counter()
+    sources = open_sources(list(settings.sources), list(settings.sha256s),
+                           list(settings.licenses), settings.stdlib_tests, cache_dir)
+    _check_writable(out)
+    records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
+               for s in sources}
+    documents = read_documents(sources, records, settings.max_bytes)
+    docs = list(clean(tqdm(documents, desc="read+clean", unit="doc", file=sys.stderr,
+                           disable=None, leave=False), records,
+                      settings.near_dup_threshold, settings.redact))
+    if not docs:
+        raise UserError("no text left after cleaning: every document was empty or "
+                        "a duplicate; check --source (and --max-bytes)")
+    train, val = split_documents(docs, settings.val_fraction, settings.seed)
+    cleaned = time.perf_counter()
+
+    tokenizer = Tokenizer.train([d.text for d in train], settings.vocab_size,
+                                pattern=settings.pattern, verbose=verbose)
+    trained = time.perf_counter()
+    (out / "meta.json").unlink(missing_ok=True)  # the folder changes: incomplete now
+    shards = tokenize_to_shards(out, tokenizer, {"train": train, "val": val},
+                                settings.shard_tokens, workers)
+    outputs = {name: file_sha256(out / name) for name in
+               ["tokenizer.json", *(s["file"] for v in shards.values() for s in v)]}
+    write_json(out / "manifest.json", compliance.build_manifest(
+        list(records.values()), asdict(settings), outputs))
+    meta = {
+        "format": "llm-reference-data/1",
+        "vocab_size": tokenizer.vocab_size,
+        "dtype": token_dtype(tokenizer.vocab_size).name,
+        "eot_id": tokenizer.special_tokens[EOT],
+        "special_tokens": tokenizer.special_tokens,
+        "pattern": settings.pattern,
+        "tokenizer": "tokenizer.json",
+        "manifest": "manifest.json",
+        "documents": {"train": len(train), "val": len(val)},
+        "train_tokens": sum(s["tokens"] for s in shards["train"]),
+        "val_tokens": sum(s["tokens"] for s in shards["val"]),
+        "shards": shards,
+    }
+    write_json(out / "meta.json", meta)  # last: its presence means "complete"
+    end = time.perf_counter()
+    return {"meta": meta, "records": list(records.values()), "seconds": {
+        "read_clean": cleaned - start, "tokenizer": trained - cleaned,
+        "encode_write": end - trained, "total": end - start}}
+
+
+# --- load -------------------------------------------------------------------------
+
+
+def load_meta(data_dir: str | Path) -> dict:
+    """Read meta.json and check every shard against it (exists, right size)."""
+    data_dir = Path(data_dir)
+    path = data_dir / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: {data_dir} is not a prepared data folder "
+                        "(or its prepare was interrupted); run `python -m "
+                        f"llm_reference prepare --out {data_dir}`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is corrupt ({e}); run prepare again") from None
+    missing = {"vocab_size", "dtype", "shards", "tokenizer"} - meta.keys()
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(sorted(missing))}; run prepare again")
+    if meta["dtype"] not in ("uint16", "uint32"):
+        raise UserError(f"{path}: dtype {meta['dtype']!r} must be uint16 or uint32")
+    itemsize = np.dtype(meta["dtype"]).itemsize
+    for split in ("train", "val"):
+        for shard in meta["shards"][split]:
+            file = data_dir / shard["file"]
+            if not file.is_file():
+                raise UserError(f"shard {file} listed in meta.json is missing; "
+                                "run prepare again")
+            size = file.stat().st_size
+            if size % itemsize or size != shard["tokens"] * itemsize:
+                raise UserError(
+                    f"shard {file} is truncated or corrupt: {size} bytes, expected "
+                    f"{shard['tokens']} {meta['dtype']} tokens = "
+                    f"{shard['tokens'] * itemsize} bytes; run prepare again")
+    return meta
+
+
+def load_tokenizer(data_dir: str | Path) -> Tokenizer:
+    """The tokenizer that encoded a prepared folder's shards."""
+    meta = load_meta(data_dir)
+    return Tokenizer.load(Path(data_dir) / meta["tokenizer"])
+
+
+class Batches:
+    """Random training windows from memory-mapped shards, reproducible by index.
+
+    A window is `context_length + 1` consecutive tokens from one shard; its first T
+    tokens are the input `x` and its last T the targets `y` (each token's successor).
+    Batch `index` is drawn from a PCG64 generator seeded with `(seed, rank, index)`:
+    nothing depends on earlier calls, so resuming at step k is just `get(k)`, and each
+    rank of a distributed run draws its own windows.
+    """
+
+    def __init__(self, data_dir: str | Path, split: str, batch_size: int,
+                 context_length: int, seed: int, rank: int = 0, world_size: int = 1):
+        if split not in ("train", "val"):
+            raise UserError(f"split {split!r} must be 'train' or 'val'")
+        if batch_size < 1 or context_length < 1 or seed < 0:
+            raise UserError(f"batch_size {batch_size} and context_length "
+                            f"{context_length} must be >= 1, seed {seed} >= 0")
+        if not 0 <= rank < world_size:
+            raise UserError(f"rank {rank} must be in [0, world_size={world_size})")
+        meta = load_meta(data_dir)
+        self.batch_size, self.context_length = batch_size, context_length
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.tokens = meta[f"{split}_tokens"]
+        dtype = np.dtype(meta["dtype"]).newbyteorder("<")
+        self.shards = [np.memmap(Path(data_dir) / s["file"], dtype=dtype, mode="r")
+                       for s in meta["shards"][split] if s["tokens"] > context_length]
+        if not self.shards:
+            raise UserError(
+                f"the {split} split of {data_dir} has {self.tokens} tokens, and no "
+                f"shard holds context_length + 1 = {context_length + 1}; use a "
+                "shorter context_length or prepare more data")
+        # Window w starts in shard s when ends[s - 1] <= w < ends[s].
+        self.ends = np.cumsum([len(s) - context_length for s in self.shards])
+
+    def get(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch number `index`: inputs x and targets y, both (B, T) int64."""
+        import torch  # here, not at the top: `prepare` and its workers start faster
+        rng = np.random.Generator(np.random.PCG64([self.seed, self.rank, index]))
+        windows = rng.integers(0, self.ends[-1], size=self.batch_size)  # (B,)
+        shard = np.searchsorted(self.ends, windows, side="right")  # (B,)
+        start = windows - np.concatenate([[0], self.ends])[shard]  # (B,)
+        T = self.context_length
+        batch = np.stack([self.shards[s][i:i + T + 1] for s, i in zip(shard, start)])
+        batch = batch.astype(np.int64)  # (B, T + 1)
+        x = torch.from_numpy(np.ascontiguousarray(batch[:, :-1]))  # (B, T)
+        y = torch.from_numpy(np.ascontiguousarray(batch[:, 1:]))  # (B, T)
+        return x, y
+
+
+# --- command line -----------------------------------------------------------------
+
+
+def parse_bytes(value: str) -> int:
+    """'200000', '200k', '12M' or '1G' (powers of 1000) -> a number of bytes."""
+    units = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", value.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size like 200k or 12M")
+    return int(float(match[1]) * units[match[2]])
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source", action="append", metavar="SRC",
+        help="where text comes from (repeatable): 'stdlib' (default: this Python's "
+             "standard library sources and pydoc prose, offline, PSF-2.0), a file, "
+             "a folder, a glob such as 'notes/**/*.md', or an http(s) URL; .jsonl "
+             "files hold one document per line in a \"text\" field")
+    parser.add_argument(
+        "--sha256", action="append", default=[], metavar="HEX",
+        help="the expected sha256 of each URL source, in the order of the URLs; "
+             "a download that does not match is refused")
+    parser.add_argument(
+        "--license", action="append", default=[], metavar="SPDX",
+        help="license of the non-stdlib sources (e.g. CC-BY-4.0): once for all, or "
+             "once per source in order; undeclared is 'unknown' and the manifest warns")
+    parser.add_argument(
+        "--stdlib-tests", action="store_true",
+        help="also read the stdlib's test suites (about 19 MB more, full of fake "
+             "emails and IPs that redaction replaces)")
+    parser.add_argument(
+        "--vocab-size", type=int, default=8192,
+        help="tokenizer vocabulary size, including 256 byte tokens and the special "
+             "tokens (default: 8192)")
+    parser.add_argument(
+        "--pattern", choices=("gpt2", "gpt4"), default="gpt4",
+        help="the tokenizer's pre-tokenization regex (default: gpt4)")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.05,
+        help="share of documents held out for validation, chosen by a hash of each "
+             "document (default: 0.05)")
+    parser.add_argument(
+        "--max-bytes", type=parse_bytes, default=None, metavar="SIZE",
+        help="read at most SIZE bytes of text (e.g. 200k, 5M) for a quick run; "
+             "default: everything")
+    parser.add_argument(
+        "--near-dup-threshold", type=float, default=0.85,
+        help="drop a document whose 5-word shingles overlap an earlier one's by this "
+             "Jaccard similarity or more, estimated by MinHash LSH (default: 0.85)")
+    parser.add_argument(
+        "--no-near-dup", action="store_true",
+        help="keep near duplicates (exact duplicates are still dropped)")
+    parser.add_argument(
+        "--no-redact", action="store_true",
+        help="keep emails, public IPs, phone numbers and secrets as they are instead "
+             "of replacing them by placeholders such as [EMAIL]")
+    parser.add_argument(
+        "--shard-tokens", type=int, default=100_000_000,
+        help="most tokens per shard file (default: 100M)")
+    parser.add_argument(
+        "--workers", type=int, default=2,
+        help="processes that encode text in parallel; the output does not depend "
+             "on it (default: 2)")
+    parser.add_argument(
+        "--seed", type=int, default=1337,
+        help="seed of the train/val split (default: 1337)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="where downloads are kept (default: ~/.cache/llm_reference/downloads)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("data/stdlib"),
+        help="output folder for shards, tokenizer.json, manifest.json and meta.json "
+             "(default: data/stdlib)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = PrepareSettings(
+        sources=tuple(args.source or ["stdlib"]), licenses=tuple(args.license),
+        sha256s=tuple(args.sha256), stdlib_tests=args.stdlib_tests,
+        vocab_size=args.vocab_size, pattern=args.pattern,
+        val_fraction=args.val_fraction, max_bytes=args.max_bytes,
+        near_dup_threshold=None if args.no_near_dup else args.near_dup_threshold,
+        redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens)
+    result = prepare(settings, args.out, workers=args.workers,
+                     cache_dir=args.cache_dir, verbose=sys.stderr.isatty())
+    for warning in compliance.license_warnings(result["records"]):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(format_summary(result, args.out))
+    return 0
+
+
+def format_summary(result: dict, out: Path) -> str:
+    """The table `prepare` prints: one row per source, then tokens and times."""
+    header = ("source", "license", "docs", "MB", "empty", "exact", "near",
+              "redacted", "kept")
+    rows = [header]
+    for r in result["records"]:
+        rows.append((r.id, r.license, r.documents, f"{r.bytes / 1e6:.2f}", r.empty,
+                     r.exact_duplicates, r.near_duplicates, sum(r.redacted.values()),
+                     r.kept_documents))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w)
+                       for i, (v, w) in enumerate(zip(row, widths))) for row in rows]
+    redacted = sum((r.redacted for r in result["records"]), Counter())
+    meta, seconds = result["meta"], result["seconds"]
+    lines += [
+        "redacted: " + (", ".join(f"{k} {v}" for k, v in sorted(redacted.items()))
+                        or "nothing"),
+        f"tokens: train {meta['train_tokens']:,} ({len(meta['shards']['train'])} "
+        f"shard(s), {meta['documents']['train']} docs), val {meta['val_tokens']:,} "
+        f"({len(meta['shards']['val'])} shard(s), {meta['documents']['val']} docs); "
+        f"vocab {meta['vocab_size']}, {meta['dtype']}",
+        f"time: {seconds['total']:.1f} s (read+clean {seconds['read_clean']:.1f}, "
+        f"tokenizer {seconds['tokenizer']:.1f}, encode+write "
+        f"{seconds['encode_write']:.1f})",
+        f"wrote {out}/: meta.json, tokenizer.json, manifest.json, shards",
+    ]
+    return "\n".join(lines)
