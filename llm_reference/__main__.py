@@ -18,7 +18,7 @@ from .errors import UserError
 COMMANDS = {
     "prepare": ("data", "collect, clean, scrub and tokenize a corpus into shards"),
     "train": ("train", "pretrain a GPT on prepared shards"),
-    "eval": ("evaluate", "evaluate a run: loss, perplexity, bits/byte, accuracy, cloze"),
+    "eval": ("evaluate", "loss, perplexity, bits/byte, accuracy and cloze of a run"),
     "generate": ("generate", "sample text from a trained run"),
     "finetune": ("finetune", "instruction SFT, LoRA or DPO on top of a run"),
     "quantize": ("quantize", "int8 weight-only quantization with a report"),
