@@ -1,0 +1,12 @@
+"""The book builder: `python build.py` turns book/ into executed, clickable PDFs.
+
+The pipeline, one module per step:
+
+- `roadmap`  loads and validates book/roadmap.toml (ids, files, symbols, tracks)
+- `snippets` quotes reference code by symbol, found with `ast` (no import)
+- `execute`  runs the experiments as notebooks, cached by their inputs
+- `layout`   lays out the roadmap DAG in layers (longest path + barycenter ordering)
+- `render`   renders chapters and templates (Jinja2 with Typst-safe delimiters)
+- `compile`  compiles the rendered Typst, mapping errors back to source lines
+- `pipeline` ties the steps together and writes the PDFs and the manifest
+"""

@@ -1,0 +1,314 @@
+"""`build()`: roadmap -> experiments -> rendered Typst -> PDFs, code files, manifest.
+
+Outputs (all written atomically) under `out`:
+  llm-from-scratch.pdf                 every node, every track's estimates
+  llm-from-scratch-<track>.pdf         one track's nodes at that track's depth
+  code/<node>/<experiment>.py|.ipynb   each node's experiment, source and executed
+  build-manifest.json                  versions, input hashes, experiment timings
+  .cache/experiments/                  the experiment cache
+  .build/                              the generated Typst (the compiler's root)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llm_reference.atomic import write_bytes, write_json, write_text
+
+from . import compile as typc
+from . import execute, render, roadmap as rm, snippets
+from .errors import BuildError
+from .render import Book, Chapter, Typst, Variant
+
+REPO = Path(__file__).resolve().parents[2]
+PDF_NAME = "llm-from-scratch"
+
+
+@dataclass
+class Options:
+    book_dir: Path = REPO / "book"
+    out: Path = REPO / "dist"
+    src_root: Path = REPO            # the folder that holds llm_reference/
+    templates: Path = REPO / "templates"
+    track: str | None = None         # build only this track's PDF
+    only: str | None = None          # preview one node: run its experiment, one PDF
+    force: bool = False              # re-run experiments even when cached
+    no_exec: bool = False            # never run experiments; missing cache is an error
+    progress: bool | None = None     # progress display; None: when stderr is a TTY
+
+
+@dataclass
+class Report:
+    pdfs: dict[str, Path]
+    results: dict[str, execute.Result]
+    manifest: Path | None
+    seconds: float
+    code_files: list[Path] = field(default_factory=list)
+
+
+def pdf_name(variant: Variant) -> str:
+    if variant.only:
+        return f"preview-{variant.only}.pdf"
+    if variant.track is None:
+        return f"{PDF_NAME}.pdf"
+    return f"{PDF_NAME}-{variant.track}.pdf"
+
+
+def _variants(roadmap: rm.Roadmap, opts: Options) -> list[Variant]:
+    if opts.only is not None:
+        if opts.only not in roadmap.by_id:
+            raise BuildError(f"--only {opts.only!r}: no such node in {roadmap.path} "
+                             f"(known: {', '.join(roadmap.by_id)})")
+        return [Variant(f"only-{opts.only}", None, only=opts.only)]
+    rm.check_track(roadmap, opts.track)
+    if opts.track is not None:
+        return [Variant(opts.track, opts.track)]
+    return [Variant("all", None)] + [Variant(t, t) for t in roadmap.tracks]
+
+
+# plan.HARDWARE fields shown in the appendix, in this order: field -> column header
+HARDWARE_COLUMNS = {
+    "name": "Device", "bf16_tflops": "bf16 TFLOP/s", "fp32_tflops": "fp32 TFLOP/s",
+    "peak_tflops": "Peak TFLOP/s", "memory_gib": "Memory GiB", "memory_gb": "Memory GB",
+    "bandwidth_gbs": "Bandwidth GB/s", "price_usd": "USD per hour",
+    "usd_per_hour": "USD per hour", "mfu": "MFU assumed",
+}
+
+
+def _cell(key: str, value: Any) -> str:
+    if isinstance(value, (tuple, list)):  # a (low, high) price range
+        low, high = value
+        return "–" if high == 0 else f"{low:.2f}–{high:.2f}"
+    if key == "mfu":
+        return f"{value:.0%}"
+    if isinstance(value, float):
+        return "–" if value == 0 else f"{value:,.1f}".removesuffix(".0")
+    return str(value)
+
+
+def hardware_table(catalog: Any) -> dict[str, Any] | None:
+    """plan.HARDWARE (name -> dataclass or dict) as header, rows and sources."""
+    if not isinstance(catalog, dict) or not catalog:
+        return None
+    items = []
+    for name, item in catalog.items():
+        fields = dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item
+        items.append({"name": name, **fields} if "name" not in fields else fields)
+    keys = [k for k in HARDWARE_COLUMNS if any(k in i for i in items)]
+    rows = [[_cell(k, i[k]) if k in i else "–" for k in keys] for i in items]
+    sources = [f"{i['name']}: {i['source']}" for i in items if i.get("source")]
+    return {"header": [HARDWARE_COLUMNS[k] for k in keys], "rows": rows,
+            "sources": sources}
+
+
+def _attachments(book: Book, node: rm.Node) -> list[dict[str, str]]:
+    """Copy the node's experiment (.py and executed .ipynb) into the Typst root."""
+    result = book.results.get(node.id)
+    if result is None:
+        return []
+    name = result.experiment.name
+    out = []
+    for src, suffix, mime, desc in (
+            (result.experiment.path, ".py", "text/x-python",
+             "experiment source (jupytext percent format)"),
+            (result.notebook, ".ipynb", "application/x-ipynb+json",
+             "experiment notebook, executed by this build")):
+        rel = f"code/{node.id}/{name}{suffix}"
+        dst = book.build_dir / rel
+        data = src.read_bytes()
+        if not dst.is_file() or dst.read_bytes() != data:
+            write_bytes(dst, data)
+        out.append({"path": f"/{rel}", "rel": rel, "name": f"{name}{suffix}",
+                    "mime": mime, "description": f"{node.title}: {desc}"})
+    return out
+
+
+def render_variant(book: Book, variant: Variant, env, files: list[Path]
+                   ) -> tuple[str, list[tuple[Path, int]], list[dict[str, str]]]:
+    roadmap = book.roadmap
+    nodes = roadmap.nodes_in(variant.track)
+    shown = [roadmap.by_id[variant.only]] if variant.only else nodes
+    linkable = {n.id for n in shown}
+    tracks = roadmap.tracks
+
+    def depths(node: rm.Node) -> list[dict[str, Any]]:
+        names = [variant.track] if variant.track else list(tracks)
+        return [{"name": t, "depth": tracks[t].depth.get(node.id)} for t in names
+                if tracks[t].depth.get(node.id)]
+
+    chapters, pending, attachments = [], [], []
+    for node in shown:
+        entry: dict[str, Any] = {"node": node, "number": book.number(node),
+                                 "depths": depths(node)}
+        if node.chapter is not None:
+            chapter = Chapter(book, node, variant, linkable)
+            ctx = chapter.context()
+            ctx.update(book=roadmap.book, tracks=tracks)
+            entry["body"] = Typst(render.render_template(env, node.chapter, ctx))
+            entry["extra"] = chapter.remaining_boxes()
+            entry["attachments"] = _attachments(book, node)
+            attachments += entry["attachments"]
+            chapters.append(entry)
+        else:
+            entry["code"] = [snippets.quote(roadmap.src_root, ref) for ref in node.code]
+            entry["check"] = render.check_command(node)
+            entry["estimate"] = render.estimate_line(book, node, variant)
+            entry["tools"] = [render.Typst(f"#link({render.tstr(t.url)})"
+                                           f"[{render.escape(t.name)}]")
+                              for t in node.tools]
+            entry["compliance"] = [render.prose(c) for c in node.compliance]
+            entry["checks"] = [render.prose(c) for c in node.automated_checks]
+            pending.append(entry)
+
+    drawing = render.roadmap_drawing(book, nodes, linkable, track=variant.track)
+    views = []
+    if variant.track is None and not variant.only:
+        views = [{"track": t, "drawing": render.roadmap_drawing(
+            book, nodes, linkable, track=None, highlight=t, markers=False)}
+            for t in tracks]
+    track_rows = [{"name": t.name, "who": t.who, "hardware": t.hardware,
+                   "budgets": list(t.budgets),
+                   "core": sum(d == "core" for d in t.depth.values()),
+                   "optional": sum(d == "optional" for d in t.depth.values())}
+                  for t in tracks.values()
+                  if variant.track is None or t.name == variant.track]
+    context = {
+        "book": roadmap.book, "variant": variant, "tracks": track_rows,
+        "all_tracks": list(tracks), "steps": [
+            {"node": n, "number": book.number(n), "depths": depths(n),
+             "linked": n.id in linkable} for n in nodes],
+        "chapters": chapters, "pending": pending, "roadmap": drawing,
+        "track_views": views,
+        "hardware": hardware_table(getattr(roadmap.plan, "HARDWARE", None)),
+        "linkable": linkable, "titles": {n.id: n.title for n in roadmap.nodes},
+        "version": _version("llm-from-scratch"), "tstr": render.tstr,
+        "content": render.content, "num": render.num,
+    }
+    text = render.render_template(env, "book.typ", context)
+    clean, where = render.strip_marks(text, files)
+    return clean, where, attachments
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _hashes(paths: list[Path], roots: list[Path]) -> dict[str, str]:
+    out = {}
+    for p in sorted(set(paths)):
+        rel = next((str(p.relative_to(r)) for r in roots if p.is_relative_to(r)),
+                   str(p))
+        out[rel] = execute.sha256(p.read_bytes())
+    return out
+
+
+def build(opts: Options) -> Report:
+    start = time.perf_counter()
+    book_dir, out, src_root = (opts.book_dir.resolve(), opts.out.resolve(),
+                               opts.src_root.resolve())
+    roadmap = rm.load(book_dir, src_root,
+                      estimate_cache=out / ".cache" / "estimates.json")
+    variants = _variants(roadmap, opts)
+
+    needed = [n for n in roadmap.nodes if n.experiment is not None
+              and (opts.only is None or n.id == opts.only)
+              and any(v.only or v.track is None or n.id in roadmap.tracks[v.track].depth
+                      for v in variants)]
+    experiments = [execute.read_experiment(book_dir / n.experiment, n.id, book_dir)
+                   for n in needed]
+    results = execute.run_all(experiments, out / ".cache" / "experiments", src_root,
+                              book_dir, force=opts.force, no_exec=opts.no_exec,
+                              show_progress=opts.progress)
+    by_node = {r.experiment.node: r for r in results.values()}
+
+    build_dir = out / ".build"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    book = Book(roadmap, by_node, opts.templates.resolve(), build_dir)
+    for name in ("style.typ", "references.yml"):
+        src = book.templates / name
+        if src.is_file() and ((build_dir / name).exists() is False
+                              or (build_dir / name).read_bytes() != src.read_bytes()):
+            write_bytes(build_dir / name, src.read_bytes())
+    names = ", ".join(render.tstr(t) for t in roadmap.tracks)
+    tracks_typ = ("// written by the builder from plan.TRACKS\n"
+                  f"#let track-names = ({names},)\n")
+    if not (build_dir / "tracks.typ").is_file() or \
+            (build_dir / "tracks.typ").read_text() != tracks_typ:
+        write_text(build_dir / "tracks.typ", tracks_typ)
+    files: list[Path] = []
+    env = render.make_env([book.templates, book_dir], files)
+    sources = typc.SourceMap(build_dir)
+    sources.add_copy(build_dir / "style.typ", book.templates / "style.typ")
+
+    pdfs: dict[str, Path] = {}
+    attached: dict[str, dict[str, str]] = {}
+    for variant in variants:
+        text, where, attachments = render_variant(book, variant, env, files)
+        main = build_dir / variant.name / "main.typ"
+        if not main.is_file() or main.read_text(encoding="utf-8") != text:
+            write_text(main, text)
+        sources.add(main, where)
+        pdf = typc.compile_pdf(main, build_dir, sources)
+        target = out / pdf_name(variant)
+        write_bytes(target, pdf)
+        pdfs[variant.name] = target
+        attached.update({a["rel"]: a for a in attachments})
+
+    code_files = []
+    for rel in sorted(attached):
+        data = (build_dir / rel).read_bytes()
+        dst = out / rel
+        if not dst.is_file() or dst.read_bytes() != data:
+            write_bytes(dst, data)
+        code_files.append(dst)
+    if opts.only is None and opts.track is None and (out / "code").is_dir():
+        keep = set(code_files)
+        for stale in (out / "code").rglob("*"):
+            if stale.is_file() and stale not in keep:
+                stale.unlink()
+
+    manifest = None
+    if opts.only is None:
+        manifest = out / "build-manifest.json"
+        write_json(manifest, _manifest(book, results, pdfs, files, start))
+    return Report(pdfs, results, manifest, time.perf_counter() - start, code_files)
+
+
+def _manifest(book: Book, results: dict[str, execute.Result], pdfs: dict[str, Path],
+              files: list[Path], start: float) -> dict[str, Any]:
+    roadmap = book.roadmap
+    roots = [roadmap.book_dir, roadmap.src_root, book.templates.parent]
+    inputs = [roadmap.path, *files, book.templates / "style.typ"]
+    inputs += [roadmap.src_root / path for path in book.quoted.values()]
+    for r in results.values():
+        inputs += [r.experiment.path, *r.experiment.data]
+    modules: dict[str, str] = {}
+    for r in results.values():
+        modules.update(execute.cache_inputs(r.experiment, roadmap.src_root,
+                                            roadmap.book_dir)["modules"])
+    refs = book.templates / "references.yml"
+    if refs.is_file():
+        inputs.append(refs)
+    return {
+        "versions": {
+            "python": sys.version.split()[0],
+            "typst": typc.typst_version(),
+            **{d: _version(d) for d in ("torch", "jinja2", "jupytext", "nbclient",
+                                        "ipykernel", "llm-from-scratch")},
+        },
+        "inputs": {**_hashes([p for p in inputs if p.is_file()], roots), **modules},
+        "experiments": {name: {"node": r.experiment.node, "key": r.key,
+                               "cache_hit": r.cache_hit, "seconds": r.seconds}
+                        for name, r in results.items()},
+        "outputs": {p.name: execute.sha256(p.read_bytes()) for p in pdfs.values()},
+        "build_seconds": round(time.perf_counter() - start, 3),
+    }

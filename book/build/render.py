@@ -1,0 +1,551 @@
+"""Render chapters and templates (Typst + Jinja2) into one Typst file per PDF.
+
+Jinja runs with Typst-safe delimiters: `<< expr >>`, `<% block %>`, `<# comment #>`
+(Jinja's `{# #}` would silently eat Typst text), and `StrictUndefined`. Every value an
+expression prints is escaped for Typst markup unless a helper marked it as `Typst`
+(already markup); code is always inserted as a Typst string in `raw(...)`, never
+pasted into markup.
+
+Typst reports errors against the generated file. To map them back, every source line
+that starts in template text gets an invisible marker (file id and line) before Jinja
+sees it; after rendering, the markers are stripped and give, for each generated line,
+the chapter or template line it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+
+from . import layout as dag
+from . import snippets
+from .errors import BuildError
+from .execute import Result
+from .roadmap import Node, Roadmap
+
+# --- escaping --------------------------------------------------------------------
+
+MARKUP_SPECIAL = re.compile(r"""([\\#*_`$<>@=+\-/\[\]~"'])""")
+
+
+class Typst(str):
+    """A string that is already Typst markup: printed as is."""
+
+
+def escape(text: str) -> str:
+    """Plain text -> Typst markup that shows exactly that text."""
+    return MARKUP_SPECIAL.sub(r"\\\1", text)
+
+
+def tstr(text: str) -> Typst:
+    """Plain text -> a Typst string literal (for code mode: raw(), arguments)."""
+    out = text.replace("\\", "\\\\").replace('"', '\\"')
+    out = out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return Typst(f'"{out}"')
+
+
+def content(text: str) -> Typst:
+    """Plain text -> a Typst content block `[...]`, escaped."""
+    return Typst(f"[{escape(text)}]")
+
+
+def prose(text: str) -> Typst:
+    """Plain text whose `backticked` spans are code -> a Typst content block."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an unmatched backtick is just a character
+        return content(text)
+    out = [escape(p) if i % 2 == 0 else f"#raw({tstr(p)})" for i, p in enumerate(parts)]
+    return Typst("[" + "".join(out) + "]")
+
+
+def _finalize(value: Any) -> str:
+    if isinstance(value, Typst):
+        return value
+    if isinstance(value, bool):
+        return escape(str(value).lower())
+    return escape(str(value))
+
+
+def num(value: Any, digits: int = 0) -> str:
+    """1234567.8 -> '1,234,568'; with digits=2 -> '1,234,567.80'."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:,.{digits}f}"
+
+
+# --- line markers ----------------------------------------------------------------
+
+MARK = re.compile("\ue000(\\d+):(\\d+)\ue001")
+OPENERS = re.compile(r"<<|<%|<#")
+CLOSERS = {"<<": ">>", "<%": "%>", "<#": "#>"}
+TAG_ONLY = re.compile(r"\s*(<%.*?%>|<#.*?#>)\s*\n?")
+
+
+def mark_lines(source: str, file_id: int) -> str:
+    """Prefix each line that starts in template text with a marker (file_id, line).
+
+    Lines that hold only a block tag or a comment get none: with trim_blocks and
+    lstrip_blocks Jinja removes them entirely.
+    """
+    out: list[str] = []
+    closer: str | None = None  # the delimiter we are waiting for, inside a tag
+    for number, line in enumerate(source.splitlines(keepends=True), start=1):
+        if closer is None and not TAG_ONLY.fullmatch(line):
+            out.append(f"\ue000{file_id}:{number}\ue001")
+        out.append(line)
+        pos = 0
+        while True:
+            if closer is None:
+                m = OPENERS.search(line, pos)
+                if not m:
+                    break
+                closer, pos = CLOSERS[m.group()], m.end()
+            else:
+                end = line.find(closer, pos)
+                if end < 0:
+                    break
+                closer, pos = None, end + len(closer)
+    return "".join(out)
+
+
+def strip_marks(text: str, files: list[Path]) -> tuple[str, list[tuple[Path, int]]]:
+    """Remove markers; return the text and, per output line, its (file, line)."""
+    lines, where = [], []
+    current = (files[0] if files else Path("?"), 1)
+    for line in text.split("\n"):
+        marks = MARK.findall(line)
+        if marks:
+            fid, num_ = marks[0]
+            where.append((files[int(fid)], int(num_)))
+            fid, num_ = marks[-1]
+            current = (files[int(fid)], int(num_))
+        else:
+            where.append(current)
+        lines.append(MARK.sub("", line))
+    return "\n".join(lines), where
+
+
+class MarkedLoader(jinja2.BaseLoader):
+    """Loads templates by name from search folders, adding line markers."""
+
+    def __init__(self, folders: list[Path], files: list[Path]):
+        self.folders = folders
+        self.files = files  # shared registry: marker file id -> path
+
+    def get_source(self, environment, template):
+        for folder in self.folders:
+            path = folder / template
+            if path.is_file():
+                path = path.resolve()
+                if path not in self.files:
+                    self.files.append(path)
+                source = path.read_text(encoding="utf-8")
+                mtime = path.stat().st_mtime_ns
+                return (mark_lines(source, self.files.index(path)), str(path),
+                        lambda: path.stat().st_mtime_ns == mtime)
+        raise jinja2.TemplateNotFound(template)
+
+
+def make_env(folders: list[Path], files: list[Path]) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=MarkedLoader(folders, files), undefined=jinja2.StrictUndefined,
+        block_start_string="<%", block_end_string="%>",
+        variable_start_string="<<", variable_end_string=">>",
+        comment_start_string="<#", comment_end_string="#>",
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        autoescape=False, finalize=_finalize)
+    env.filters.update(num=num, tstr=tstr, content=content, escape=escape,
+                       typst=lambda s: Typst(s))
+    return env
+
+
+def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    """Render with errors reported as 'file:line: message' of the template source."""
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateSyntaxError as e:
+        raise BuildError(f"{e.filename}:{e.lineno}: template syntax error: "
+                         f"{e.message}") from None
+    except Exception as e:
+        registry = getattr(env.loader, "files", [])
+        names = {str(p) for p in registry}
+        frames = [f for f in traceback.extract_tb(e.__traceback__)
+                  if f.filename in names]
+        where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+        if isinstance(e, BuildError):
+            raise BuildError(f"{where}{e}") from None
+        if isinstance(e, jinja2.UndefinedError):
+            raise BuildError(f"{where}undefined in template: {e.message}") from None
+        raise BuildError(f"{where}{type(e).__name__}: {e}") from None
+
+
+# --- what a variant of the book holds -----------------------------------------------
+
+
+@dataclass
+class Variant:
+    """One PDF: every node (track None) or one track's nodes at its depth."""
+    name: str                   # "all" or the track name
+    track: str | None
+    only: str | None = None     # preview of a single node (--only)
+
+    @property
+    def label(self) -> str:
+        return "all tracks" if self.track is None else f"{self.track} track"
+
+
+@dataclass
+class Book:
+    """Everything the templates need that does not depend on the variant."""
+    roadmap: Roadmap
+    results: dict[str, Result]       # node id -> experiment result
+    templates: Path
+    build_dir: Path                  # Typst root for compilation
+    quoted: dict[str, str] = field(default_factory=dict)  # ref -> file (for manifest)
+
+    def number(self, node: Node) -> int:
+        return self.roadmap.nodes.index(node) + 1
+
+
+def _depths(book: Book, node: Node, variant: Variant) -> list[dict[str, Any]]:
+    tracks = book.roadmap.tracks
+    names = [variant.track] if variant.track else list(tracks)
+    return [{"name": t, "depth": tracks[t].depth.get(node.id)} for t in names]
+
+
+def estimates(book: Book, node: Node, variant: Variant) -> list[tuple[str, Any]]:
+    """(track, plan.node_estimate(spec, track)) for each track of this PDF with node."""
+    return [(e["name"], book.roadmap.estimates[(node.id, e["name"])])
+            for e in _depths(book, node, variant)
+            if (node.id, e["name"]) in book.roadmap.estimates]
+
+
+def number(value: float | int) -> Typst:
+    """A number as Typst markup: 1,234 / 12.35 / 3.00 × 10^15 (superscript)."""
+    if isinstance(value, float) and math.isfinite(value) and value != 0 and (
+            abs(value) >= 1e6 or abs(value) < 1e-2):
+        mantissa, exp = f"{value:.2e}".split("e")
+        return Typst(f"{escape(mantissa)} × 10#super[{escape(str(int(exp)))}]")
+    if isinstance(value, float):
+        return Typst(escape(num(value, 2 if abs(value) < 100 else 0)))
+    return Typst(escape(num(value)))
+
+
+def _fmt_estimate(value: Any) -> Typst:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Typst(f"[{number(value)}]")
+    return content(str(value))
+
+
+def duration(seconds: float) -> str:
+    """90 -> '1.5 min'; 0 -> '–'."""
+    if seconds <= 0:
+        return "–"
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.2g} s"
+
+
+def size(n: float) -> str:
+    """1.5e9 -> '1.4 GiB'; 0 -> '–'."""
+    if n <= 0:
+        return "–"
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def money(cost: Any) -> str:
+    """{'low': 1.2, 'high': 3.4} -> '$1.20–3.40'; zero -> 'none'."""
+    low, high = (cost["low"], cost["high"]) if isinstance(cost, dict) else (cost, cost)
+    if high <= 0:
+        return "none"
+    if high < 0.005:
+        return "< $0.01"
+    fmt = (lambda x: f"{x:,.2f}") if high < 100 else (lambda x: f"{x:,.0f}")
+    return f"${fmt(low)}" if low == high else f"${fmt(low)}–{fmt(high)}"
+
+
+# the estimate card's rows: key in plan.node_estimate's dict -> (label, format)
+ESTIMATE_ROWS: dict[str, tuple[str, Callable[[Any], Typst]]] = {
+    "hardware": ("Hardware", lambda v: content(str(v))),
+    "flops": ("Compute (FLOPs)", lambda v: Typst(f"[{number(float(v))}]") if v
+              else content("–")),
+    "seconds": ("Wall time", lambda v: content(duration(float(v)))),
+    "cost_usd": ("Cost (on demand)", lambda v: content(money(v))),
+    "memory_bytes": ("Memory per device", lambda v: content(size(float(v)))),
+}
+HIDDEN_ESTIMATE_KEYS = {"kind", "track", "note", "hardware_key", "count"}
+
+
+def estimate_card(book: Book, node: Node, variant: Variant) -> Typst:
+    """plan.node_estimate for each track of this PDF, as one table."""
+    per_track = estimates(book, node, variant)
+    if not per_track:
+        return Typst("")
+    keys: list[str] = [k for k in ESTIMATE_ROWS if any(k in e for _, e in per_track)]
+    for _, est in per_track:
+        keys += [k for k in est if k not in keys and k not in ESTIMATE_ROWS
+                 and k not in HIDDEN_ESTIMATE_KEYS]
+    rows = []
+    empty = {content("–"), content("none")}
+    for k in keys:
+        label, fmt = ESTIMATE_ROWS.get(k, (k.replace("_", " "), _fmt_estimate))
+        values = [fmt(est[k]) if k in est else content("–") for _, est in per_track]
+        if k != "hardware" and set(values) <= empty:
+            continue  # e.g. no compute at all for a reading step
+        rows.append("(" + ", ".join([content(label), *values]) + ",)")
+    texts = [str(est["note"]) for _, est in per_track if est.get("note")]
+    notes = texts[:1] if len(set(texts)) == 1 else [
+        f"{t}: {est['note']}" for t, est in per_track if est.get("note")]
+    tracks = ", ".join(f"(name: {tstr(t)}, label: {tstr(t)})" for t, _ in per_track)
+    note = ("[" + " #linebreak() ".join(prose(n)[1:-1] for n in notes) + "]" if notes
+            else "none")
+    return Typst(f"#estimate-card(tracks: ({tracks},), rows: ({', '.join(rows)},), "
+                 f"note: {note})")
+
+
+def estimate_line(book: Book, node: Node, variant: Variant) -> Typst:
+    """The estimate in one sentence per track: wall time, hardware, cost."""
+    parts = []
+    for t, est in estimates(book, node, variant):
+        seconds = float(est.get("seconds", 0) or 0)
+        time_ = duration(seconds) if seconds > 0 else "no compute"
+        cost = money(est["cost_usd"]) if "cost_usd" in est else "–"
+        parts.append(f"#text(fill: track-color({tstr(t)}))[{escape(t)}]: "
+                     f"{escape(time_)} on {escape(str(est.get('hardware', '?')))}"
+                     + (f", {escape(cost)}" if cost not in ("none", "–") else ""))
+    return Typst("; ".join(parts))
+
+
+def check_command(node: Node) -> str | None:
+    if node.check is None:
+        return None
+    return f"python -m llm_reference check {node.check} --impl your_module:your_attr"
+
+
+def _list(items: list[str], fn: Callable[[str], str]) -> str:
+    return "(" + "".join(fn(i) + ", " for i in items) + ")"
+
+
+def compliance_box(node: Node) -> Typst:
+    if not node.compliance and not node.automated_checks:
+        return Typst("")
+    return Typst(f"#compliance-box(notes: {_list(node.compliance, prose)}, "
+                 f"checks: {_list(node.automated_checks, prose)})")
+
+
+def tools_list(node: Node) -> Typst:
+    if not node.tools:
+        return Typst("")
+    tools = "".join(f"(name: {tstr(t.name)}, url: {tstr(t.url)}), " for t in node.tools)
+    return Typst(f"#tools-list(tools: ({tools}))")
+
+
+class Chapter:
+    """The helpers a chapter's source can call, bound to its node and variant."""
+
+    BOXES = ("checkpoint", "estimate", "compliance", "tools")
+
+    def __init__(self, book: Book, node: Node, variant: Variant, linkable: set[str]):
+        self.book, self.node, self.variant = book, node, variant
+        self.linkable = linkable
+        self.used: set[str] = set()
+        self.result = book.results.get(node.id)
+
+    # code and outputs
+    def code(self, ref: str) -> Typst:
+        s = snippets.quote(self.book.roadmap.src_root, ref)
+        self.book.quoted[ref] = s.path
+        return Typst(f"#code-listing(path: {tstr(s.path)}, symbol: {tstr(s.symbol)}, "
+                     f"first: {s.first}, last: {s.last}, code: {tstr(s.text)})")
+
+    def _result(self) -> Result:
+        if self.result is None:
+            raise BuildError(f"node {self.node.id!r} has no experiment in the roadmap, "
+                             "so its chapter cannot show experiment outputs")
+        return self.result
+
+    def printed(self, cell: int | str | None = None) -> Typst:
+        return Typst(f"#output-block({tstr(self._result().output(cell))})")
+
+    def output(self, cell: int | str | None = None) -> str:
+        return self._result().output(cell)
+
+    def data(self, name: str) -> Any:
+        path = self._result().file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise BuildError(f"{self.node.experiment}: {name} is not JSON: "
+                             f"{e}") from None
+
+    def asset(self, name: str) -> Typst:
+        """Copy an experiment's file into the Typst root; a path string for image()."""
+        result = self._result()
+        src = result.file(name)
+        rel = f"assets/{result.experiment.name}/{name}"
+        dst = self.book.build_dir / rel
+        if not dst.is_file() or dst.read_bytes() != src.read_bytes():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        return tstr(f"/{rel}")
+
+    def figure(self, name: str, caption: str, width: str = "100%") -> Typst:
+        return Typst(f"#figure(image({self.asset(name)}, width: {width}), "
+                     f"caption: [{caption}])")
+
+    def table(self, rows: list[dict[str, Any]], columns: list[str],
+              header: list[str] | None = None,
+              digits: dict[str, int | None] | None = None) -> Typst:
+        """A Typst table of `rows` (dicts); numbers get thousands separators and
+        `digits[col]` decimals (None: printed as is)."""
+        digits = digits or {}
+        head = ", ".join(content(h) for h in (header or columns))
+        cells = []
+        for row in rows:
+            for col in columns:
+                value, places = row[col], digits.get(col, 0)
+                number_ = isinstance(value, (int, float)) and places is not None
+                cells.append(content(num(value, places) if number_ else str(value)))
+        align = ", ".join("left" if i == 0 else "right" for i in range(len(columns)))
+        return Typst(f"#table(columns: {len(columns)}, align: ({align},), "
+                     f"table.header({head}), {', '.join(cells)})")
+
+    def ref(self, node_id: str) -> Typst:
+        by_id = self.book.roadmap.by_id
+        if node_id not in by_id:
+            raise BuildError(f"ref({node_id!r}): no such roadmap node")
+        title = escape(by_id[node_id].title)
+        if node_id in self.linkable:
+            return Typst(f"#link(<node-{node_id}>)[{title}]")
+        return Typst(f"_{title}_ (not in this track)")
+
+    def step(self, node_id: str) -> Typst:
+        """'step N', a link to that step's chapter when it is in this PDF."""
+        by_id = self.book.roadmap.by_id
+        if node_id not in by_id:
+            raise BuildError(f"step({node_id!r}): no such roadmap node")
+        label = f"step {self.book.number(by_id[node_id])}"
+        if node_id in self.linkable:
+            return Typst(f"#link(<node-{node_id}>)[{label}]")
+        return Typst(label)
+
+    # the boxes every chapter has
+    def checkpoint(self) -> Typst:
+        self.used.add("checkpoint")
+        check = check_command(self.node)
+        check_arg = tstr(check) if check else "none"
+        files = self.attachment_names()
+        if self.result is None or not self.result.cells:
+            if check is None:
+                return Typst("")
+            return Typst(f"#panel([Checkpoint], rgb(\"#bf8700\"), "
+                         f"[*Validate your own implementation*] + "
+                         f"block(raw({tstr(check)}, lang: \"bash\", block: true)))")
+        cells = self.result.checkpoint_cells()
+        run = "\n\n".join(c.source for c in cells)
+        out = "".join(c.text for c in cells)
+        return Typst(f"#checkpoint-box(run: {tstr(run)}, first: {cells[0].line}, "
+                     f"output: {tstr(out)}, check: {check_arg}, "
+                     f"files: {_list(files, tstr)})")
+
+    def estimate(self) -> Typst:
+        self.used.add("estimate")
+        return estimate_card(self.book, self.node, self.variant)
+
+    def compliance(self) -> Typst:
+        self.used.add("compliance")
+        return compliance_box(self.node)
+
+    def tools(self) -> Typst:
+        self.used.add("tools")
+        return tools_list(self.node)
+
+    def remaining_boxes(self) -> Typst:
+        """The boxes the chapter did not place itself, in the standard order."""
+        parts = [getattr(self, b)() for b in self.BOXES if b not in self.used]
+        return Typst("\n\n".join(p for p in parts if p))
+
+    def attachment_names(self) -> list[str]:
+        if self.result is None:
+            return []
+        name = self.result.experiment.name
+        return [f"{name}.py", f"{name}.ipynb"]
+
+    def context(self) -> dict[str, Any]:
+        ctx: dict[str, Any] = {name: getattr(self, name) for name in (
+            "code", "printed", "output", "data", "asset", "figure", "table", "ref",
+            "step",
+            "checkpoint", "estimate", "compliance", "tools")}
+        ctx.update(node=self.node, track=self.variant.track, variant=self.variant,
+                   result=self.result, num=num)
+        return ctx
+
+
+# --- the roadmap drawing -----------------------------------------------------------
+
+
+def first_track(book: Book, node: Node) -> str:
+    tracks = book.roadmap.tracks
+    return next((t for t in tracks if node.id in tracks[t].depth), "")
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def roadmap_drawing(book: Book, nodes: list[Node], linkable: set[str], *,
+                    track: str | None, highlight: str | None = None,
+                    markers: bool = True) -> Typst:
+    """Typst that draws `nodes` as a layered DAG; each linkable node links to its
+    chapter. `track`: colour and dashes of that track (a track's PDF); `highlight`:
+    a track whose path is drawn in colour, other nodes dimmed; neither: colour by
+    the first track that includes a node, with one depth marker per track."""
+    tracks = book.roadmap.tracks
+    ids = {n.id for n in nodes}
+    requires = {n.id: [d for d in n.requires if d in ids] for n in nodes}
+    geo = dag.layout([n.id for n in nodes], requires)
+    by_id = book.roadmap.by_id
+    lines = [f"box(width: {geo.width}pt, height: {geo.height}pt, {{"]
+    for (a, b), points in geo.edges.items():
+        lit = highlight is None or (a in tracks[highlight].depth
+                                    and b in tracks[highlight].depth)
+        pts = ", ".join(f"({x}pt, {y}pt)" for x, y in points)
+        lines.append(f"  roadmap-edge(({pts},), highlight: {_bool(lit)})")
+    for node_id, box in geo.boxes.items():
+        node = by_id[node_id]
+        view = track or highlight
+        if view:
+            dashed = tracks[view].depth.get(node_id) == "optional"
+        else:
+            dashed = all(t.depth.get(node_id) != "core" for t in tracks.values())
+        dim = highlight is not None and node_id not in tracks[highlight].depth
+        marks = ""
+        if markers and track is None:
+            depths = {t: tracks[t].depth.get(node_id) for t in tracks}
+            marks = "".join(f"(name: {tstr(t)}, depth: {tstr(d) if d else 'none'}), "
+                            for t, d in depths.items())
+        color = tstr(view or first_track(book, node))
+        shape = (f"roadmap-node(w: {box.w}pt, h: {box.h}pt, "
+                 f"number: {book.number(node)}, title: {tstr(node.title)}, "
+                 f"color: track-color({color}), dashed: {_bool(dashed)}, "
+                 f"dim: {_bool(dim)}, pending: {_bool(node.chapter is None)}, "
+                 f"markers: ({marks}))")
+        if node_id in linkable:
+            shape = f"link(<node-{node_id}>, {shape})"
+        lines.append(f"  place(dx: {box.x}pt, dy: {box.y}pt, {shape})")
+    lines.append("})")
+    return Typst("\n".join(lines))

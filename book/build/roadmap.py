@@ -1,0 +1,401 @@
+"""Load and validate book/roadmap.toml: the graph of steps the book walks through.
+
+Each `[[node]]` is one roadmap step. Which tracks include a step, and how deeply, is
+not written here: it comes from the plan module's `TRACKS` (llm_reference/plan.py),
+the project's single source for tracks. Every mistake is a `BuildError` naming the
+file and line, found with a small index of where each `[[node]]` and each key starts
+(tomllib gives values, not positions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from llm_reference.atomic import write_json
+
+from . import snippets
+from .errors import BuildError
+
+DEPTHS = ("core", "optional")
+NODE_KEYS = {
+    "id": str, "title": str, "summary": str, "chapter": str, "requires": list,
+    "code": list, "experiment": str, "check": str, "tools": list, "estimate": dict,
+    "compliance": list, "automated_checks": list,
+}
+BOOK_KEYS = {"title": str, "subtitle": str, "author": str, "keywords": list,
+             "plan": str, "references": str}
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    url: str
+
+
+@dataclass
+class Node:
+    id: str
+    title: str
+    line: int                     # line of this node's [[node]] header
+    keys: dict[str, int]          # key -> line where it is set
+    summary: str = ""
+    chapter: str | None = None    # relative to the book folder; None: in preparation
+    requires: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+    experiment: str | None = None
+    check: str | None = None
+    tools: list[Tool] = field(default_factory=list)
+    estimate: dict[str, Any] = field(default_factory=dict)
+    compliance: list[str] = field(default_factory=list)
+    automated_checks: list[str] = field(default_factory=list)
+
+    def line_of(self, key: str) -> int:
+        return self.keys.get(key, self.line)
+
+
+@dataclass(frozen=True)
+class Track:
+    name: str
+    who: str
+    hardware: str
+    budgets: tuple[str, ...]
+    depth: dict[str, str]  # node id -> "core" | "optional"; absent: not in this track
+
+
+@dataclass
+class Roadmap:
+    path: Path
+    book_dir: Path
+    src_root: Path
+    book: dict[str, Any]
+    nodes: list[Node]
+    tracks: dict[str, Track]
+    plan: ModuleType
+    estimates: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def by_id(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+    def nodes_in(self, track: str | None) -> list[Node]:
+        """Roadmap order; `None` means every node (the all-tracks book)."""
+        if track is None:
+            return list(self.nodes)
+        return [n for n in self.nodes if n.id in self.tracks[track].depth]
+
+    def where(self, node: Node, key: str | None = None) -> str:
+        line = node.line if key is None else node.line_of(key)
+        return f"{self.path}:{line}"
+
+
+def _line_index(text: str) -> list[tuple[int, dict[str, int]]]:
+    """For each [[node]] block: its header line and the line of each key in it."""
+    blocks: list[tuple[int, dict[str, int]]] = []
+    table = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if re.fullmatch(r"\[\[\s*node\s*\]\]\s*(#.*)?", stripped):
+            blocks.append((number, {}))
+            table = ""
+        elif m := re.fullmatch(r"\[\s*node\.([\w-]+)\s*\]\s*(#.*)?", stripped):
+            table = m.group(1)  # [node.estimate]: the sub-table's header is its line
+            if blocks:
+                blocks[-1][1].setdefault(table, number)
+        elif stripped.startswith("["):
+            table = "other"
+        elif blocks and not table and (m := re.match(r"([\w-]+)\s*=", stripped)):
+            blocks[-1][1].setdefault(m.group(1), number)
+    return blocks
+
+
+def load_plan(spec: str, book_dir: Path) -> ModuleType:
+    """The plan module: a dotted module name, or a .py path relative to the book."""
+    if spec.endswith(".py"):
+        path = book_dir / spec
+        if not path.is_file():
+            raise BuildError(f"{book_dir / 'roadmap.toml'}: [book] plan file {path} "
+                             "does not exist")
+        name = "_book_plan_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        mod_spec = importlib.util.spec_from_file_location(name, path)
+        assert mod_spec and mod_spec.loader
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as e:
+        raise BuildError(f"cannot import the plan module {spec!r} ({e}); the book "
+                         "reads its tracks, hardware and estimates from it") from None
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def read_tracks(plan: ModuleType) -> dict[str, Track]:
+    """plan.TRACKS as `Track`s; it may hold dataclasses or dicts."""
+    raw = getattr(plan, "TRACKS", None)
+    if not isinstance(raw, dict) or not raw:
+        raise BuildError(f"{plan.__file__}: TRACKS must be a non-empty dict of tracks")
+    tracks = {}
+    for name, t in raw.items():
+        depth = _get(t, "nodes")
+        if depth is None:
+            depth = _get(t, "depth")
+        if not isinstance(depth, dict):
+            raise BuildError(f"{plan.__file__}: TRACKS[{name!r}] has no node depth "
+                             "mapping {node_id: 'core'|'optional'}")
+        hardware = _get(t, "default_hardware") or _get(t, "hardware", "")
+        tracks[name] = Track(
+            name=name, who=str(_get(t, "who", "")),
+            hardware=str(_get(hardware, "name", hardware) or ""),
+            budgets=tuple(str(b) for b in (_get(t, "budgets") or ())),
+            depth=dict(depth))
+    return tracks
+
+
+def _plan_line(plan: ModuleType, needle: str) -> str:
+    """'path:line' of the first mention of `needle` in the plan's source."""
+    path = Path(plan.__file__ or "plan.py")
+    try:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if f'"{needle}"' in line or f"'{needle}'" in line:
+                return f"{path}:{number}"
+    except OSError:
+        pass
+    return str(path)
+
+
+def _check_type(path: Path, line: int, node_id: str, key: str, value: Any,
+                expected: type) -> None:
+    if not isinstance(value, expected):
+        raise BuildError(f"{path}:{line}: node {node_id!r}: {key} must be a "
+                         f"{expected.__name__}, got {type(value).__name__}")
+    if expected is list and key != "tools":
+        for item in value:
+            if not isinstance(item, str):
+                raise BuildError(f"{path}:{line}: node {node_id!r}: every item of "
+                                 f"{key} must be a string, got {item!r}")
+
+
+def _node(path: Path, index: int, data: Any, line: int, keys: dict[str, int]) -> Node:
+    if not isinstance(data, dict):
+        raise BuildError(f"{path}:{line}: [[node]] number {index + 1} is not a table")
+    node_id = data.get("id")
+    if not isinstance(node_id, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", node_id):
+        raise BuildError(f"{path}:{keys.get('id', line)}: [[node]] number {index + 1} "
+                         "needs an id of lowercase letters, digits and '-'")
+    for key, value in data.items():
+        where = keys.get(key, line)
+        if key == "tracks":
+            raise BuildError(f"{path}:{where}: node {node_id!r}: unknown key 'tracks'; "
+                             "which tracks include a node is set in plan.TRACKS")
+        if key not in NODE_KEYS:
+            raise BuildError(f"{path}:{where}: node {node_id!r}: unknown key {key!r} "
+                             f"(known: {', '.join(NODE_KEYS)})")
+        _check_type(path, where, node_id, key, value, NODE_KEYS[key])
+    if "title" not in data:
+        raise BuildError(f"{path}:{line}: node {node_id!r} needs a title")
+    tools = []
+    for tool in data.get("tools", []):
+        if (not isinstance(tool, dict) or set(tool) != {"name", "url"}
+                or not str(tool["url"]).startswith(("https://", "http://"))):
+            raise BuildError(f"{path}:{keys.get('tools', line)}: node {node_id!r}: "
+                             "each tool is { name = \"…\", url = \"https://…\" }, "
+                             f"got {tool!r}")
+        tools.append(Tool(str(tool["name"]), str(tool["url"])))
+    fields = {k: v for k, v in data.items() if k not in ("id", "tools")}
+    return Node(id=node_id, line=line, keys=keys, tools=tools, **fields)
+
+
+def _find_cycle(nodes: list[Node]) -> list[str] | None:
+    """A cycle of requires as a list of ids (first == last), or None."""
+    by_id = {n.id: n for n in nodes}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(node_id: str) -> list[str] | None:
+        state[node_id] = 1
+        stack.append(node_id)
+        for dep in by_id[node_id].requires:
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node_id] = 2
+        return None
+
+    for n in nodes:
+        if n.id not in state and (cycle := visit(n.id)):
+            return cycle
+    return None
+
+
+def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
+         estimate_cache: Path | None = None) -> Roadmap:
+    """Parse and validate `book_dir/roadmap.toml`; BuildError on the first problem.
+
+    `estimate_cache`: a JSON file that keeps plan.node_estimate results, keyed by the
+    plan's sources (planning a budget takes a while; its results only change when the
+    plan's code or calibration data change)."""
+    path = book_dir / "roadmap.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise BuildError(f"{path}: cannot read the roadmap ({e.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise BuildError(f"{path}:{m.group(1) if m else 1}: invalid TOML: "
+                         f"{e}") from None
+
+    unknown = set(data) - {"book", "node"}
+    if unknown:
+        raise BuildError(f"{path}: unknown top-level key(s) {sorted(unknown)}; "
+                         "use [book] and [[node]]")
+    book = data.get("book", {})
+    for key, value in book.items():
+        if key not in BOOK_KEYS or not isinstance(value, BOOK_KEYS[key]):
+            raise BuildError(f"{path}: [book] {key} = {value!r} is unknown or of the "
+                             f"wrong type (known: {', '.join(BOOK_KEYS)})")
+    raw_nodes = data.get("node", [])
+    index = _line_index(text)
+    if not raw_nodes or len(index) != len(raw_nodes):
+        raise BuildError(f"{path}: expected one [[node]] table per roadmap step")
+    nodes = [_node(path, i, raw, *index[i]) for i, raw in enumerate(raw_nodes)]
+
+    seen: dict[str, Node] = {}
+    for n in nodes:
+        if n.id in seen:
+            raise BuildError(f"{path}:{n.line}: duplicate node id {n.id!r} (first at "
+                             f"line {seen[n.id].line})")
+        seen[n.id] = n
+    for n in nodes:
+        for dep in n.requires:
+            if dep not in seen:
+                raise BuildError(f"{path}:{n.line_of('requires')}: node {n.id!r} "
+                                 f"requires unknown id {dep!r}")
+        if n.check is not None and n.check not in seen:
+            raise BuildError(f"{path}:{n.line_of('check')}: node {n.id!r}: check "
+                             f"names unknown node {n.check!r}")
+    if cycle := _find_cycle(nodes):
+        first = seen[cycle[0]]
+        raise BuildError(f"{path}:{first.line_of('requires')}: requires form a cycle: "
+                         + " -> ".join(cycle))
+
+    experiments: dict[str, str] = {}
+    for n in nodes:
+        for key in ("chapter", "experiment"):
+            rel = getattr(n, key)
+            if rel is not None and not (book_dir / rel).is_file():
+                raise BuildError(f"{path}:{n.line_of(key)}: node {n.id!r}: {key} file "
+                                 f"{book_dir / rel} does not exist")
+        if n.experiment is not None:
+            stem = Path(n.experiment).stem
+            if stem in experiments:
+                raise BuildError(f"{path}:{n.line_of('experiment')}: node {n.id!r}: "
+                                 f"experiment name {stem!r} is also used by node "
+                                 f"{experiments[stem]!r}")
+            experiments[stem] = n.id
+        for ref in n.code:
+            try:
+                snippets.quote(src_root, ref)
+            except BuildError as e:
+                raise BuildError(f"{path}:{n.line_of('code')}: node {n.id!r}: "
+                                 f"{e}") from None
+
+    if plan is None:
+        plan = load_plan(book.get("plan", "llm_reference.plan"), book_dir)
+    tracks = read_tracks(plan)
+    for t in tracks.values():
+        for node_id, depth in t.depth.items():
+            if node_id not in seen:
+                raise BuildError(f"{_plan_line(plan, node_id)}: TRACKS[{t.name!r}] "
+                                 f"names node {node_id!r}, which is not in {path}")
+            if depth not in DEPTHS:
+                raise BuildError(f"{_plan_line(plan, node_id)}: TRACKS[{t.name!r}] "
+                                 f"gives {node_id!r} depth {depth!r}; use core or "
+                                 "optional")
+        for node_id in t.depth:
+            for dep in seen[node_id].requires:
+                if dep not in t.depth:
+                    raise BuildError(f"{_plan_line(plan, node_id)}: track {t.name!r} "
+                                     f"includes {node_id!r} but not {dep!r}, which it "
+                                     "requires")
+    for n in nodes:
+        if not any(n.id in t.depth for t in tracks.values()):
+            raise BuildError(f"{path}:{n.line}: node {n.id!r} is in no track of "
+                             f"{getattr(plan, '__file__', 'the plan')} TRACKS")
+    return Roadmap(path=path, book_dir=book_dir, src_root=src_root, book=book,
+                   nodes=nodes, tracks=tracks, plan=plan,
+                   estimates=_estimates(path, nodes, tracks, plan, estimate_cache))
+
+
+def plan_fingerprint(plan: ModuleType) -> str:
+    """sha256 over the plan module, the local modules it imports and the data files
+    (JSON, TOML) next to it: what plan.node_estimate's results depend on."""
+    from .execute import local_modules, sha256
+
+    path = Path(plan.__file__ or "")
+    root = path.parents[plan.__name__.count(".")]  # the folder its imports start from
+    files = {path, *local_modules(path.read_text(encoding="utf-8"), root)}
+    files |= {p for p in path.parent.iterdir() if p.suffix in (".json", ".toml")}
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        digest.update(f"{f.name}\0{sha256(f.read_bytes())}\0".encode())
+    return digest.hexdigest()
+
+
+def _estimates(path: Path, nodes: list[Node], tracks: dict[str, Track],
+               plan: ModuleType, cache_file: Path | None
+               ) -> dict[tuple[str, str], dict[str, Any]]:
+    """plan.node_estimate(spec, track) for every node with a spec, in every track
+    that includes it: computed up front, so a bad spec fails before anything runs."""
+    fingerprint = plan_fingerprint(plan) if cache_file else ""
+    cached: dict[str, Any] = {}
+    if cache_file is not None and cache_file.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            cached = json.loads(cache_file.read_text(encoding="utf-8"))
+        if cached.get("plan") != fingerprint:
+            cached = {}
+    results: dict[str, Any] = cached.get("estimates", {})
+    out, used = {}, {}
+    for n in nodes:
+        if not n.estimate:
+            continue
+        for t in tracks.values():
+            if n.id not in t.depth:
+                continue
+            key = json.dumps([n.estimate, t.name], sort_keys=True)
+            if key not in results:
+                try:
+                    results[key] = plan.node_estimate(dict(n.estimate), t.name)
+                except Exception as e:  # the plan rejects the spec: the roadmap's fault
+                    raise BuildError(f"{path}:{n.line_of('estimate')}: node {n.id!r}: "
+                                     f"plan.node_estimate({n.estimate}, {t.name!r}) "
+                                     f"failed: {type(e).__name__}: {e}") from None
+            out[(n.id, t.name)] = used[key] = results[key]
+    if cache_file is not None and used != cached.get("estimates"):
+        write_json(cache_file, {"plan": fingerprint, "estimates": used})
+    return out
+
+
+def check_track(roadmap: Roadmap, track: str | None) -> None:
+    """An unknown --track is a user error naming the known ones."""
+    if track is not None and track not in roadmap.tracks:
+        raise BuildError(f"unknown track {track!r}; known tracks (from plan.TRACKS): "
+                         + ", ".join(roadmap.tracks))

@@ -1,0 +1,243 @@
+"""Roadmap validation (each error with file and line) and the DAG layout."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from book.build import roadmap as rm
+from book.build.errors import BuildError
+from book.build.layout import count_crossings, layout
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "book"
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    """A writable copy of the fixture book."""
+    dst = tmp_path / "book"
+    shutil.copytree(FIXTURE, dst)
+    return dst
+
+
+def edit(book: Path, old: str, new: str) -> None:
+    path = book / "roadmap.toml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def line_of(book: Path, needle: str, start: int = 1) -> int:
+    lines = (book / "roadmap.toml").read_text().splitlines()
+    for number in range(start, len(lines) + 1):
+        if needle in lines[number - 1]:
+            return number
+    raise AssertionError(needle)
+
+
+def error(book: Path) -> str:
+    with pytest.raises(BuildError) as e:
+        rm.load(book, REPO)
+    message = str(e.value)
+    assert "\n" not in message, "roadmap errors are one line"
+    return message
+
+
+def test_fixture_roadmap_loads():
+    road = rm.load(FIXTURE, REPO)
+    assert [n.id for n in road.nodes] == ["intro", "write", "extra", "later"]
+    assert road.by_id["write"].requires == ["intro"]
+    assert road.by_id["later"].chapter is None
+    assert road.tracks["basic"].depth == {"intro": "core", "write": "core",
+                                          "extra": "optional"}
+    assert [n.id for n in road.nodes_in("basic")] == ["intro", "write", "extra"]
+    assert road.by_id["intro"].line == line_of(FIXTURE, "[[node]]")
+
+
+def test_unknown_requires_names_file_and_line(book):
+    edit(book, 'requires = ["intro"]\ncode', 'requires = ["intro", "nope"]\ncode')
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'nope')}:" in msg
+    assert "'write'" in msg and "'nope'" in msg
+
+
+def test_cycle_is_reported_with_its_path(book):
+    edit(book, 'id = "intro"\n', 'id = "intro"\nrequires = ["later"]\n')
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'requires = [' + chr(34) + 'later')}:" in msg
+    assert "cycle" in msg and "intro" in msg and "later" in msg
+
+
+def test_missing_chapter_file(book):
+    (book / "chapters" / "03-extra.typ").unlink()
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'chapters/03-extra.typ')}:" in msg
+    assert "03-extra.typ does not exist" in msg
+
+
+def test_missing_experiment_file(book):
+    (book / "experiments" / "hello.py").unlink()
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'experiments/hello.py')}:" in msg
+
+
+def test_unknown_symbol(book):
+    edit(book, "llm_reference/errors.py:UserError",
+         "llm_reference/errors.py:NoSuchThing")
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'NoSuchThing')}:" in msg
+    assert "NoSuchThing" in msg
+
+
+def test_unknown_module_file(book):
+    edit(book, "llm_reference/errors.py:UserError", "llm_reference/nothere.py:X")
+    assert "no file llm_reference/nothere.py" in error(book)
+
+
+def test_long_quoted_line_in_roadmap_code(book, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "llm_reference", src / "llm_reference")
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "m.py").write_text("def f():\n    return '" + "x" * 90 + "'\n")
+    edit(book, 'code = ["llm_reference/atomic.py:write_bytes"]',
+         'code = ["pkg/m.py:f"]')
+    with pytest.raises(BuildError, match=r"pkg/m.py:2: quoted line of f is 103"):
+        rm.load(book, src)
+
+
+def test_node_in_plan_but_not_in_roadmap(book):
+    plan = book / "plan.py"
+    plan.write_text(plan.read_text().replace('"later": "optional"',
+                                             '"later": "optional", "ghost": "core"'))
+    msg = error(book)
+    assert re.search(r"plan\.py:\d+: TRACKS\['full'\] names node 'ghost'", msg)
+
+
+def test_node_in_no_track(book):
+    plan = book / "plan.py"
+    later = ',\n                       "later": "optional"'
+    plan.write_text(plan.read_text().replace(later, ""))
+    msg = error(book)
+    header = line_of(book, "[[node]]", line_of(book, 'id = "later"') - 2)
+    assert f"roadmap.toml:{header}:" in msg
+    assert "'later' is in no track" in msg
+
+
+def test_bad_depth_and_track_closure(book):
+    plan = book / "plan.py"
+    original = plan.read_text()
+    plan.write_text(original.replace('"extra": "optional"}', '"extra": "maybe"}'))
+    assert "depth 'maybe'" in error(book)
+    plan.write_text(original.replace('"write": "core", "extra": "optional"}',
+                                     '"extra": "optional", "later": "core"}'))
+    assert "includes 'later' but not 'write'" in error(book)
+
+
+def test_tracks_key_in_roadmap_is_rejected(book):
+    edit(book, 'id = "extra"\n', 'id = "extra"\ntracks = { basic = "core" }\n')
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'tracks = ')}:" in msg
+    assert "plan.TRACKS" in msg
+
+
+def test_unknown_track_option():
+    road = rm.load(FIXTURE, REPO)
+    rm.check_track(road, "basic")
+    with pytest.raises(BuildError, match="unknown track 'expert'.*basic, full"):
+        rm.check_track(road, "expert")
+
+
+def test_invalid_toml_and_duplicates(book):
+    edit(book, 'title = "Saying hello"', 'title = "Saying hello')
+    assert re.search(r"roadmap\.toml:\d+: invalid TOML", error(book))
+    shutil.copy(FIXTURE / "roadmap.toml", book / "roadmap.toml")
+    edit(book, 'id = "extra"', 'id = "write"')
+    header = line_of(book, "[[node]]", line_of(book, "chapters/03") - 3)
+    assert f"roadmap.toml:{header}: duplicate node id 'write'" in error(book)
+
+
+@pytest.mark.slow
+def test_real_roadmap_matches_the_plan():
+    """book/roadmap.toml: the design's 20 steps, in order, agreeing with plan.TRACKS."""
+    road = rm.load(REPO / "book", REPO)
+    assert [n.id for n in road.nodes] == [
+        "mental-model", "data", "tokenizer", "dataset", "embeddings", "attention",
+        "model", "objective", "pretraining", "stability", "efficiency", "scaling",
+        "distributed", "evaluation", "generation", "finetuning", "preference",
+        "quantization", "serving", "release"]
+    assert set(road.tracks) == {"beginner", "practitioner", "researcher"}
+    for node in road.nodes:
+        for track in road.tracks:
+            road.plan.node_estimate(dict(node.estimate), track)  # every spec is valid
+
+
+# --- layout ------------------------------------------------------------------------
+
+
+def test_layout_layers_and_no_overlap():
+    req = {"b": ["a"], "c": ["a"], "d": ["b", "c"], "e": ["a"], "f": ["e", "d"]}
+    order = ["a", "b", "c", "d", "e", "f"]
+    geo = layout(order, req)
+    layer_of = {n: i for i, ly in enumerate(geo.layers) for n in ly}
+    assert layer_of == {"a": 0, "b": 1, "c": 1, "e": 1, "d": 2, "f": 3}
+    boxes = list(geo.boxes.values())
+    for i, p in enumerate(boxes):
+        assert 0 <= p.x and p.x + p.w <= geo.width + 1e-9
+        for q in boxes[i + 1:]:
+            apart = (p.x + p.w <= q.x or q.x + q.w <= p.x
+                     or p.y + p.h <= q.y or q.y + q.h <= p.y)
+            assert apart, (p, q)
+    # every requirement is an edge that goes down, from bottom of one to top of other
+    for n, deps in req.items():
+        for d in deps:
+            points = geo.edges[(d, n)]
+            assert points[0] == geo.boxes[d].bottom and points[-1] == geo.boxes[n].top
+            assert all(a[1] < b[1] for a, b in zip(points, points[1:]))
+    # f -> a skips layers: a dummy point per skipped layer
+    assert len(geo.edges[("e", "f")]) == 3
+
+
+def test_barycenter_removes_avoidable_crossings():
+    # two chains given in crossed order: a1->b2, a2->b1 as listed
+    order = ["a1", "a2", "b2", "b1"]
+    req = {"b1": ["a1"], "b2": ["a2"]}
+    naive = count_crossings([["a1", "a2"], ["b2", "b1"]],
+                            {"a1": ["b1"], "a2": ["b2"]})
+    assert naive == 1
+    geo = layout(order, req)
+    assert geo.crossings == 0
+    assert geo.layers[1] == ["b1", "b2"]
+
+
+def test_estimates_are_cached_by_the_plan_sources(book, tmp_path, monkeypatch):
+    """plan.node_estimate runs once per (spec, track); the cache is dropped when the
+    plan's source changes."""
+    cache = tmp_path / "estimates.json"
+    first = rm.load(book, REPO, estimate_cache=cache)
+    assert first.estimates[("intro", "basic")]["hardware"] == "laptop-cpu"
+    assert ("later", "basic") not in first.estimates  # not in that track
+    calls = []
+    plan = rm.load_plan("plan.py", book)
+    real = plan.node_estimate
+    plan.node_estimate = lambda spec, track: calls.append(track) or real(spec, track)
+    again = rm.load(book, REPO, plan=plan, estimate_cache=cache)
+    assert calls == [] and again.estimates == first.estimates
+    (book / "plan.py").write_text((book / "plan.py").read_text() + "\n# changed\n")
+    plan = rm.load_plan("plan.py", book)
+    real = plan.node_estimate
+    plan.node_estimate = lambda spec, track: calls.append(track) or real(spec, track)
+    rm.load(book, REPO, plan=plan, estimate_cache=cache)
+    assert len(calls) == len(first.estimates)
+
+
+def test_bad_estimate_spec_names_the_roadmap_line(book):
+    edit(book, 'estimate = { kind = "flops", flops = 5.0e9 }',
+         'estimate = { kind = "flop", flops = 5.0e9 }')
+    msg = error(book)
+    line = line_of(book, 'kind = "flop"')
+    assert f"roadmap.toml:{line}:" in msg
+    assert "unknown estimate kind 'flop'" in msg
