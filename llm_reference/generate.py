@@ -1,0 +1,297 @@
+"""Text generation: decoding strategies, stop conditions and the KV cache.
+
+A language model gives a distribution over the next token; generating text is a loop
+that picks one token, appends it and asks again. How we pick is the decoding
+strategy:
+
+- greedy (temperature 0): always the most likely token; deterministic, repetitive;
+- temperature T: sample from softmax(logits / T); T < 1 sharpens, T > 1 flattens;
+- top-k: sample only among the k most likely tokens;
+- top-p (nucleus): sample among the fewest tokens whose probabilities sum to p.
+
+Without a cache every step runs the model over the whole sequence again: O(T) work
+per token for the layers, O(T^2) for attention. With a `KVCache` each step feeds
+only the new token and reuses the keys and values of all earlier ones.
+
+When the sequence outgrows the context, the model sees its last `context_length`
+tokens. Without a cache that is a crop. A full cache cannot shift its positions
+(learned or rotary), so it is emptied and refilled by re-reading the last window;
+the output is the same as without a cache, but from then on every step costs a full
+window again, like the uncached path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+from .model import GPT, KVCache
+
+# ------------------------------------------------------------------- sampling
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits (V,) or (B, V); set the rest to -inf."""
+    k = min(k, logits.size(-1))
+    kth_largest = torch.topk(logits, k).values[..., -1:]  # (..., 1)
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the fewest most-likely tokens whose probabilities sum to at least p.
+
+    Sort the probabilities in decreasing order; a token survives while the mass of
+    the tokens before it is still below p (so the most likely one always does).
+    """
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # (..., V)
+    probs = F.softmax(sorted_logits, dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # (..., V)
+    sorted_logits = sorted_logits.masked_fill(mass_before >= p, float("-inf"))
+    return logits.scatter(-1, order, sorted_logits)  # back to vocabulary order
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0,
+                top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> int:
+    """Pick the next token id from logits (V,)."""
+    if temperature == 0:
+        return int(logits.argmax())  # greedy
+    logits = logits.float() / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None and top_p < 1.0:
+        logits = top_p_filter(logits, top_p)
+    probs = F.softmax(logits, dim=-1)  # (V,)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@torch.inference_mode()
+def next_token_logits(model: GPT, ids: list[int], n_new: int,
+                      cache: KVCache | None) -> torch.Tensor:
+    """Logits (V,) for the token after `ids`, whose last n_new the model has not seen.
+
+    Without a cache we run the last context window; with one, only the new tokens,
+    unless they would overflow it: then it is emptied and refilled with the window.
+    """
+    context = model.config.context_length
+    if cache is None:
+        new = ids[-context:]
+    elif cache.pos + n_new <= context:
+        new = ids[-n_new:]
+    else:
+        cache.reset()
+        new = ids[-context:]
+    idx = torch.tensor([new], device=model.tok_emb.weight.device)  # (1, T)
+    logits, _ = model(idx, kv_cache=cache)  # (1, T, V)
+    return logits[0, -1]
+
+
+def generate(model: GPT, prompt_ids: Sequence[int], max_new_tokens: int,
+             temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, stop_ids: Iterable[int] = (),
+             stop: Sequence[str] = (), tokenizer: Any = None, seed: int | None = None,
+             use_cache: bool = True) -> Iterator[int]:
+    """Yield new token ids one by one (streaming), up to max_new_tokens.
+
+    Generation ends early at a token in `stop_ids` (not yielded) or when the decoded
+    new text contains one of the `stop` strings (needs `tokenizer`). Tokens that
+    could be the start of a stop string are held back until that is settled; at a
+    stop string, the tokens wholly before it are yielded (token granularity; see
+    `generate_text` for an exact cut). `seed` makes sampling reproducible; greedy
+    decoding (temperature 0) needs none. Options are checked at the call, before
+    the first token.
+    """
+    _check_options(model, prompt_ids, max_new_tokens, temperature, top_k, top_p)
+    if stop and tokenizer is None:
+        raise ValueError("stop strings need a tokenizer to decode the text")
+    return _generate(model, list(prompt_ids), max_new_tokens, temperature, top_k,
+                     top_p, set(stop_ids), stop, tokenizer, seed, use_cache)
+
+
+def _generate(model: GPT, ids: list[int], max_new_tokens: int, temperature: float,
+              top_k: int | None, top_p: float | None, stop_ids: set[int],
+              stop: Sequence[str], tokenizer: Any, seed: int | None,
+              use_cache: bool) -> Iterator[int]:
+    device = model.tok_emb.weight.device
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    cache = None
+    if use_cache:
+        cache = KVCache(model.config, device=device, dtype=model.tok_emb.weight.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        n_new = len(ids)  # tokens the model has not seen yet: the whole prompt
+        new_ids: list[int] = []  # generated so far
+        sent = 0  # how many of new_ids were yielded
+        for _ in range(max_new_tokens):
+            logits = next_token_logits(model, ids, n_new, cache)
+            token = sample_next(logits, temperature, top_k, top_p, generator)
+            if token in stop_ids:
+                break
+            ids.append(token)
+            new_ids.append(token)
+            n_new = 1
+            cut, ready = None, len(new_ids)
+            if stop:
+                cut, safe = find_stop(tokenizer.decode(new_ids), stop)
+                ready = _tokens_within(tokenizer, new_ids, safe, start=sent)
+            yield from new_ids[sent:ready]
+            sent = ready
+            if cut is not None:
+                return
+        yield from new_ids[sent:]  # ended without a stop string: release the rest
+    finally:
+        model.train(was_training)
+
+
+def find_stop(text: str, stop: Sequence[str]) -> tuple[int | None, int]:
+    """(index where the first stop string starts or None, length safe to emit).
+
+    Without a match, the safe part excludes what the next tokens may still change:
+    a trailing U+FFFD, the decoding of an unfinished UTF-8 character (byte-level BPE
+    can split one across tokens), and before it the longest tail that is the
+    beginning of a stop string.
+    """
+    found = [i for s in stop if (i := text.find(s)) >= 0]
+    if found:
+        return min(found), min(found)
+    complete = text.rstrip("\ufffd")
+    held = max((n for s in stop for n in range(1, len(s))
+                if complete.endswith(s[:n])), default=0)
+    return None, len(complete) - held
+
+
+def _tokens_within(tokenizer: Any, ids: list[int], n_chars: int, start: int) -> int:
+    """The most of ids (at least `start`) whose decoded text fits in n_chars."""
+    n = start
+    while n < len(ids) and len(tokenizer.decode(ids[:n + 1])) <= n_chars:
+        n += 1
+    return n
+
+
+def generate_text(model: GPT, tokenizer: Any, prompt_ids: Sequence[int],
+                  max_new_tokens: int, stop: Sequence[str] = (),
+                  **options: Any) -> Iterator[str]:
+    """Yield the new text in pieces as it is generated, cut exactly before a stop.
+
+    Pieces never end inside a UTF-8 character or inside what may become a stop
+    string (see `find_stop`). `options` are those of `generate`.
+    """
+    tokens = generate(model, prompt_ids, max_new_tokens, **options)
+    return _text_pieces(tokens, tokenizer, stop)
+
+
+def _text_pieces(tokens: Iterator[int], tokenizer: Any,
+                 stop: Sequence[str]) -> Iterator[str]:
+    new_ids: list[int] = []
+    sent = 0  # characters yielded
+    for token in tokens:
+        new_ids.append(token)
+        text = tokenizer.decode(new_ids)
+        cut, safe = find_stop(text, stop)
+        if cut is not None:
+            if cut > sent:
+                yield text[sent:cut]
+            return
+        if safe > sent:
+            yield text[sent:safe]
+            sent = safe
+    text = tokenizer.decode(new_ids)
+    if len(text) > sent:
+        yield text[sent:]
+
+
+def _check_options(model: GPT, prompt_ids: Sequence[int], max_new_tokens: int,
+                   temperature: float, top_k: int | None, top_p: float | None) -> None:
+    vocab = model.config.vocab_size
+    if not prompt_ids:
+        raise UserError("prompt is empty: give at least one token")
+    if any(not 0 <= i < vocab for i in prompt_ids):
+        raise UserError(f"prompt has token ids outside the vocabulary [0, {vocab})")
+    if max_new_tokens < 0:
+        raise UserError(f"max_new_tokens = {max_new_tokens}: must be >= 0")
+    if temperature < 0:
+        raise UserError(f"temperature = {temperature}: must be >= 0 (0 = greedy)")
+    if top_k is not None and top_k < 1:
+        raise UserError(f"top_k = {top_k}: must be >= 1")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UserError(f"top_p = {top_p}: must be in (0, 1]")
+
+
+# ------------------------------------------------------------------- command
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True,
+                        help="run folder written by `train` (config.toml, "
+                             "checkpoints/, tokenizer.json)")
+    parser.add_argument("--step", type=int, default=None,
+                        help="checkpoint step to load (default: the latest)")
+    parser.add_argument("--prompt", default="",
+                        help="text to continue (default: start a new document)")
+    parser.add_argument("--max-new-tokens", type=int, default=80,
+                        help="most tokens to generate (default: 80)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="sampling temperature; 0 = greedy (default: 1.0)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample only among the k most likely tokens")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample among the fewest tokens with probability mass p "
+                             "(nucleus sampling)")
+    parser.add_argument("--seed", type=int, default=1337,
+                        help="random seed: the same seed gives the same text "
+                             "(default: 1337)")
+    parser.add_argument("--stop", action="append", default=[],
+                        help="stop before this string; repeat for several (generation "
+                             "also stops at <|endoftext|>)")
+    parser.add_argument("--stream", action="store_true",
+                        help="print text as it is generated")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompute the whole sequence every step (slow; for "
+                             "comparison with the KV cache)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device to run on: cpu, cuda, cuda:1, mps "
+                             "(default: cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model  # the trainer's module: only needed here
+
+    model, tokenizer, _ = load_model(args.run, step=args.step, device=args.device)
+    eot = tokenizer.special_tokens.get("<|endoftext|>")
+    prompt_ids = tokenizer.encode(args.prompt)
+    if not prompt_ids:
+        if eot is None:
+            raise UserError("--prompt is empty and the tokenizer has no "
+                            "<|endoftext|> to start from; give a prompt")
+        prompt_ids = [eot]
+    pieces = generate_text(
+        model, tokenizer, prompt_ids, args.max_new_tokens, stop=args.stop,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        stop_ids=() if eot is None else (eot,), seed=args.seed,
+        use_cache=not args.no_cache)
+    start = time.perf_counter()
+    if args.stream:
+        sys.stdout.write(args.prompt)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    else:
+        sys.stdout.write(args.prompt + "".join(pieces))
+    sys.stdout.write("\n")
+    seconds = time.perf_counter() - start
+    print(f"[{seconds:.2f} s, {'no cache' if args.no_cache else 'KV cache'}]",
+          file=sys.stderr)
+    return 0

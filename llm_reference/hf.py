@@ -1,0 +1,215 @@
+"""Convert weights between our GPT and HF `transformers` (GPT-2 and Llama layouts).
+
+Our model and the two HF families compute the same function; only the names and a
+few layouts differ:
+
+- GPT-2 (`GPT2LMHeadModel`): learned positions, LayerNorm, GELU with the tanh
+  approximation ("gelu_new"), MHA, biases, tied head. Its linear layers are `Conv1D`
+  modules that store weights as (in, out), the transpose of `nn.Linear`'s (out, in).
+  q, k and v are fused in `c_attn` in the same order as our `qkv`.
+- Llama (`LlamaForCausalLM`): RoPE, RMSNorm, SwiGLU, GQA, no biases, head tied or
+  not. q, k and v are three separate projections; we split or fuse our `qkv`. Our
+  RoPE uses HF's "rotate half" layout, so no permutation of q or k is needed.
+
+`transformers` is only needed here (it is a dev dependency), so it is imported
+inside the functions that build HF objects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .errors import UserError
+from .model import GPT, ModelConfig
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+StateDict = dict[str, torch.Tensor]
+
+
+def family(config: ModelConfig) -> str:
+    """"gpt2" or "llama": the HF family that can hold a model of this config."""
+    if (config.position, config.norm, config.mlp) == ("learned", "layernorm", "gelu"):
+        if config.kv_heads != config.n_head or not config.bias:
+            raise UserError("model: HF GPT-2 needs n_kv_head = n_head and bias = true; "
+                            f"got n_kv_head = {config.kv_heads}, bias = {config.bias}")
+        return "gpt2"
+    if (config.position, config.norm, config.mlp) == ("rope", "rmsnorm", "swiglu"):
+        return "llama"
+    raise UserError(
+        f"model: position={config.position!r}, norm={config.norm!r}, "
+        f"mlp={config.mlp!r} matches no HF family; use learned/layernorm/gelu "
+        "(GPT-2) or rope/rmsnorm/swiglu (Llama)")
+
+
+def hf_config(config: ModelConfig) -> PretrainedConfig:
+    """The HF `GPT2Config` or `LlamaConfig` describing the same network."""
+    from transformers import GPT2Config, LlamaConfig
+
+    if family(config) == "gpt2":
+        return GPT2Config(
+            vocab_size=config.vocab_size, n_positions=config.context_length,
+            n_embd=config.d_model, n_layer=config.n_layer, n_head=config.n_head,
+            n_inner=config.ff_dim, activation_function="gelu_new",
+            resid_pdrop=config.dropout, embd_pdrop=config.dropout,
+            attn_pdrop=config.dropout, layer_norm_epsilon=config.norm_eps,
+            tie_word_embeddings=config.tie_weights,
+            bos_token_id=None, eos_token_id=None)
+    return LlamaConfig(
+        vocab_size=config.vocab_size, max_position_embeddings=config.context_length,
+        hidden_size=config.d_model, num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head, num_key_value_heads=config.kv_heads,
+        head_dim=config.head_dim, intermediate_size=config.ff_dim, hidden_act="silu",
+        rms_norm_eps=config.norm_eps, attention_bias=config.bias,
+        mlp_bias=config.bias, attention_dropout=config.dropout,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        tie_word_embeddings=config.tie_weights,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+
+def config_from_hf(hf: PretrainedConfig) -> ModelConfig:
+    """Our ModelConfig for an HF GPT-2 or Llama config; other settings: UserError."""
+    if hf.model_type == "gpt2":
+        if hf.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
+            raise UserError(f"HF config: activation_function = "
+                            f"{hf.activation_function!r}; only tanh GELU is supported")
+        return ModelConfig(
+            vocab_size=hf.vocab_size, context_length=hf.n_positions,
+            n_layer=hf.n_layer, n_head=hf.n_head, d_model=hf.n_embd,
+            d_ff=hf.n_inner or 4 * hf.n_embd, norm_eps=hf.layer_norm_epsilon,
+            tie_weights=hf.tie_word_embeddings)
+    if hf.model_type == "llama":
+        rope = hf.rope_parameters or {}
+        if rope.get("rope_type", "default") != "default":
+            raise UserError(f"HF config: rope_type = {rope['rope_type']!r}; only "
+                            "'default' RoPE (no scaling) is supported")
+        if hf.head_dim * hf.num_attention_heads != hf.hidden_size:
+            raise UserError(f"HF config: head_dim = {hf.head_dim} must be "
+                            "hidden_size / num_attention_heads")
+        if hf.hidden_act != "silu" or hf.attention_bias != hf.mlp_bias:
+            raise UserError("HF config: needs hidden_act = 'silu' and attention_bias "
+                            "= mlp_bias")
+        return ModelConfig(
+            vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
+            n_layer=hf.num_hidden_layers, n_head=hf.num_attention_heads,
+            n_kv_head=hf.num_key_value_heads, d_model=hf.hidden_size,
+            d_ff=hf.intermediate_size, position="rope",
+            rope_theta=rope.get("rope_theta", 10000.0), norm="rmsnorm",
+            norm_eps=hf.rms_norm_eps, mlp="swiglu", bias=hf.attention_bias,
+            tie_weights=hf.tie_word_embeddings)
+    raise UserError(f"HF config: model_type = {hf.model_type!r}; supported: "
+                    "'gpt2', 'llama'")
+
+
+# ------------------------------------------------------------------- name tables
+
+
+def _gpt2_names(config: ModelConfig) -> list[tuple[str, str, bool]]:
+    """(our name, HF name, transposed?) for every GPT-2 tensor but the head."""
+    names = [("tok_emb.weight", "transformer.wte.weight", False),
+             ("pos_emb.weight", "transformer.wpe.weight", False),
+             ("norm_f.weight", "transformer.ln_f.weight", False),
+             ("norm_f.bias", "transformer.ln_f.bias", False)]
+    pairs = [("norm1", "ln_1"), ("attn.qkv", "attn.c_attn"),
+             ("attn.proj", "attn.c_proj"), ("norm2", "ln_2"), ("mlp.up", "mlp.c_fc"),
+             ("mlp.down", "mlp.c_proj")]
+    for i in range(config.n_layer):
+        for ours, theirs in pairs:
+            conv1d = not ours.startswith("norm")  # Conv1D weight is (in, out)
+            names.append((f"blocks.{i}.{ours}.weight",
+                          f"transformer.h.{i}.{theirs}.weight", conv1d))
+            names.append((f"blocks.{i}.{ours}.bias", f"transformer.h.{i}.{theirs}.bias",
+                          False))
+    return names
+
+
+def _llama_names(config: ModelConfig) -> list[tuple[str, str]]:
+    """(our name, HF name) for every Llama tensor but the head and q/k/v."""
+    names = [("tok_emb.weight", "model.embed_tokens.weight"),
+             ("norm_f.weight", "model.norm.weight")]
+    for i in range(config.n_layer):
+        ours, theirs = f"blocks.{i}.", f"model.layers.{i}."
+        names += [(ours + "norm1.weight", theirs + "input_layernorm.weight"),
+                  (ours + "norm2.weight", theirs + "post_attention_layernorm.weight")]
+        kinds = ["weight", "bias"] if config.bias else ["weight"]
+        for kind in kinds:
+            names += [(ours + f"attn.proj.{kind}", theirs + f"self_attn.o_proj.{kind}"),
+                      (ours + f"mlp.gate.{kind}", theirs + f"mlp.gate_proj.{kind}"),
+                      (ours + f"mlp.up.{kind}", theirs + f"mlp.up_proj.{kind}"),
+                      (ours + f"mlp.down.{kind}", theirs + f"mlp.down_proj.{kind}")]
+    return names
+
+
+def _qkv_sizes(config: ModelConfig) -> list[int]:
+    d = config.head_dim
+    return [config.n_head * d, config.kv_heads * d, config.kv_heads * d]
+
+
+# ---------------------------------------------------------------- state dicts
+
+
+def to_hf_state_dict(sd: StateDict, config: ModelConfig) -> StateDict:
+    """Our state_dict -> the HF model's, with fresh contiguous tensors."""
+    out: StateDict = {}
+    if family(config) == "gpt2":
+        for ours, theirs, transposed in _gpt2_names(config):
+            out[theirs] = sd[ours].t() if transposed else sd[ours]
+    else:
+        for ours, theirs in _llama_names(config):
+            out[theirs] = sd[ours]
+        kinds = ["weight", "bias"] if config.bias else ["weight"]
+        for i in range(config.n_layer):
+            for kind in kinds:
+                q, k, v = sd[f"blocks.{i}.attn.qkv.{kind}"].split(_qkv_sizes(config))
+                for name, t in (("q", q), ("k", k), ("v", v)):
+                    out[f"model.layers.{i}.self_attn.{name}_proj.{kind}"] = t
+    out["lm_head.weight"] = sd["tok_emb.weight" if config.tie_weights else
+                               "lm_head.weight"]
+    return {name: t.detach().clone().contiguous() for name, t in out.items()}
+
+
+def from_hf_state_dict(sd: StateDict, config: ModelConfig) -> StateDict:
+    """An HF GPT-2 or Llama state_dict -> ours (for a config from `config_from_hf`)."""
+    out: StateDict = {}
+    if family(config) == "gpt2":
+        for ours, theirs, transposed in _gpt2_names(config):
+            out[ours] = sd[theirs].t() if transposed else sd[theirs]
+    else:
+        for ours, theirs in _llama_names(config):
+            out[ours] = sd[theirs]
+        kinds = ["weight", "bias"] if config.bias else ["weight"]
+        for i in range(config.n_layer):
+            for kind in kinds:
+                attn = f"model.layers.{i}.self_attn."
+                out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat(
+                    [sd[attn + f"{n}_proj.{kind}"] for n in "qkv"])
+    if not config.tie_weights:
+        out["lm_head.weight"] = sd["lm_head.weight"]
+    return {name: t.detach().clone().contiguous() for name, t in out.items()}
+
+
+# --------------------------------------------------------------------- models
+
+
+def to_hf(model: GPT) -> PreTrainedModel:
+    """An HF `GPT2LMHeadModel` or `LlamaForCausalLM` with our model's weights."""
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
+    config = model.config
+    cls = GPT2LMHeadModel if family(config) == "gpt2" else LlamaForCausalLM
+    weight = next(model.parameters())
+    hf = cls(hf_config(config)).to(device=weight.device, dtype=weight.dtype)
+    hf.load_state_dict(to_hf_state_dict(model.state_dict(), config), strict=True)
+    return hf.train(model.training)
+
+
+def from_hf(hf: PreTrainedModel) -> GPT:
+    """Our GPT with the weights of an HF GPT-2 or Llama model."""
+    config = config_from_hf(hf.config)
+    weight = next(hf.parameters())
+    model = GPT(config).to(device=weight.device, dtype=weight.dtype)
+    model.load_state_dict(from_hf_state_dict(hf.state_dict(), config), strict=True)
+    return model.train(hf.training)
