@@ -241,3 +241,24 @@ def test_bad_estimate_spec_names_the_roadmap_line(book):
     line = line_of(book, 'kind = "flop"')
     assert f"roadmap.toml:{line}:" in msg
     assert "unknown estimate kind 'flop'" in msg
+
+
+def test_checks_module_gives_each_node_its_command(book: Path):
+    (book / "checks.py").write_text(
+        "NODES = {'intro': None, 'write': None, 'later': None}\n"
+        "def command_for(node):\n"
+        "    return f'python -m llm_reference check {node} --impl my_{node}'\n")
+    edit(book, "[book]\n", "[book]\nchecks = \"checks.py\"\n")
+    road = rm.load(book, REPO)
+    assert road.by_id["write"].check_command == (
+        "python -m llm_reference check write --impl my_write")
+
+
+def test_check_without_reader_checks_is_an_error(book: Path):
+    (book / "checks.py").write_text("NODES = {'intro': None}\n"
+                                    "def command_for(node):\n    return node\n")
+    edit(book, "[book]\n", "[book]\nchecks = \"checks.py\"\n")
+    message = error(book)
+    line = line_of(book, 'check = "write"')
+    assert f"roadmap.toml:{line}:" in message
+    assert "has no checks for 'write'" in message

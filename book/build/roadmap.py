@@ -33,7 +33,7 @@ NODE_KEYS = {
     "compliance": list, "automated_checks": list,
 }
 BOOK_KEYS = {"title": str, "subtitle": str, "author": str, "keywords": list,
-             "plan": str, "references": str}
+             "plan": str, "checks": str, "references": str}
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Node:
     code: list[str] = field(default_factory=list)
     experiment: str | None = None
     check: str | None = None
+    check_command: str | None = None  # from the [book] checks module, when it has one
     tools: list[Tool] = field(default_factory=list)
     estimate: dict[str, Any] = field(default_factory=dict)
     compliance: list[str] = field(default_factory=list)
@@ -118,12 +119,12 @@ def _line_index(text: str) -> list[tuple[int, dict[str, int]]]:
     return blocks
 
 
-def load_plan(spec: str, book_dir: Path) -> ModuleType:
-    """The plan module: a dotted module name, or a .py path relative to the book."""
+def load_plan(spec: str, book_dir: Path, key: str = "plan") -> ModuleType:
+    """The [book] plan (or checks) module: a dotted name, or a .py path in the book."""
     if spec.endswith(".py"):
         path = book_dir / spec
         if not path.is_file():
-            raise BuildError(f"{book_dir / 'roadmap.toml'}: [book] plan file {path} "
+            raise BuildError(f"{book_dir / 'roadmap.toml'}: [book] {key} file {path} "
                              "does not exist")
         name = "_book_plan_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
         mod_spec = importlib.util.spec_from_file_location(name, path)
@@ -134,8 +135,8 @@ def load_plan(spec: str, book_dir: Path) -> ModuleType:
     try:
         return importlib.import_module(spec)
     except ModuleNotFoundError as e:
-        raise BuildError(f"cannot import the plan module {spec!r} ({e}); the book "
-                         "reads its tracks, hardware and estimates from it") from None
+        raise BuildError(f"{book_dir / 'roadmap.toml'}: [book] {key} = {spec!r} "
+                         f"cannot be imported ({e})") from None
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -244,6 +245,22 @@ def _find_cycle(nodes: list[Node]) -> list[str] | None:
     return None
 
 
+def _resolve_checks(path: Path, nodes: list[Node], checks: ModuleType) -> None:
+    """Give each node the exact command of its reader checkpoint.
+
+    `checks` is the module named by [book] checks (llm_reference.check): its `NODES`
+    are the nodes that have checks and `command_for(id)` is the command to print.
+    """
+    for n in nodes:
+        if n.check is None:
+            continue
+        if n.check not in checks.NODES:
+            raise BuildError(f"{path}:{n.line_of('check')}: node {n.id!r}: "
+                             f"{checks.__name__} has no checks for {n.check!r} (it "
+                             f"has {', '.join(checks.NODES)}); drop the key")
+        n.check_command = checks.command_for(n.check)
+
+
 def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
          estimate_cache: Path | None = None) -> Roadmap:
     """Parse and validate `book_dir/roadmap.toml`; BuildError on the first problem.
@@ -292,6 +309,8 @@ def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
         if n.check is not None and n.check not in seen:
             raise BuildError(f"{path}:{n.line_of('check')}: node {n.id!r}: check "
                              f"names unknown node {n.check!r}")
+    if "checks" in book:
+        _resolve_checks(path, nodes, load_plan(book["checks"], book_dir, "checks"))
     if cycle := _find_cycle(nodes):
         first = seen[cycle[0]]
         raise BuildError(f"{path}:{first.line_of('requires')}: requires form a cycle: "
