@@ -1,0 +1,189 @@
+"""`python -m scaffold`: the starter-repo exporter's command line.
+
+    python -m scaffold new --track practitioner --budget 1xH100:8h -o my-llm
+    python -m scaffold new                       # asks for each answer
+    python -m scaffold new --replay my-llm/.scaffold.json -o my-llm-again
+    python -m scaffold regenerate my-llm --check
+    python -m scaffold describe --track beginner --budget cpu:30m
+
+Questions use cookiecutter's prompts (numbered choices, defaults in brackets); a
+mistake in the answers is a one-line error with exit code 2, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from llm_reference import plan
+from llm_reference.errors import UserError
+
+from .generate import (DEFAULT_NAME, DEFAULT_TORCH, Answers, answers_for,
+                       check_budget, check_name, describe, new_from, regenerate,
+                       slugify)
+
+OTHER_BUDGET = "another budget"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scaffold",
+        description="Generate a starter repo for a track of LLM From Scratch and a "
+                    "compute budget: the planned config, the code, tests and CI.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    new = sub.add_parser("new", help="generate a starter repo",
+                         description="Generate a starter repo; asks for what is not "
+                                     "given unless --no-input.")
+    add_answer_options(new)
+    new.add_argument("-o", "--output", metavar="DIR",
+                     help="the folder to create (default: ./NAME, as a slug)")
+    new.add_argument("--torch-version", default=DEFAULT_TORCH, metavar="VERSION",
+                     help=f"the torch the repo's Makefile installs (default: "
+                          f"{DEFAULT_TORCH})")
+    new.add_argument("--force", action="store_true",
+                     help="replace the output folder if it exists and is not empty")
+    new.add_argument("--no-input", action="store_true",
+                     help="ask nothing: take the defaults for what is not given")
+    new.add_argument("--no-git", action="store_true",
+                     help="do not make the folder a Git repository")
+    new.add_argument("--replay", metavar="FILE",
+                     help="the answers of an earlier repo (its .scaffold.json) "
+                          "instead of --track, --budget, --name and --torch-version")
+    regen = sub.add_parser(
+        "regenerate", help="render a generated repo again from its .scaffold.json",
+        description="Rewrite the files of a generated repo that differ from what "
+                    "its .scaffold.json gives now; data, runs and your other files "
+                    "are kept. Commit first: your changes to those files are lost.")
+    regen.add_argument("directory", metavar="DIR", help="the generated repo")
+    regen.add_argument("--check", action="store_true",
+                       help="only list the files that would change; exit 1 if any")
+    show = sub.add_parser("describe", help="print the plan and the files of a repo "
+                                           "as JSON, without writing it")
+    add_answer_options(show)
+    return parser
+
+
+def add_answer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--track", metavar="TRACK",
+        help=f"the book's track: {', '.join(plan.TRACKS)} (default: the one the "
+             "budget suggests, else beginner)")
+    parser.add_argument(
+        "--budget", metavar="BUDGET",
+        help=f"compute budget: {plan.BUDGET_HELP} (default: the track's first "
+             "preset)")
+    parser.add_argument(
+        "--name", metavar="NAME",
+        help="the project's name; its package is the name in snake_case (default: "
+             f"the output folder's name, else {DEFAULT_NAME})")
+
+
+# ------------------------------------------------------------------ questions
+
+
+def ask(args: argparse.Namespace) -> None:
+    """Ask for each answer the options did not give, with cookiecutter's prompts."""
+    from cookiecutter.prompt import read_user_choice, read_user_variable
+
+    if args.track is None:
+        labels = {name: f"{name}: {t.who} ({t.default_hardware})"
+                  for name, t in plan.TRACKS.items()}
+        args.track = read_user_choice("track", list(plan.TRACKS), {
+            "track": {"__prompt__": "Which track?", **labels}})
+    track = plan.get_track(args.track)
+    if args.budget is None:
+        labels = {budget: budget_label(budget, track.name) for budget in track.budgets}
+        args.budget = read_user_choice("budget", [*track.budgets, OTHER_BUDGET], {
+            "budget": {"__prompt__": "Which compute budget?", **labels}})
+        while args.budget == OTHER_BUDGET or not valid(
+                functools.partial(check_budget, track.name), args.budget):
+            args.budget = read_user_variable("budget", track.budgets[0], {
+                "budget": "Budget, e.g. 1xA100:12h, cpu:2h or $200@1xH100"})
+    while args.name is None or not valid(check_name, args.name):
+        default = Path(args.output).name if args.output else DEFAULT_NAME
+        args.name = read_user_variable("name", default, {"name": "Project name"})
+    if args.output is None:
+        args.output = read_user_variable("output", slugify(args.name),
+                                         {"output": "Output folder"})
+
+
+def budget_label(budget: str, track: str) -> str:
+    """'1xH100:8h: 302M parameters on 6.05B tokens, $16 - $40' for the choice list."""
+    planned = plan.make_plan(budget, track)
+    low, high = planned.cost_usd
+    cost = "your own machine" if high == 0 else f"${low:,.0f} - ${high:,.0f}"
+    return (f"{budget}: {plan.fmt_count(planned.params)} parameters on "
+            f"{plan.fmt_count(planned.tokens)} tokens, {cost}")
+
+
+def valid(check: Callable[[str], object], value: str) -> bool:
+    """Run a check; print its error and return False if the value is bad."""
+    try:
+        check(value)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return False
+    return True
+
+
+# ------------------------------------------------------------------- commands
+
+
+def run_new(args: argparse.Namespace) -> int:
+    if args.replay:
+        given = [f"--{o}" for o in ("track", "budget", "name") if getattr(args, o)]
+        if given:
+            raise UserError(f"--replay takes the answers from {args.replay}; drop "
+                            f"{', '.join(given)}")
+        answers = Answers.load(args.replay)
+    else:
+        if not args.no_input:
+            ask(args)
+        answers = answers_for(args.track, args.budget, args.output, args.name,
+                              args.torch_version)
+    out = new_from(answers, args.output, args.force, git=not args.no_git)
+    suggested = plan.track_for_budget(plan.parse_budget(answers.budget))
+    if suggested != answers.track:
+        print(f"note: {answers.budget} is a {suggested} budget; the repo follows "
+              f"the {answers.track} track's recipe", file=sys.stderr)
+    print(f"created {out}/ ({answers.track} track, budget {answers.budget}, package "
+          f"{answers.package})\nnext: cd {out} && make test && make train")
+    return 0
+
+
+def run_regenerate(args: argparse.Namespace) -> int:
+    differ = regenerate(args.directory, check_only=args.check)
+    if not differ:
+        print(f"{args.directory} is up to date")
+        return 0
+    verb = "would change" if args.check else "rewrote"
+    print(f"{verb} {len(differ)} file(s):\n" + "\n".join(f"  {p}" for p in differ))
+    return 1 if args.check else 0
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    print(json.dumps(describe(args.track, args.budget, args.name or DEFAULT_NAME),
+                     indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {"new": run_new, "regenerate": run_regenerate,
+                "describe": run_describe}
+    try:
+        return commands[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except EOFError:
+        print("error: no answer on the input; pass the options (see --help) or "
+              "--no-input", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

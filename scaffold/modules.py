@@ -1,0 +1,276 @@
+"""Which `llm_reference` modules a starter repo needs, and how they are copied.
+
+A starter repo carries its own copy of the reference code, so that its owner can
+read and change every line. We never keep that copy by hand. At generation time we
+start from the modules that implement the roadmap nodes of the chosen track, follow
+their imports with `ast` to every module they need, and copy those files with two
+changes only:
+
+1. a header comment that says where the file came from, and
+2. the package's name: `llm_reference` becomes the project's package wherever it
+   appears as a word (absolute imports, `importlib` calls, `python -m …` hints).
+   Relative imports (`from .model import GPT`) need no change.
+
+So the starter repo stays right as `llm_reference` changes: regenerate it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import llm_reference
+
+REFERENCE = Path(llm_reference.__file__).resolve().parent
+REFERENCE_NAME = "llm_reference"
+DISTRIBUTION = "llm-from-scratch"  # ours: its requirements give version bounds
+
+# roadmap node -> the modules that implement it. A node counts for a starter repo
+# only when all of its modules exist (distributed.py, say, may not be written yet).
+# Nodes without an entry are covered by the modules that these import.
+NODE_MODULES: dict[str, tuple[str, ...]] = {
+    "data": ("data", "sources", "compliance"),
+    "tokenizer": ("tokenizer",),
+    "dataset": ("data",),
+    "model": ("model",),
+    "pretraining": ("train",),
+    "stability": ("stability",),
+    "scaling": ("plan",),
+    "distributed": ("distributed",),
+    "evaluation": ("evaluate",),
+    "generation": ("generate",),
+    "finetuning": ("finetune", "lora", "chat"),
+    "preference": ("dpo",),
+    "quantization": ("quantize",),
+    "serving": ("serve",),
+    "release": ("release",),
+}
+
+
+def exists(module: str) -> bool:
+    return (REFERENCE / f"{module}.py").is_file()
+
+
+def features(nodes: Iterable[str]) -> list[str]:
+    """The nodes (of a track) whose modules all exist, in the order given."""
+    return [node for node in nodes
+            if node in NODE_MODULES and all(map(exists, NODE_MODULES[node]))]
+
+
+def entry_modules(nodes: Iterable[str]) -> list[str]:
+    """The modules that implement these nodes, without duplicates."""
+    found = (m for node in features(nodes) for m in NODE_MODULES[node])
+    return list(dict.fromkeys(found))
+
+
+# ------------------------------------------------------------------ imports
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`): imports only for the checker."""
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+
+
+def _reference_module(name: str, where: str) -> str:
+    """'model' -> 'model'; a subpackage ('check.runner') cannot be copied yet."""
+    top = name.split(".")[0]
+    if not exists(top) and (REFERENCE / top / "__init__.py").is_file():
+        raise NotImplementedError(f"{where} imports the subpackage {REFERENCE_NAME}."
+                                  f"{top}; the scaffold copies single modules only")
+    return top
+
+
+def imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(reference modules, third-party top-level packages) that `module` imports,
+    also inside functions; not those under `if TYPE_CHECKING:`."""
+    return _scan(*_key(module))[:2]
+
+
+def strings(module: str) -> frozenset[str]:
+    """The string constants in `module`'s source."""
+    return _scan(*_key(module))[2]
+
+
+def _key(module: str) -> tuple[Path, int]:
+    path = REFERENCE / f"{module}.py"
+    return path, path.stat().st_mtime_ns  # a changed file is scanned again
+
+
+@functools.lru_cache(maxsize=256)
+def _scan(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str],
+                                               frozenset[str]]:
+    """One pass over a module's syntax tree: imports (ours, theirs) and strings."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    nodes = list(ast.walk(tree))
+    typing_only = {id(n) for node in nodes if _is_type_checking(node)
+                   for statement in node.body for n in ast.walk(statement)}
+    ours, theirs = set(), set()
+    for node in nodes:
+        if id(node) in typing_only or not isinstance(node, (ast.Import,
+                                                            ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.ImportFrom) and (node.level or node.module ==
+                                                 REFERENCE_NAME):
+            if node.level > 1:
+                raise NotImplementedError(f"{path}: relative import above the package")
+            if node.module and node.module != REFERENCE_NAME:  # from .x import y
+                ours.add(_reference_module(node.module, str(path)))
+            else:  # from . import x: a module, or a name from __init__.py
+                ours.update(a.name if exists(a.name) else "__init__"
+                            for a in node.names)
+            continue
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""])
+        for name in names:
+            top, _, rest = name.partition(".")
+            if top == REFERENCE_NAME:
+                ours.add(_reference_module(rest, str(path)) if rest else "__init__")
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                theirs.add(top)
+    texts = {n.value for n in nodes
+             if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return frozenset(ours), frozenset(theirs), frozenset(texts)
+
+
+def closure(entries: Iterable[str]) -> list[str]:
+    """The entry modules and everything they import, transitively, sorted.
+
+    `__init__` is always in: it makes the folder a package (and holds __version__).
+    """
+    found, todo = {"__init__"}, ["__init__", *entries]
+    while todo:
+        module = todo.pop()
+        found.add(module)
+        todo += sorted(imports(module)[0] - found)
+    return sorted(found)
+
+
+def third_party(modules: Iterable[str]) -> set[str]:
+    """Top-level names of the non-stdlib packages these modules import."""
+    return set().union(*(imports(m)[1] for m in modules))
+
+
+def requirements(packages: Iterable[str]) -> list[str]:
+    """pip requirements for import names: our own bounds where we have one.
+
+    `numpy` -> "numpy>=1.26" (from llm-from-scratch's requirements); a package we
+    only get through another one (pydantic, via fastapi) is listed without a bound.
+    """
+    pattern = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+    try:
+        specs = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout
+        specs = []
+    ours = {}
+    for spec in specs:
+        requirement = spec.split(";")[0].strip()
+        ours[_canonical(pattern.match(requirement)[0])] = requirement
+    distributions = _packages_distributions()
+    wanted = {distributions.get(p, [p])[0] for p in packages}
+    return sorted((ours.get(_canonical(d), d) for d in wanted), key=str.lower)
+
+
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()  # slow: it reads every RECORD
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def rename(text: str, package: str) -> str:
+    """Every whole word `llm_reference` -> `package` (`llm-reference-data/1`, a file
+    format's name, has a hyphen and stays)."""
+    return re.sub(rf"\b{REFERENCE_NAME}\b", package, text)
+
+
+def header(relative: str) -> str:
+    """The first lines of a copied module: where it came from."""
+    return (f"# Copied by `python -m scaffold` from {REFERENCE_NAME}/{relative}\n"
+            f"# (LLM From Scratch {llm_reference.__version__}), with the package "
+            "renamed. It is yours to change.\n")
+
+
+def render_module(module: str, package: str) -> str:
+    """The starter repo's copy of one module."""
+    source = (REFERENCE / f"{module}.py").read_text(encoding="utf-8")
+    return header(f"{module}.py") + rename(source, package)
+
+
+def render_main(package: str, modules: Iterable[str]) -> str:
+    """The command dispatcher, with only the commands whose module is copied.
+
+    `__main__.py` maps each command to a module in its COMMANDS dict, one entry per
+    line(s); we drop the lines of the entries whose module the repo does not have.
+    """
+    source = (REFERENCE / "__main__.py").read_text(encoding="utf-8")
+    keep = set(modules)
+    commands = next(node.value for node in ast.parse(source).body
+                    if isinstance(node, ast.Assign)
+                    and any(getattr(t, "id", "") == "COMMANDS" for t in node.targets))
+    drop: set[int] = set()
+    previous_end = 0
+    for key, value in zip(commands.keys, commands.values):
+        if key is None or key.lineno == previous_end:
+            raise NotImplementedError("__main__.py: one COMMANDS entry per line")
+        previous_end = value.end_lineno
+        if ast.literal_eval(value)[0] not in keep:
+            drop.update(range(key.lineno, value.end_lineno + 1))
+    lines = source.splitlines(keepends=True)
+    kept = "".join(line for number, line in enumerate(lines, 1) if number not in drop)
+    return header("__main__.py") + rename(kept, package)
+
+
+def data_files(modules: Iterable[str]) -> list[str]:
+    """Non-Python files and folders of the package that these modules name.
+
+    plan.py reads `calibration.json` next to itself and config.py the `presets`
+    folder: a module needs such a file exactly when its name is one of the module's
+    string constants.
+    """
+    named = set().union(*map(strings, modules))
+    return sorted(p.name for p in REFERENCE.iterdir()
+                  if p.name in named and _is_data(p))
+
+
+def _is_data(path: Path) -> bool:
+    if path.name.startswith((".", "__")) or path.suffix in (".py", ".pyc"):
+        return False
+    return path.is_file() or not (path / "__init__.py").exists()
+
+
+def package_files(modules: Iterable[str], package: str,
+                  commands: Iterable[str]) -> dict[str, bytes]:
+    """Relative path -> contents of the starter repo's package folder.
+
+    `modules` are copied; `commands` are the modules whose commands `__main__.py`
+    keeps; data files are copied byte for byte.
+    """
+    modules = list(modules)
+    files = {f"{m}.py": render_module(m, package).encode() for m in modules}
+    files["__main__.py"] = render_main(package, commands).encode()
+    files.update({p: (REFERENCE / p).read_bytes() for p in data_paths(modules)})
+    return files
+
+
+def data_paths(modules: Iterable[str]) -> list[str]:
+    """The data files these modules need, as paths relative to the package."""
+    paths = []
+    for name in data_files(modules):
+        path = REFERENCE / name
+        found = [path] if path.is_file() else sorted(
+            p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        paths += [p.relative_to(REFERENCE).as_posix() for p in found]
+    return paths
