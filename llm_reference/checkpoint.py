@@ -1,0 +1,227 @@
+"""Checkpoints: everything needed to continue a run exactly, and nothing executable.
+
+A checkpoint is a folder `RUN/checkpoints/step_NNNNNNN/` holding
+
+- `model.safetensors`: the weights;
+- `optimizer.safetensors`: AdamW's per-parameter state, flattened to tensors named
+  `"{param index}.{exp_avg | exp_avg_sq | step}"`;
+- `state.json`: the step, the data position (index of the next micro-batch), the
+  resolved config, the random-number generators' states, the optimizer's
+  hyper-parameters and whatever else the trainer adds (stability monitor, grad scaler).
+
+safetensors and JSON hold only numbers and text, so loading a checkpoint cannot run
+code, unlike a pickle. The folder is written under a temporary name and renamed when
+complete: a run killed mid-save leaves the previous checkpoints intact and no folder
+that looks finished but is not. Only the last `keep_last` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model as load_weights
+from safetensors.torch import save_model as save_weights
+
+from .atomic import write_json
+from .errors import UserError
+from .model import GPT, ModelConfig
+
+CHECKPOINTS = "checkpoints"
+
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step_{step:07d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary folders start with .)."""
+    return sorted((Path(run_dir) / CHECKPOINTS).glob("step_*"))
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.name.removeprefix("step_"))
+
+
+def find_checkpoint(run_dir: str | Path, step: int | None = None) -> Path:
+    """The checkpoint of `step`, or the latest one; a UserError if there is none."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise UserError(f"no checkpoint in {Path(run_dir) / CHECKPOINTS}; "
+                        "train first (python -m llm_reference train --out RUN)")
+    if step is None:
+        return found[-1]
+    path = checkpoint_dir(run_dir, step)
+    if path not in found:
+        steps = ", ".join(str(checkpoint_step(p)) for p in found)
+        raise UserError(f"no checkpoint for step {step} in {run_dir}; "
+                        f"available steps: {steps}")
+    return path
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    """Write checkpoint `step` atomically, then delete all but the last `keep_last`.
+
+    `state` is the trainer's JSON-able state (config, data position, …); the step,
+    the optimizer's hyper-parameters and the RNG states are added here.
+    """
+    final = checkpoint_dir(run_dir, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        save_weights(model, str(tmp / "model.safetensors"))
+        save_file(optimizer_tensors(optimizer), tmp / "optimizer.safetensors")
+        param_groups = optimizer.state_dict()["param_groups"]
+        write_json(tmp / "state.json", {
+            **state, "step": step, "optimizer": param_groups, "rng": rng_state()})
+        for file in tmp.iterdir():  # on disk before the rename makes it visible
+            _fsync(file)
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    prune_checkpoints(run_dir, keep_last)
+    return final
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, Any]:
+    """Load weights (and optimizer state) from a checkpoint folder; return its state.
+
+    The RNG states are returned in `state["rng"]`, not applied: call
+    `set_rng_state` when continuing a run.
+    """
+    path = Path(path)
+    state = read_state(path)
+    device = next(model.parameters()).device
+    load_weights(model, str(path / "model.safetensors"), device=str(device))
+    if optimizer is not None:
+        load_optimizer(optimizer, path / "optimizer.safetensors", state["optimizer"])
+    return state
+
+
+def read_state(path: str | Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"checkpoint {path} is unreadable ({e}); "
+                        "delete it to fall back to an earlier one") from None
+
+
+def load_model(
+    run_dir: str | Path, step: int | None = None, device: str = "cpu"
+) -> tuple[GPT, Any, dict[str, Any]]:
+    """A trained run's model (in eval mode), tokenizer and checkpoint state.
+
+    `step=None` takes the latest checkpoint. Used by eval, generate, serve, finetune,
+    quantize and release.
+    """
+    from .tokenizer import Tokenizer  # imported here: only commands that load need it
+
+    path = find_checkpoint(run_dir, step)
+    state = read_state(path)
+    model = GPT(ModelConfig.from_dict(state["config"]["model"])).to(device)
+    load_weights(model, str(path / "model.safetensors"), device=device)
+    tokenizer_path = Path(run_dir) / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise UserError(f"{tokenizer_path} is missing; copy the data folder's "
+                        "tokenizer.json into the run folder")
+    return model.eval(), Tokenizer.load(tokenizer_path), state
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """AdamW state as flat named tensors: {"3.exp_avg": …, "3.exp_avg_sq": …, …}."""
+    state = optimizer.state_dict()["state"]  # {param index: {name: tensor}}
+    return {f"{index}.{name}": value.contiguous()
+            for index, per_param in state.items()
+            for name, value in per_param.items()}
+
+
+def load_optimizer(
+    optimizer: torch.optim.Optimizer, path: Path, param_groups: list[dict]
+) -> None:
+    """Rebuild the optimizer's state dict from `optimizer_tensors` and param groups."""
+    state: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
+    for key, value in load_file(path).items():
+        index, name = key.split(".", 1)
+        state[int(index)][name] = value
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g
+              for g in param_groups]
+    optimizer.load_state_dict({"state": dict(state), "param_groups": groups})
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` checkpoints, and leftover temp folders."""
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old)
+    for leftover in (Path(run_dir) / CHECKPOINTS).glob(".step_*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of every random-number generator training uses, as JSON."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+        "torch": _b64(torch.get_rng_state()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generators saved by `rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(_unb64(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
+
+
+def _b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.numpy().tobytes()).decode("ascii")
+
+
+def _unb64(s: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename src to dst; an existing dst (a re-saved step) is moved aside first."""
+    if dst.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+        os.replace(dst, trash / dst.name)
+        os.replace(src, dst)
+        shutil.rmtree(trash)
+    else:
+        os.replace(src, dst)

@@ -1,0 +1,409 @@
+"""Pretraining: the loop that turns tokens into a language model.
+
+Each optimizer step:
+
+1. sets the learning rate from the schedule (`schedule.py`);
+2. runs `grad_accum` micro-batches forward and backward, each loss divided by
+   `grad_accum` so the summed gradients are those of one big batch;
+3. clips the global gradient norm to `grad_clip` (the norm *before* clipping is what
+   we log: it is the early warning of instability);
+4. asks the stability monitor whether the loss or gradients look wrong, and then takes
+   the AdamW step, or skips it, or rolls back to the last checkpoint (`stability.py`).
+
+Around the steps: a fixed set of validation batches is evaluated every
+`eval_interval` steps, checkpoints are written every `checkpoint_interval` steps
+(`checkpoint.py`), every step is a line of `metrics.jsonl`, and `loss.png` is redrawn.
+A line of metrics.jsonl is either a step, `{"step", "loss", "lr", "grad_norm",
+"tokens_per_s"}` (+ `"mfu"` on a known GPU, + `"val_loss"` at evaluations), or an
+event, `{"step", "event": "skip" | "rollback" | "fp16_overflow", "reason", …}`.
+
+A run killed at any moment resumes from its last checkpoint onto the same trajectory:
+the data position is just the index of the next micro-batch, and the RNG states, the
+optimizer state and the monitor's statistics are all in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import random
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+from .atomic import write_bytes, write_text
+from .config import (RunConfig, TrainConfig, load_config, model_config, preset_names,
+                     resolve_device, to_toml)
+from .data import Batches, load_meta
+from .errors import UserError
+from .evaluate import mean_loss
+from .metrics_plot import plot_metrics, read_metrics
+from .model import GPT
+from .optim import make_optimizer
+from .schedule import lr_at
+from .stability import Anomaly, FaultInjector, StabilityMonitor
+
+__all__ = ["TrainConfig", "Trainer", "train", "configure_parser", "run"]
+
+
+@dataclass
+class StepResult:
+    """What one call of `Trainer.train_step` did."""
+
+    loss: float  # mean over the micro-batches
+    grad_norm: float  # global L2 norm of the gradients, before clipping
+    lr: float
+    anomaly: Anomaly | None  # set when the update was not applied
+    seconds: float
+
+
+class Trainer:
+    """Owns the model, optimizer, data and monitor of one run folder."""
+
+    def __init__(self, config: RunConfig, run_dir: str | Path) -> None:
+        t = config.train
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(t.device)
+        if t.dtype == "float16" and self.device.type != "cuda":
+            raise UserError("config train.dtype: float16 needs a CUDA GPU (loss "
+                            "scaling); use bfloat16 or float32 on "
+                            f"{self.device.type}")
+        vocab_size = load_meta(t.data_dir)["vocab_size"]
+        self.model_config = model_config(config.model, vocab_size)
+        if self.model_config.vocab_size < vocab_size:
+            raise UserError(
+                f"config model.vocab_size: must be >= the data's vocabulary "
+                f"({vocab_size} in {t.data_dir}), got {self.model_config.vocab_size}"
+                '; set it to "auto"')
+        self.config = RunConfig(self.model_config.to_dict(), t)
+        seed_everything(t.seed)
+        self.model = GPT(self.model_config).to(self.device)
+        self.forward = torch.compile(self.model) if t.compile else self.model
+        self.optimizer = make_optimizer(
+            self.model, t.lr, t.weight_decay, (t.beta1, t.beta2))
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=t.dtype == "float16")
+        self.monitor = StabilityMonitor(
+            t.anomaly_action, t.spike_z, t.spike_warmup, t.spike_ema_beta,
+            t.max_rollbacks, t.rollback_lr_factor)
+        self.faults = FaultInjector(
+            t.inject_spike_at, t.inject_spike_scale, t.inject_nan_at)
+        T = self.model_config.context_length
+        self.train_batches = Batches(t.data_dir, "train", t.batch_size, T, seed=t.seed)
+        self.val_batches = Batches(t.data_dir, "val", t.batch_size, T, seed=t.seed)
+        self.tokens_per_step = t.batch_size * t.grad_accum * T
+        self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
+        self.peak_flops = peak_flops(self.device, t.dtype)
+        self.step = 0  # optimizer steps taken (applied or skipped)
+        self.data_position = 0  # index of the next training micro-batch
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    # ------------------------------------------------------------------ one step
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision: matmuls in bf16/fp16, reductions and weights in fp32."""
+        dtype = self.config.train.dtype
+        if dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, dtype))
+
+    def train_step(self) -> StepResult:
+        """One optimizer step over `grad_accum` micro-batches (see the module doc)."""
+        t = self.config.train
+        start = time.perf_counter()
+        step = self.step + 1  # 1-based, as logged
+        lr = self.monitor.lr_scale * lr_at(
+            self.step, schedule=t.schedule, lr=t.lr, min_lr=t.min_lr,
+            warmup_steps=t.warmup_steps, max_steps=t.max_steps,
+            decay_frac=t.decay_frac)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        for _ in range(t.grad_accum):
+            x, y = self.train_batches.get(self.data_position)  # (B, T), (B, T)
+            self.data_position += 1
+            x, y = x.to(self.device), y.to(self.device)
+            with self.autocast():
+                _, loss = self.forward(x, y)
+            loss = self.faults.scale_loss(step, loss)
+            loss_sum += loss.detach()
+            # Dividing by grad_accum makes the summed gradients a mean over the step.
+            self.scaler.scale(loss / t.grad_accum).backward()
+        self.faults.poison_gradients(step, self.model)
+        self.scaler.unscale_(self.optimizer)  # no-op unless float16
+        max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), max_norm).item()  # the norm before clipping
+        mean = (loss_sum / t.grad_accum).item()
+        anomaly = self.monitor.observe(mean, grad_norm)
+        if anomaly is None or self.is_fp16_overflow(anomaly):
+            self.scaler.step(self.optimizer)  # skipped by the scaler on an overflow
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        seconds = time.perf_counter() - start
+        return StepResult(mean, grad_norm, lr, anomaly, seconds)
+
+    def is_fp16_overflow(self, anomaly: Anomaly) -> bool:
+        """Inf gradients under float16 loss scaling are routine: the scaler skips the
+        step and lowers the scale; only a non-finite *loss* is a real NaN."""
+        return (self.scaler.is_enabled() and anomaly.kind == "nan"
+                and math.isfinite(anomaly.loss))
+
+    # ---------------------------------------------------- evaluation, checkpoints
+
+    def evaluate(self) -> float:
+        """Mean loss over the first `eval_steps` validation batches; always the same."""
+        indices = range(self.config.train.eval_steps)
+        return mean_loss(self.forward, self.val_batches, indices, self.device,
+                         self.autocast)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint needs besides weights, optimizer state and RNGs."""
+        return {
+            "data_position": self.data_position,
+            "config": self.config.to_dict(),
+            "tokenizer": "tokenizer.json",
+            "stability": self.monitor.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
+        }
+
+    def save(self) -> Path:
+        return checkpoint.save_checkpoint(
+            self.run_dir, self.step, self.model, self.optimizer, self.state(),
+            self.config.train.keep_last)
+
+    def restore(self, path: Path, monitor: bool = True) -> None:
+        """Continue from checkpoint `path`. A rollback keeps the monitor (its count of
+        rollbacks and lowered LR); a resume restores it too."""
+        state = checkpoint.load_checkpoint(path, self.model, self.optimizer)
+        self.step = state["step"]
+        self.data_position = state["data_position"]
+        if monitor:
+            self.monitor.load_state_dict(state["stability"])
+        if state["grad_scaler"]:
+            self.scaler.load_state_dict(state["grad_scaler"])
+        checkpoint.set_rng_state(state["rng"])
+
+    def handle(self, anomaly: Anomaly) -> dict[str, Any]:
+        """Skip or roll back after an anomaly; return the event to log."""
+        details = {"reason": anomaly.kind, "loss": anomaly.loss,
+                   "grad_norm": anomaly.grad_norm, "z": anomaly.z}
+        if self.is_fp16_overflow(anomaly):
+            return {"step": self.step, "event": "fp16_overflow", **details,
+                    "scale": self.scaler.get_scale()}
+        found = checkpoint.list_checkpoints(self.run_dir)
+        if self.monitor.action == "skip" or not found:
+            return {"step": self.step, "event": "skip", **details}
+        if not self.monitor.can_roll_back():
+            raise UserError(
+                f"training diverged at step {self.step} ({anomaly.kind}) after "
+                f"{self.monitor.rollbacks} rollbacks; lower train.lr or raise "
+                "train.max_rollbacks")
+        event = {"step": self.step, "event": "rollback", **details}
+        self.monitor.record_rollback()
+        self.restore(found[-1], monitor=False)
+        return {**event, "to_step": self.step, "lr_scale": self.monitor.lr_scale}
+
+    # ----------------------------------------------------------------- the loop
+
+    def fit(self) -> float:
+        """Train until `max_steps`; return the final validation loss."""
+        t = self.config.train
+        bar = tqdm(total=t.max_steps, initial=self.step, desc="train", unit="step",
+                   file=sys.stderr, disable=None, dynamic_ncols=True)
+        val_loss = None
+        with open(self.metrics_path, "a", encoding="utf-8") as log:
+            while self.step < t.max_steps:
+                result = self.train_step()
+                if result.anomaly is None:
+                    record = self.step_record(result)
+                else:
+                    record = self.handle(result.anomaly)  # an event
+                    if record["event"] == "rollback":  # back at a saved step
+                        self.log(log, record)
+                        bar.n = self.step
+                        continue
+                last = self.step == t.max_steps
+                evaluate = self.step % t.eval_interval == 0 or last
+                save = self.step % t.checkpoint_interval == 0 or last
+                if evaluate:
+                    val_loss = record["val_loss"] = self.evaluate()
+                self.log(log, record)
+                if save:
+                    self.save()
+                if evaluate or save:
+                    plot_metrics(self.metrics_path, self.run_dir / "loss.png")
+                bar.update(self.step - bar.n)
+                bar.set_postfix(loss=f"{result.loss:.3f}", lr=f"{result.lr:.2e}")
+        bar.close()
+        return self.evaluate() if val_loss is None else val_loss  # None: resumed at end
+
+    def step_record(self, result: StepResult) -> dict[str, Any]:
+        record = {"step": self.step, "loss": result.loss, "lr": result.lr,
+                  "grad_norm": result.grad_norm,
+                  "tokens_per_s": self.tokens_per_step / result.seconds}
+        if self.peak_flops:
+            record["mfu"] = self.flops_per_step / result.seconds / self.peak_flops
+        return record
+
+    @staticmethod
+    def log(log, record: dict[str, Any]) -> None:
+        """One JSON line; non-finite numbers become null (JSON has no NaN)."""
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                 for k, v in record.items()}
+        log.write(json.dumps(clean) + "\n")
+        log.flush()
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_flops(device: torch.device, dtype: str) -> float | None:
+    """A GPU's peak FLOP/s in `dtype`, from plan.HARDWARE; None when not known.
+
+    The GPU is found by name ("NVIDIA H100 80GB HBM3" -> H100). CPUs get no MFU: the
+    planner's CPU peak is a calibration of one machine, not a datasheet number.
+    """
+    if device.type != "cuda":
+        return None
+    from .plan import HARDWARE
+
+    name = re.sub(r"[-_\s]", "", torch.cuda.get_device_name(device)).upper()
+    for hw in sorted(HARDWARE.values(), key=lambda h: -len(h.key)):  # RTX4090 before T4
+        if hw.device == "cuda" and hw.key.split("-")[0].upper() in name:
+            tflops = hw.fp32_tflops if dtype == "float32" else hw.bf16_tflops
+            return tflops * 1e12
+    return None
+
+
+def train(
+    config: RunConfig, run_dir: str | Path, resume: bool = False, force: bool = False
+) -> dict[str, Any]:
+    """Train a run in `run_dir` (a new one, or `resume` its last checkpoint).
+
+    Returns a summary: final step, final validation loss and the files written.
+    """
+    run_dir = Path(run_dir)
+    existing = checkpoint.list_checkpoints(run_dir)
+    if existing and not (resume or force):
+        raise UserError(f"{run_dir} already has checkpoints; pass --resume to "
+                        "continue that run or --force to start it over")
+    if resume and not existing:
+        raise UserError(f"nothing to resume: no checkpoint in {run_dir}")
+    if not resume:  # a fresh start: nothing of an earlier attempt mixes in
+        shutil.rmtree(run_dir / checkpoint.CHECKPOINTS, ignore_errors=True)
+        for old in ("metrics.jsonl", "loss.png", "eval.json"):
+            (run_dir / old).unlink(missing_ok=True)
+    trainer = Trainer(config, run_dir)
+    write_text(run_dir / "config.toml", to_toml(trainer.config.to_dict()))
+    write_bytes(run_dir / "tokenizer.json",
+                (Path(config.train.data_dir) / "tokenizer.json").read_bytes())
+    if resume:
+        trainer.restore(existing[-1])
+        keep_metrics_until(trainer.metrics_path, trainer.step)
+    print(summary(trainer), file=sys.stderr)
+    val_loss = trainer.fit()
+    plot_metrics(trainer.metrics_path, run_dir / "loss.png")
+    return {"step": trainer.step, "val_loss": val_loss, "run_dir": str(run_dir),
+            "checkpoint": str(checkpoint.list_checkpoints(run_dir)[-1])}
+
+
+def keep_metrics_until(path: Path, step: int) -> None:
+    """Before resuming, drop metrics logged after `step` (a killed run's lost steps)."""
+    if path.exists():
+        kept = [r for r in read_metrics(path) if r["step"] <= step]
+        write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def summary(trainer: Trainer) -> str:
+    """The run at a glance: model size, tokens per step, compute per token."""
+    c, t, m = trainer.model_config, trainer.config.train, trainer.model
+    total_tokens = trainer.tokens_per_step * t.max_steps
+    return "\n".join([
+        f"model: {m.num_parameters() / 1e6:.2f}M parameters "
+        f"({m.num_parameters(non_embedding=True) / 1e6:.2f}M non-embedding), "
+        f"{c.n_layer} layers, d_model {c.d_model}, {c.n_head} heads, "
+        f"context {c.context_length}, vocab {c.vocab_size}",
+        f"train: {trainer.tokens_per_step:,} tokens/step ({t.batch_size} x "
+        f"{t.grad_accum} x {c.context_length}), {t.max_steps:,} steps = "
+        f"{total_tokens:,} tokens, "
+        f"{m.flops_per_token() / 1e6:.1f} MFLOPs/token, "
+        f"{trainer.device.type} {t.dtype}"
+        + (f", resuming at step {trainer.step}" if trainer.step else ""),
+    ])
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=preset_names(), default=None,
+                        help="starting config from llm_reference/presets "
+                             "(default: tiny, unless --config is given)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a TOML file with [model] and [train] tables, applied "
+                             "on top of the preset")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override one field, e.g. --set train.lr=3e-4 --set "
+                             "model.n_layer=2 (value read as a TOML literal; "
+                             "repeatable)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="prepared data folder (from `prepare`); same as "
+                             "--set train.data_dir=DIR")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="run folder: config.toml, metrics.jsonl, loss.png, "
+                             "checkpoints/, tokenizer.json")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="optimizer steps; same as --set train.max_steps=N (with "
+                             "--resume: extend the run, which changes the LR schedule)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint, "
+                             "with the config saved in the run folder")
+    parser.add_argument("--force", action="store_true",
+                        help="delete the checkpoints and metrics already in --out "
+                             "and start over")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"train.data_dir={json.dumps(args.data)}")
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
+    if args.resume:
+        if args.preset or args.config or args.overrides:
+            raise UserError("--resume uses the run's own config.toml; drop --preset, "
+                            "--config and --set (edit that file to change it)")
+        saved = Path(args.out) / "config.toml"
+        if not saved.is_file():
+            raise UserError(f"nothing to resume: {saved} does not exist")
+        config = load_config(config_file=saved, overrides=overrides)
+    else:
+        preset = args.preset or (None if args.config else "tiny")
+        config = load_config(preset, args.config, overrides)
+    result = train(config, args.out, resume=args.resume, force=args.force)
+    print(f"final val loss {result['val_loss']:.4f} "
+          f"(perplexity {math.exp(result['val_loss']):.1f}) at step {result['step']}")
+    out = Path(args.out)
+    print(f"wrote {out / 'metrics.jsonl'}, {out / 'loss.png'}, {result['checkpoint']}")
+    return 0
