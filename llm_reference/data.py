@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 import regex
-from datasketch import MinHash, MinHashLSH
 from tqdm import tqdm
 
 from . import compliance
@@ -49,6 +48,7 @@ from .tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
 if TYPE_CHECKING:
     import torch
+    from datasketch import MinHash
 
 EOT = "<|endoftext|>"
 SHARD_NAME = re.compile(r"(train|val)_\d{3}\.bin")
@@ -121,12 +121,16 @@ class NearDuplicates:
     """
 
     def __init__(self, threshold: float = 0.85, num_perm: int = 256, seed: int = 1):
+        from datasketch import MinHashLSH  # here: it loads scipy, slow for `train`
+
         self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm,
                               weights=(0.2, 0.8))  # (false positive, false negative)
         self.signatures: list[MinHash] = []
 
     def signature(self, shingles: set[bytes]) -> MinHash:
+        from datasketch import MinHash
+
         minhash = MinHash(num_perm=self.num_perm, seed=self.seed)
         items = list(shingles)  # any order: a minimum does not depend on it
         for i in range(0, len(items), 8192):  # bounded memory on huge documents

@@ -44,6 +44,9 @@ STDLIB_TEST_DIRS = {"test", "tests", "idle_test"}
 STDLIB_EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 # Its topics are read as prose by `pydoc_topics`, not as one big Python literal.
 STDLIB_EXCLUDED_FILES = {"pydoc_data/topics.py"}
+# Machine-generated codec tables (encodings/cp437.py …) say so on their first line:
+# 10% of the corpus, all hex literals, and a small model learns to babble them.
+GENERATED_MARKER = b"gencodec.py"
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,14 @@ def stdlib_files(include_tests: bool = False) -> tuple[Path, list[Path]]:
         path.relative_to(root).as_posix(): path for path in root.rglob("*.py")
         if not skip.intersection(path.relative_to(root).parts[:-1])
     }
-    return root, [files[name] for name in sorted(files.keys() - STDLIB_EXCLUDED_FILES)]
+    names = sorted(files.keys() - STDLIB_EXCLUDED_FILES)
+    return root, [files[n] for n in names if not is_generated(files[n])]
+
+
+def is_generated(path: Path) -> bool:
+    """True for a file that a tool wrote (its first line names the generator)."""
+    with open(path, "rb") as f:
+        return GENERATED_MARKER in f.readline()
 
 
 def pydoc_topics() -> Iterator[Document]:
