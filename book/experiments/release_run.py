@@ -1,0 +1,170 @@
+# %% [markdown]
+# # Releasing a run
+#
+# We prepare a small slice of the standard library, train a tiny model on it for a
+# few seconds, and release it with `llm_reference.release`. Then we look at what a
+# user of the release gets, check every hash, look inside the safetensors file, see
+# why pickle is refused, and scan the folder for personal data.
+
+# %%
+import hashlib
+import io
+import json
+import pickle
+import pickletools
+import struct
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model as load_weights
+
+from llm_reference import compliance
+from llm_reference.checkpoint import load_model
+from llm_reference.config import RunConfig
+from llm_reference.data import PrepareSettings, prepare
+from llm_reference.model import GPT, ModelConfig
+from llm_reference.release import release
+from llm_reference.train import train
+
+BOOK = {"timeout": 300, "seed": 0,
+        "settings": {"max_bytes": 200_000, "vocab_size": 512, "steps": 60,
+                     "model": {"context_length": 64, "n_layer": 2, "n_head": 2,
+                               "d_model": 64},
+                     "license": "MIT", "scan_tokens": 200_000}}
+S = BOOK["settings"]
+torch.set_num_threads(1)
+
+prepare(PrepareSettings(sources=("stdlib",), max_bytes=S["max_bytes"],
+                        vocab_size=S["vocab_size"], val_fraction=0.1), Path("data"),
+        workers=1)
+run = {"model": {"vocab_size": "auto", **S["model"]},
+       "train": {"data_dir": "data", "batch_size": 16, "max_steps": S["steps"],
+                 "lr": 3e-3, "warmup_steps": 10, "eval_interval": S["steps"],
+                 "eval_steps": 4, "checkpoint_interval": S["steps"],
+                 "device": "cpu", "seed": BOOK["seed"]}}
+train(RunConfig.from_dict(run), "tiny-stdlib")
+out = release("tiny-stdlib", "release/tiny-stdlib", license=S["license"],
+              scan_tokens=S["scan_tokens"], device="cpu")
+manifest = json.loads((out / "manifest.json").read_text())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# %% tags=["checkpoint"]
+print(f"{'file':22}{'bytes':>9}  sha256 (first 16 hex digits)")
+for path in sorted(out.iterdir()):
+    digest = manifest["files_sha256"].get(path.name, "(this file)")
+    print(f"{path.name:22}{path.stat().st_size:9,d}  {digest[:16]}")
+mismatches = [name for name, digest in manifest["files_sha256"].items()
+              if sha256(out / name) != digest]
+print(f"hashes checked: {len(manifest['files_sha256'])} files, "
+      f"{len(mismatches)} mismatches")
+assert not mismatches
+
+# %% [markdown]
+# The manifest, shortened: hashes are cut to 12 hex digits and only the first
+# shard and versions are shown.
+
+# %% tags=["manifest"]
+excerpt = {
+    "format": manifest["format"], "step": manifest["step"],
+    "seeds": manifest["seeds"],
+    "data": {"dir": manifest["data"]["dir"],
+             "manifest_sha256": manifest["data"]["manifest_sha256"][:12] + "...",
+             "shards_sha256": {name: digest[:12] + "..." for name, digest in
+                               list(manifest["data"]["shards_sha256"].items())[:1]},
+             "shards_match_data_manifest":
+                 manifest["data"]["shards_match_data_manifest"]},
+    "versions": {k: manifest["versions"][k] for k in ("python", "torch",
+                                                      "safetensors")},
+    "git": manifest["git"] and {**manifest["git"],
+                                "commit": manifest["git"]["commit"][:12] + "..."},
+    "code_sha256": manifest["code_sha256"][:12] + "...",
+    "reproduce": manifest["reproduce"],
+}
+print(json.dumps(excerpt, indent=1))
+
+# %% [markdown]
+# The model card's head, its data section and its personal-data section.
+
+# %% tags=["card"]
+card = (out / "README.md").read_text()
+head, *sections = card.split("\n## ")
+print(head)
+for section in sections:
+    if section.startswith(("Training data", "Compliance")):
+        print("\n## " + section.rstrip())
+
+# %% [markdown]
+# Inside `model.safetensors`: an 8-byte length, a JSON header, then raw tensor bytes.
+
+# %% tags=["safetensors"]
+raw = (out / "model.safetensors").read_bytes()
+(length,) = struct.unpack("<Q", raw[:8])  # little-endian unsigned 64-bit
+header = json.loads(raw[8:8 + length])
+print(f"header: {length} bytes of JSON; data: {len(raw) - 8 - length:,} bytes")
+print("__metadata__:", header.pop("__metadata__"))
+for name, info in list(header.items())[:4]:
+    print(f"{name:28} {info['dtype']} {str(info['shape']):12} bytes "
+          f"{info['data_offsets'][0]:,}-{info['data_offsets'][1]:,}")
+print(f"... {len(header)} tensors in all")
+
+config = json.loads((out / "config.json").read_text())
+released = GPT(ModelConfig.from_dict(config)).eval()
+load_weights(released, str(out / "model.safetensors"))
+trained, _, _ = load_model("tiny-stdlib")
+x = torch.randint(0, config["vocab_size"], (2, 16),
+                  generator=torch.Generator().manual_seed(0))  # (B, T)
+with torch.no_grad():
+    diff = (released(x)[0] - trained(x)[0]).abs().max().item()
+print(f"released vs trained checkpoint: largest logit difference {diff}")
+assert diff == 0.0
+
+# %% [markdown]
+# Why not pickle: unpickling runs a small program, and that program may call any
+# function it names. This harmless payload only prints, but it could call anything.
+
+# %% tags=["pickle"]
+class Payload:
+    def __reduce__(self):
+        return (print, ("  -> this line was printed by the act of loading",))
+
+
+blob = pickle.dumps(Payload())
+print("the pickle's program (bookkeeping opcodes left out):")
+for op, arg, _ in pickletools.genops(blob):
+    if op.name not in ("PROTO", "FRAME", "MEMOIZE"):
+        shown = "" if arg is None else repr(arg if len(str(arg)) < 24
+                                            else str(arg)[:20] + "...")
+        print(f"  {op.name:18} {shown}")
+print("pickle.loads(blob):")
+pickle.loads(blob)
+
+buffer = io.BytesIO()
+torch.save({"weight": torch.zeros(2), "extra": Payload()}, buffer)
+buffer.seek(0)
+try:
+    torch.load(buffer, weights_only=True)
+except pickle.UnpicklingError as e:
+    refusal = next(line for line in str(e).splitlines() if "GLOBAL" in line)
+    print("torch.load(weights_only=True) refuses:\n ",
+          refusal.strip().split(". ")[0].removeprefix("WeightsUnpickler error: "))
+
+# %% [markdown]
+# Before publishing: no pickle files, and a scan of every text file for PII.
+
+# %% tags=["scan"]
+pickles = [p.name for p in out.iterdir()
+           if p.suffix in (".pt", ".pth", ".bin", ".pkl", ".ckpt")]
+print("pickle-format files:", pickles or "none")
+texts = [(p.name, p.read_text(encoding="utf-8")) for p in sorted(out.iterdir())
+         if p.suffix in (".md", ".json", ".toml")]
+print(compliance.scan(texts).format())
+
+# %%
+json.dump({"files": {p.name: p.stat().st_size for p in sorted(out.iterdir())},
+           "manifest": excerpt, "diff": diff, "license": S["license"],
+           "parameters": released.num_parameters(), "tensors": len(header)},
+          open("release.json", "w"), indent=1)
