@@ -1,0 +1,388 @@
+"""int8 weight-only quantization: a quarter of the bytes, almost the same model.
+
+A Linear layer's weight W (out x in) is stored in float32, 4 bytes a number. We store
+it as int8 (1 byte) plus one float32 scale per output channel (per row of W):
+
+    scale_o = max_i |W[o, i]| / 127          q[o, i] = round(W[o, i] / scale_o)
+
+so each row uses the whole range [-127, 127] (symmetric: zero stays exactly zero,
+and -128 is left out so the range is the same on both sides). Dequantizing,
+q * scale, gives back W with an error of at most scale_o / 2 per number. One scale
+per row instead of one per matrix matters: a row of large weights would otherwise
+crush every small row to a few levels.
+
+Only the weights are quantized ("weight-only"): activations stay float, and the
+forward pass dequantizes the weight and runs an ordinary matmul. On a CPU a
+generation step is limited by reading the weights from memory, so 4x fewer bytes can
+already help, but only if the matmul reads the int8 weight directly instead of first
+writing a float copy. PyTorch has such a fused CPU kernel, `torch._weight_int8pack_mm`,
+which `QuantizedLinear` can use; whether it beats float32 depends on the CPU and the
+PyTorch build (on the machine we measured it did not), so the report times both.
+
+What is not quantized: the token (and position) embeddings, norms and biases. With
+tied weights the output head *is* the token embedding; we keep it in float32,
+because the embedding is a lookup (no matmul to speed up) and the head's logits
+decide every token, so its precision is worth the bytes. An untied `lm_head` is a
+Linear and is quantized like the others.
+
+`python -m llm_reference quantize --run RUN --out OUT` writes the int8 model and a
+report comparing float32, ours and PyTorch's dynamic int8 quantization
+(`torch.ao.quantization.quantize_dynamic`) on size, memory, speed and perplexity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+from tqdm import tqdm
+
+from .atomic import write_bytes, write_json
+from .config import resolve_device
+from .errors import UserError
+from .model import GPT, ModelConfig
+
+WEIGHTS, INFO = "model.safetensors", "quantization.json"
+FORMAT = "llm-reference-int8/1"
+
+
+def quantize_per_channel(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 quantization of each row of w (out, in).
+
+    Returns q (out, in) int8 in [-127, 127] and scale (out,) float32, with
+    w ~ q * scale[:, None] and |w - q * scale| <= scale / 2 everywhere.
+    """
+    w = w.detach().float()
+    scale = w.abs().amax(dim=1) / 127  # (out,): the row's largest |w| maps to 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # all-zero rows
+    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)  # (out, in)
+    return q, scale
+
+
+def dequantize_per_channel(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int8 q (out, in) and scale (out,) back to a float32 weight (out, in)."""
+    return q.float() * scale[:, None]
+
+
+class QuantizedLinear(nn.Module):
+    """A Linear layer whose weight is int8 with one float32 scale per output row.
+
+    The weight, scales and bias are buffers, not parameters: this layer is for
+    inference. With `int8_kernel` on a CPU, the matmul reads the int8 weight
+    directly (PyTorch's fused kernel); otherwise it dequantizes, which reads the
+    same as the textbook formula.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 int8_kernel: bool = False):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.int8_kernel = int8_kernel
+        self.register_buffer(
+            "weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(out_features))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, int8_kernel: bool = False
+                    ) -> QuantizedLinear:
+        layer = cls(linear.in_features, linear.out_features,
+                    linear.bias is not None, int8_kernel)
+        q, scale = quantize_per_channel(linear.weight)
+        layer.weight_int8.copy_(q)
+        layer.scale.copy_(scale)
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach())
+        return layer.to(linear.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
+        if self.int8_kernel and x.device.type == "cpu":
+            return self.int8_matmul(x)
+        w = dequantize_per_channel(self.weight_int8, self.scale)  # (out, in)
+        return F.linear(x, w.to(x.dtype), self.bias)
+
+    def int8_matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """x @ (q * scale)^T by PyTorch's fused int8-weight CPU kernel."""
+        x2d = x.reshape(-1, self.in_features).contiguous()  # (N, in)
+        y = torch._weight_int8pack_mm(x2d, self.weight_int8, self.scale.to(x.dtype))
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)  # (..., out)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, int8_kernel={self.int8_kernel}")
+
+
+def quantize_model(model: nn.Module, int8_kernel: bool = False) -> list[str]:
+    """Replace every nn.Linear of `model` by a QuantizedLinear, in place.
+
+    Embeddings (and so a tied output head) are not Linear layers and stay float.
+    Returns the names of the quantized layers.
+    """
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for name in names:
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        linear = getattr(parent, attr)
+        setattr(parent, attr, QuantizedLinear.from_linear(linear, int8_kernel))
+    return names
+
+
+def set_int8_kernel(model: nn.Module, enabled: bool) -> None:
+    """Switch every QuantizedLinear between the fused kernel and dequantize."""
+    for module in model.modules():
+        if isinstance(module, QuantizedLinear):
+            module.int8_kernel = enabled
+
+
+# -------------------------------------------------------------------- save, load
+
+
+def save_quantized(model: GPT, layers: list[str], out_dir: str | Path,
+                   extra: dict[str, Any] | None = None) -> None:
+    """model.safetensors (int8 weights, scales, float tensors) + quantization.json."""
+    out_dir = Path(out_dir)
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_bytes(out_dir / WEIGHTS, safetensors_bytes(tensors))
+    write_json(out_dir / INFO, {
+        "format": FORMAT,
+        "scheme": "int8 weight-only, symmetric, per output channel",
+        "model": model.config.to_dict(), "layers": layers, **(extra or {})})
+
+
+def load_quantized(out_dir: str | Path, device: str = "cpu"
+                   ) -> tuple[GPT, dict[str, Any]]:
+    """The int8 GPT saved by `save_quantized` (eval mode) and its quantization.json."""
+    out_dir = Path(out_dir)
+    try:
+        info = json.loads((out_dir / INFO).read_text(encoding="utf-8"))
+        tensors = load_file(out_dir / WEIGHTS, device=device)
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read a quantized model in {out_dir} ({e}); write "
+                        "one with `python -m llm_reference quantize`") from None
+    if info.get("format") != FORMAT:
+        raise UserError(f"{out_dir / INFO}: format {info.get('format')!r} is not "
+                        f"{FORMAT!r}")
+    model = GPT(ModelConfig.from_dict(info["model"]))
+    if quantize_model(model) != info["layers"]:
+        raise UserError(f"{out_dir / INFO}: its layers do not match the model")
+    model.load_state_dict(tensors, strict=True)
+    return model.to(device).eval(), info
+
+
+# ------------------------------------------------------------------- measuring
+
+
+def memory_bytes(model: nn.Module) -> int:
+    """Bytes of all parameters and buffers, including PyTorch's packed int8 weights
+    (which `torch.ao` dynamic layers keep outside parameters and buffers)."""
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    for module in model.modules():
+        if type(module).__name__ == "LinearPackedParams":  # torch.ao's int8 weight
+            weight, bias = module._weight_bias()
+            tensors[id(weight)] = weight
+            if weight.qscheme() == torch.per_channel_affine:
+                scales = weight.q_per_channel_scales()
+                zero_points = weight.q_per_channel_zero_points()
+                tensors[id(scales)], tensors[id(zero_points)] = scales, zero_points
+            if bias is not None:
+                tensors[id(bias)] = bias
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def tokens_per_second(model: GPT, prompt_ids: list[int], new_tokens: int,
+                      repeats: int) -> tuple[float, list[int]]:
+    """Greedy generation speed (best of `repeats`) and the tokens generated."""
+    from .generate import generate
+
+    best, tokens = math.inf, []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tokens = list(generate(model, prompt_ids, new_tokens, temperature=0.0))
+        best = min(best, time.perf_counter() - start)
+    return len(tokens) / best, tokens
+
+
+def validation_loss(model: nn.Module, batches: Any, n_batches: int,
+                    device: torch.device) -> float:
+    """Mean next-token loss over the first `n_batches` held-out batches."""
+    from .evaluate import mean_loss
+
+    return mean_loss(model, batches, range(n_batches), device)
+
+
+def torch_dynamic_int8(model: nn.Module) -> tuple[nn.Module | None, str]:
+    """PyTorch's dynamic int8 quantization of the Linear layers (per-channel weights,
+    like ours; activations are quantized on the fly), or None and why not."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            from torch.ao.quantization import (per_channel_dynamic_qconfig,
+                                               quantize_dynamic)
+        except ImportError as e:
+            return None, f"torch.ao.quantization.quantize_dynamic unavailable: {e}"
+        quantized = quantize_dynamic(copy.deepcopy(model),
+                                     {nn.Linear: per_channel_dynamic_qconfig},
+                                     dtype=torch.qint8)
+    deprecated = sorted({str(w.message).split("\n")[0].strip() for w in caught
+                         if issubclass(w.category, DeprecationWarning)})
+    note = "per-channel int8 weights, dynamic int8 activations"
+    if deprecated:
+        note += "; torch warns: " + " ".join(deprecated)
+    return quantized, note
+
+
+def torch_serialized_bytes(model: nn.Module) -> int:
+    """Size of the peer's state dict in its own format (torch.save, in memory only:
+    packed int8 weights have no safetensors form)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return len(buffer.getvalue())
+
+
+# ---------------------------------------------------------------------- report
+
+
+def quantize_run(run_dir: str | Path, out: str | Path, step: int | None = None,
+                 data_dir: str | None = None, val_batches: int = 10,
+                 prompt: str = "def ", new_tokens: int = 64, repeats: int = 3,
+                 peer: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Quantize a run into `out` and measure fp32, ours and the peer: report.json."""
+    from .checkpoint import find_checkpoint, load_model
+    from .data import Batches
+
+    if val_batches < 1 or new_tokens < 1 or repeats < 1:
+        raise UserError("--val-batches, --new-tokens and --repeats must be >= 1")
+    run_dir, out, dev = Path(run_dir), Path(out), resolve_device(device)
+    if out.resolve() == run_dir.resolve():
+        raise UserError(f"--out {out} is the run itself; choose a new folder")
+    model, tokenizer, state = load_model(run_dir, step, str(dev))
+    train = state["config"]["train"]
+    data_dir = data_dir or train["data_dir"]
+    if not (Path(data_dir) / "meta.json").is_file():
+        raise UserError(f"held-out data {data_dir}/meta.json not found; pass --data "
+                        "with the run's prepared data folder")
+    batches = Batches(data_dir, "val", train["batch_size"],
+                      model.config.context_length, seed=train["seed"])
+    prompt_ids = tokenizer.encode(prompt) or [tokenizer.special_tokens["<|endoftext|>"]]
+
+    ours = copy.deepcopy(model)
+    layers = quantize_model(ours)
+    extra = {"base_run": str(run_dir), "base_step": state["step"]}
+    save_quantized(ours, layers, out, extra)
+    write_bytes(out / "tokenizer.json", (run_dir / "tokenizer.json").read_bytes())
+
+    variants: list[tuple[str, nn.Module | None, int | None, str]] = [
+        ("fp32", model, (find_checkpoint(run_dir, step) / WEIGHTS).stat().st_size,
+         "float32 checkpoint"),
+        ("ours int8", ours, (out / WEIGHTS).stat().st_size,
+         "dequantize, then float matmul"),
+    ]
+    if hasattr(torch, "_weight_int8pack_mm") and dev.type == "cpu":
+        fused = copy.deepcopy(ours)
+        set_int8_kernel(fused, True)
+        variants.append(("ours int8 (kernel)", fused, (out / WEIGHTS).stat().st_size,
+                         "torch._weight_int8pack_mm, same weights"))
+    if peer:
+        if dev.type != "cpu":
+            variants.append(("torch.ao dynamic int8", None, None,
+                             "skipped: quantize_dynamic runs on the CPU only"))
+        else:
+            peer_model, note = torch_dynamic_int8(model)
+            size = torch_serialized_bytes(peer_model) if peer_model else None
+            variants.append(("torch.ao dynamic int8", peer_model, size, note))
+
+    rows, reference_tokens = [], None
+    for name, variant, disk, note in tqdm(variants, desc="measure", unit="variant",
+                                          file=sys.stderr, disable=None):
+        row: dict[str, Any] = {"name": name, "disk_bytes": disk, "note": note}
+        if variant is not None:
+            speed, tokens = tokens_per_second(variant, prompt_ids, new_tokens, repeats)
+            reference_tokens = reference_tokens or tokens
+            same = next((i for i, (a, b) in enumerate(zip(tokens, reference_tokens))
+                         if a != b), len(tokens))
+            loss = validation_loss(variant, batches, val_batches, dev)
+            row.update(memory_bytes=memory_bytes(variant), tokens_per_s=speed,
+                       greedy_tokens_same_as_fp32=same, val_loss=loss,
+                       perplexity=math.exp(loss))
+        rows.append(row)
+    report = {"run": str(run_dir), "step": state["step"], "out": str(out),
+              "device": str(dev), "data_dir": str(data_dir), "val_batches": val_batches,
+              "prompt": prompt, "new_tokens": new_tokens, "repeats": repeats,
+              "quantized_layers": len(layers),
+              "kept_float": "token/position embeddings (and the tied head), norms, "
+                            "biases",
+              "torch": torch.__version__, "rows": rows}
+    write_json(out / "report.json", report)
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a table, each row also relative to fp32."""
+    header = ("variant", "disk MB", "memory MB", "tokens/s", "val loss", "perplexity",
+              "greedy = fp32")
+    table = [header]
+    for row in report["rows"]:
+        if "tokens_per_s" not in row:
+            table.append((row["name"], *["-"] * 6))
+            continue
+        disk = "-" if row["disk_bytes"] is None else f"{row['disk_bytes'] / 1e6:.2f}"
+        table.append((row["name"], disk, f"{row['memory_bytes'] / 1e6:.2f}",
+                      f"{row['tokens_per_s']:.1f}", f"{row['val_loss']:.4f}",
+                      f"{row['perplexity']:.2f}",
+                      f"{row['greedy_tokens_same_as_fp32']}/{report['new_tokens']}"))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                       for i, (v, w) in enumerate(zip(r, widths))) for r in table]
+    lines += [f"note: {row['name']}: {row['note']}" for row in report["rows"]]
+    return "\n".join(lines)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--run", required=True, metavar="DIR", help="run folder to quantize")
+    add("--step", type=int, metavar="N",
+        help="checkpoint step (default: the latest)")
+    add("--out", required=True, metavar="DIR",
+        help="output folder: model.safetensors (int8), quantization.json, "
+             "tokenizer.json, report.json")
+    add("--data", metavar="DIR",
+        help="prepared data folder for the perplexity (default: the run's "
+             "train.data_dir)")
+    add("--val-batches", type=int, default=10, metavar="N",
+        help="held-out batches for the perplexity, the same for every variant "
+             "(default: 10)")
+    add("--prompt", default="def ",
+        help="prompt for the greedy speed test (default: 'def ')")
+    add("--new-tokens", type=int, default=64, metavar="N",
+        help="tokens generated per speed test (default: 64)")
+    add("--repeats", type=int, default=3, metavar="N",
+        help="speed tests per variant; the fastest counts (default: 3)")
+    add("--no-peer", action="store_true",
+        help="skip PyTorch's quantize_dynamic comparison")
+    add("--device", default="cpu",
+        help="device for the measurements: cpu (default), cuda[:N] or mps; "
+             "the int8 kernel and quantize_dynamic are CPU-only")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = quantize_run(args.run, args.out, args.step, args.data, args.val_batches,
+                          args.prompt, args.new_tokens, args.repeats,
+                          not args.no_peer, args.device)
+    print(format_report(report))
+    print(f"wrote {report['out']}/: {WEIGHTS}, {INFO}, tokenizer.json, report.json")
+    return 0
