@@ -25,8 +25,10 @@ test-fast: venv
 book: venv
 	$(BIN)/python build.py
 
+# each prints ours, peer and ratio, measured in the same run (--quick: minutes, not hours)
+BENCHMARKS := tokenizer data train generate quantize serve build
 bench: venv
-	$(BIN)/python benchmarks/tokenizer.py
+	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py --quick || exit 1; done
 
 starter: venv
 	$(BIN)/python -m scaffold new --track beginner --budget cpu:30m -o my-llm --no-input --force
