@@ -193,24 +193,51 @@ def generate_text(model: GPT, tokenizer: Any, prompt_ids: Sequence[int],
     return _text_pieces(tokens, tokenizer, stop)
 
 
+class TextStream:
+    """Turns new token ids, one at a time, into text that is safe to show.
+
+    A piece never ends inside a UTF-8 character or inside what may become a stop
+    string (see `find_stop`); at a stop string the text is cut right before it and
+    `stopped` is set. `ids` are the tokens added so far.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str] = ()):
+        self.tokenizer, self.stop = tokenizer, stop
+        self.ids: list[int] = []
+        self.sent = 0  # characters handed out
+        self.stopped = False
+
+    def add(self, token: int) -> str:
+        """The new piece of text that `token` makes safe ("" if none)."""
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        cut, safe = find_stop(text, self.stop)
+        if cut is not None:
+            self.stopped = True
+            safe = cut
+        piece = text[self.sent:safe] if safe > self.sent else ""
+        self.sent = max(self.sent, safe)
+        return piece
+
+    def flush(self) -> str:
+        """At the end of generation: the text held back (none after a stop)."""
+        if self.stopped:
+            return ""
+        piece = self.tokenizer.decode(self.ids)[self.sent:]
+        self.sent += len(piece)
+        return piece
+
+
 def _text_pieces(tokens: Iterator[int], tokenizer: Any,
                  stop: Sequence[str]) -> Iterator[str]:
-    new_ids: list[int] = []
-    sent = 0  # characters yielded
+    stream = TextStream(tokenizer, stop)
     for token in tokens:
-        new_ids.append(token)
-        text = tokenizer.decode(new_ids)
-        cut, safe = find_stop(text, stop)
-        if cut is not None:
-            if cut > sent:
-                yield text[sent:cut]
+        if piece := stream.add(token):
+            yield piece
+        if stream.stopped:
             return
-        if safe > sent:
-            yield text[sent:safe]
-            sent = safe
-    text = tokenizer.decode(new_ids)
-    if len(text) > sent:
-        yield text[sent:]
+    if piece := stream.flush():
+        yield piece
 
 
 def _check_options(model: GPT, prompt_ids: Sequence[int], max_new_tokens: int,

@@ -59,7 +59,7 @@ from starlette.exceptions import HTTPException
 
 from .chat import ENDOFTEXT, IM_END, encode_chat
 from .errors import UserError
-from .generate import find_stop, generate
+from .generate import TextStream, generate
 from .model import GPT
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
@@ -224,28 +224,22 @@ class Generation:
     def run(self, model: GPT, tokenizer: Any) -> None:
         """Generate and decode (in the worker thread)."""
         job = self.job
-        new_ids: list[int] = []
-        sent = 0  # characters of the new text already handed over
+        text = TextStream(tokenizer, job.stop)
         with closing(generate(model, job.prompt_ids, job.max_tokens,
                               temperature=job.temperature, top_p=job.top_p,
                               stop_ids=job.stop_ids, seed=job.seed)) as tokens:
             for token in tokens:
                 if self.cancelled.is_set():
                     break
-                new_ids.append(token)
-                text = tokenizer.decode(new_ids)
-                cut, safe = find_stop(text, job.stop)
-                if cut is not None:  # a stop string: cut the text right before it
-                    self.put(text[sent:cut])
+                self.put(text.add(token))
+                if text.stopped:  # a stop string: the text ends right before it
                     self.finish_reason = "stop"
                     break
-                self.put(text[sent:safe])
-                sent = safe
             else:  # ended at a stop token or at max_tokens: release the held text
-                self.put(tokenizer.decode(new_ids)[sent:])
-                full = len(new_ids) == job.max_tokens
+                self.put(text.flush())
+                full = len(text.ids) == job.max_tokens
                 self.finish_reason = "length" if full else "stop"
-        self.completion_tokens = len(new_ids)  # the engine then puts END
+        self.completion_tokens = len(text.ids)  # the engine then puts END
 
     def put(self, item: Any) -> None:
         """Hand a piece (or END, or an exception) to the reader (any thread)."""
