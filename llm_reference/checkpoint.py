@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as load_weights
-from safetensors.torch import save_model as save_weights
 
 from .atomic import write_json
 from .errors import UserError
@@ -82,15 +81,29 @@ def save_checkpoint(
     `state` is the trainer's JSON-able state (config, data position, …); the step,
     the optimizer's hyper-parameters and the RNG states are added here.
     """
+    return write_checkpoint(run_dir, step, model.state_dict(),
+                            optimizer.state_dict(), state, keep_last)
+
+
+def write_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    state: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    """`save_checkpoint` from state dicts, laid out as `model.state_dict()` and
+    `optimizer.state_dict()` give them (a sharded FSDP run gathers them first)."""
     final = checkpoint_dir(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        save_weights(model, str(tmp / "model.safetensors"))
-        save_file(optimizer_tensors(optimizer), tmp / "optimizer.safetensors")
-        param_groups = optimizer.state_dict()["param_groups"]
+        save_file(weights, tmp / "model.safetensors")
+        save_file(optimizer_tensors(optimizer_state), tmp / "optimizer.safetensors")
         write_json(tmp / "state.json", {
-            **state, "step": step, "optimizer": param_groups, "rng": rng_state()})
+            **state, "step": step, "optimizer": optimizer_state["param_groups"],
+            "rng": rng_state()})
         for file in tmp.iterdir():  # on disk before the rename makes it visible
             _fsync(file)
         _replace_dir(tmp, final)
@@ -118,6 +131,17 @@ def load_checkpoint(
     if optimizer is not None:
         load_optimizer(optimizer, path / "optimizer.safetensors", state["optimizer"])
     return state
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
+                                              dict[str, Any], dict[str, Any]]:
+    """(weights, optimizer state dict, state) of a checkpoint folder, on the CPU:
+    what `write_checkpoint` was given, plus the step and RNG states in `state`."""
+    path = Path(path)
+    state = read_state(path)
+    optimizer_state = read_optimizer_state(path / "optimizer.safetensors",
+                                           state["optimizer"])
+    return load_file(path / "model.safetensors"), optimizer_state, state
 
 
 def read_state(path: str | Path) -> dict[str, Any]:
@@ -149,25 +173,30 @@ def load_model(
     return model.eval(), Tokenizer.load(tokenizer_path), state
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """AdamW state as flat named tensors: {"3.exp_avg": …, "3.exp_avg_sq": …, …}."""
-    state = optimizer.state_dict()["state"]  # {param index: {name: tensor}}
+def optimizer_tensors(optimizer_state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """AdamW state as flat named tensors: {"3.exp_avg": …, "3.exp_avg_sq": …, …},
+    from `optimizer.state_dict()`, whose "state" is {param index: {name: tensor}}."""
     return {f"{index}.{name}": value.contiguous()
-            for index, per_param in state.items()
+            for index, per_param in optimizer_state["state"].items()
             for name, value in per_param.items()}
 
 
 def load_optimizer(
     optimizer: torch.optim.Optimizer, path: Path, param_groups: list[dict]
 ) -> None:
-    """Rebuild the optimizer's state dict from `optimizer_tensors` and param groups."""
+    """Load the optimizer state saved by `optimizer_tensors` and its param groups."""
+    optimizer.load_state_dict(read_optimizer_state(path, param_groups))
+
+
+def read_optimizer_state(path: Path, param_groups: list[dict]) -> dict[str, Any]:
+    """Rebuild an optimizer state dict from `optimizer_tensors` and param groups."""
     state: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
     for key, value in load_file(path).items():
         index, name = key.split(".", 1)
         state[int(index)][name] = value
     groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g
               for g in param_groups]
-    optimizer.load_state_dict({"state": dict(state), "param_groups": groups})
+    return {"state": dict(state), "param_groups": groups}
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:

@@ -31,6 +31,7 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 SCHEDULES = ("cosine", "wsd")
 DTYPES = ("float32", "bfloat16", "float16")
 ANOMALY_ACTIONS = ("skip", "rollback")
+PARALLELS = ("ddp", "fsdp")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -40,6 +41,7 @@ class TrainConfig:
 
     data_dir: str = "data/stdlib"  # a folder written by `prepare`
     # batches: tokens per optimizer step = batch_size * grad_accum * context_length
+    # (times the number of processes under torchrun: see `parallel`)
     batch_size: int = 16  # sequences per micro-batch (one forward/backward)
     grad_accum: int = 1  # micro-batches whose gradients are summed per step
     max_steps: int = 1000  # optimizer steps
@@ -61,8 +63,15 @@ class TrainConfig:
     # numerics and hardware
     dtype: str = "float32"  # autocast dtype: "float32" | "bfloat16" | "float16"
     compile: bool = False  # torch.compile the model
+    # keep only each block's input, recompute the rest in the backward pass: one
+    # tensor per block instead of dozens, for ~1/3 more compute (the planner sets it)
+    activation_checkpointing: bool = False
     seed: int = 1337
     device: str = "auto"  # "auto" (cuda, mps, else cpu) | "cpu" | "cuda[:N]" | "mps"
+    # under torchrun (see distributed.py): a replica per process ("ddp") or FSDP2
+    # shards ("fsdp"); batch_size and grad_accum are per process, so a step sees
+    # batch_size * grad_accum * processes sequences
+    parallel: str = "ddp"  # "ddp" | "fsdp"
     # stability (see stability.py)
     anomaly_action: str = "skip"  # "skip" | "rollback"
     spike_z: float = 6.0  # z-score above the EMA of the loss that counts as a spike
@@ -99,9 +108,15 @@ class TrainConfig:
             value = getattr(self, key)
             _require(self, key, value is None or value >= 1, "must be a step >= 1")
         for key, choices in (("schedule", SCHEDULES), ("dtype", DTYPES),
-                             ("anomaly_action", ANOMALY_ACTIONS)):
+                             ("anomaly_action", ANOMALY_ACTIONS),
+                             ("parallel", PARALLELS)):
             _require(self, key, getattr(self, key) in choices,
                      f"must be one of {', '.join(map(repr, choices))}")
+        # float16's loss scaler decides per process whether to skip a step; with
+        # sharded gradients the processes could disagree
+        _require(self, "parallel", not (self.parallel == "fsdp"
+                                        and self.dtype == "float16"),
+                 "'fsdp' needs train.dtype 'bfloat16' or 'float32', not 'float16'")
         _require(self, "device", DEVICE_PATTERN.fullmatch(self.device) is not None,
                  "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 

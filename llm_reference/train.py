@@ -20,6 +20,11 @@ event, `{"step", "event": "skip" | "rollback" | "fp16_overflow", "reason", …}`
 A run killed at any moment resumes from its last checkpoint onto the same trajectory:
 the data position is just the index of the next micro-batch, and the RNG states, the
 optimizer state and the monitor's statistics are all in the checkpoint.
+
+Under `torchrun` every process runs this same loop on its own batches (see
+`distributed.py`): gradients are averaged across processes, the logged loss is the
+mean over all of them, and only rank 0 writes files. A step then sees
+`batch_size * grad_accum * WORLD_SIZE` sequences.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .atomic import write_bytes, write_text
 from .config import (RunConfig, TrainConfig, load_config, model_config, preset_names,
                      resolve_device, to_toml)
@@ -69,12 +74,18 @@ class StepResult:
 
 
 class Trainer:
-    """Owns the model, optimizer, data and monitor of one run folder."""
+    """Owns the model, optimizer, data and monitor of one run folder.
 
-    def __init__(self, config: RunConfig, run_dir: str | Path) -> None:
+    `ctx` says which process of a torchrun job this is (see `distributed.setup`);
+    without it the trainer is the only process.
+    """
+
+    def __init__(self, config: RunConfig, run_dir: str | Path,
+                 ctx: distributed.Context | None = None) -> None:
         t = config.train
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(t.device)
+        self.ctx = ctx or distributed.Context(resolve_device(t.device))
+        self.device = self.ctx.device
         if t.dtype == "float16" and self.device.type != "cuda":
             raise UserError("config train.dtype: float16 needs a CUDA GPU (loss "
                             "scaling); use bfloat16 or float32 on "
@@ -87,10 +98,13 @@ class Trainer:
                 f"({vocab_size} in {t.data_dir}), got {self.model_config.vocab_size}"
                 '; set it to "auto"')
         self.config = RunConfig(self.model_config.to_dict(), t)
-        seed_everything(t.seed)
+        seed_everything(t.seed)  # the same seed in every process: the same weights
         self.model = GPT(self.model_config).to(self.device)
-        self.forward = torch.compile(self.model) if t.compile else self.model
-        self.optimizer = make_optimizer(
+        self.model.gradient_checkpointing = t.activation_checkpointing
+        # DDP or FSDP2 under torchrun, else the model itself
+        self.wrapped = distributed.wrap_model(self.model, self.ctx, t.parallel)
+        self.forward = torch.compile(self.wrapped) if t.compile else self.wrapped
+        self.optimizer = make_optimizer(  # after wrapping: FSDP2 shards parameters
             self.model, t.lr, t.weight_decay, (t.beta1, t.beta2))
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=t.dtype == "float16")
@@ -100,9 +114,12 @@ class Trainer:
         self.faults = FaultInjector(
             t.inject_spike_at, t.inject_spike_scale, t.inject_nan_at)
         T = self.model_config.context_length
-        self.train_batches = Batches(t.data_dir, "train", t.batch_size, T, seed=t.seed)
+        rank, world_size = self.ctx.rank, self.ctx.world_size
+        self.train_batches = Batches(t.data_dir, "train", t.batch_size, T, seed=t.seed,
+                                     rank=rank, world_size=world_size)
+        # one fixed validation set for all processes; `evaluate` splits it
         self.val_batches = Batches(t.data_dir, "val", t.batch_size, T, seed=t.seed)
-        self.tokens_per_step = t.batch_size * t.grad_accum * T
+        self.tokens_per_step = t.batch_size * t.grad_accum * T * world_size
         self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
         self.peak_flops = peak_flops(self.device, t.dtype)
         self.step = 0  # optimizer steps taken (applied or skipped)
@@ -131,10 +148,12 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
-        for _ in range(t.grad_accum):
+        for micro in range(t.grad_accum):
             x, y = self.train_batches.get(self.data_position)  # (B, T), (B, T)
             self.data_position += 1
             x, y = x.to(self.device), y.to(self.device)
+            # several processes: average the gradients on the last micro-batch only
+            distributed.sync_gradients(self.wrapped, micro == t.grad_accum - 1)
             with self.autocast():
                 _, loss = self.forward(x, y)
             loss = self.faults.scale_loss(step, loss)
@@ -144,9 +163,10 @@ class Trainer:
         self.faults.poison_gradients(step, self.model)
         self.scaler.unscale_(self.optimizer)  # no-op unless float16
         max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.model.parameters(), max_norm).item()  # the norm before clipping
-        mean = (loss_sum / t.grad_accum).item()
+        grad_norm = distributed.clip_grad_norm(self.model, max_norm)  # before clipping
+        # The mean over all processes' batches: every process logs and judges the
+        # same number, so all of them skip or roll back together.
+        mean = (distributed.all_reduce_mean(loss_sum) / t.grad_accum).item()
         anomaly = self.monitor.observe(mean, grad_norm)
         if anomaly is None or self.is_fp16_overflow(anomaly):
             self.scaler.step(self.optimizer)  # skipped by the scaler on an overflow
@@ -165,10 +185,18 @@ class Trainer:
     # ---------------------------------------------------- evaluation, checkpoints
 
     def evaluate(self) -> float:
-        """Mean loss over the first `eval_steps` validation batches; always the same."""
-        indices = range(self.config.train.eval_steps)
-        return mean_loss(self.forward, self.val_batches, indices, self.device,
+        """Mean loss over the first `eval_steps` validation batches; always the same.
+
+        N processes share the work: process r takes batches r, r + N, r + 2N, … of
+        eval_steps rounded up to a multiple of N (so that all run as many forwards,
+        as FSDP's collectives need), and their means are averaged.
+        """
+        n, rank = self.ctx.world_size, self.ctx.rank
+        indices = range(rank, math.ceil(self.config.train.eval_steps / n) * n, n)
+        loss = mean_loss(self.forward, self.val_batches, indices, self.device,
                          self.autocast)
+        return distributed.all_reduce_mean(
+            torch.tensor(loss, device=self.device)).item()
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint needs besides weights, optimizer state and RNGs."""
@@ -181,14 +209,29 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        return checkpoint.save_checkpoint(
-            self.run_dir, self.step, self.model, self.optimizer, self.state(),
-            self.config.train.keep_last)
+        """Write a checkpoint: every process takes part, rank 0 alone writes.
+
+        Under FSDP the full weights must first be gathered from every process's
+        shards. Rank 0 writes (N processes writing the same files would collide),
+        and the barrier holds the others until the checkpoint is complete: none may
+        go on to roll back to it, or exit, before it is on disk.
+        """
+        weights, optimizer_state = distributed.state_dicts(self.model, self.optimizer)
+        if distributed.is_main():
+            checkpoint.write_checkpoint(
+                self.run_dir, self.step, weights, optimizer_state, self.state(),
+                self.config.train.keep_last)
+        distributed.barrier()
+        return checkpoint.checkpoint_dir(self.run_dir, self.step)
 
     def restore(self, path: Path, monitor: bool = True) -> None:
         """Continue from checkpoint `path`. A rollback keeps the monitor (its count of
-        rollbacks and lowered LR); a resume restores it too."""
-        state = checkpoint.load_checkpoint(path, self.model, self.optimizer)
+        rollbacks and lowered LR); a resume restores it too. Every process reads
+        the checkpoint (on several machines the run folder must be shared); every
+        process has drawn the same random numbers, so rank 0's RNG states fit all."""
+        weights, optimizer_state, state = checkpoint.read_checkpoint(path)
+        distributed.load_state_dicts(self.model, self.optimizer, weights,
+                                     optimizer_state)
         self.step = state["step"]
         self.data_position = state["data_position"]
         if monitor:
@@ -222,10 +265,12 @@ class Trainer:
     def fit(self) -> float:
         """Train until `max_steps`; return the final validation loss."""
         t = self.config.train
+        main = distributed.is_main()  # the one process that logs, draws and prints
         bar = tqdm(total=t.max_steps, initial=self.step, desc="train", unit="step",
-                   file=sys.stderr, disable=None, dynamic_ncols=True)
+                   file=sys.stderr, disable=None if main else True,
+                   dynamic_ncols=True)
         val_loss = None
-        with open(self.metrics_path, "a", encoding="utf-8") as log:
+        with self.open_log() as log:
             while self.step < t.max_steps:
                 result = self.train_step()
                 if result.anomaly is None:
@@ -244,7 +289,7 @@ class Trainer:
                 self.log(log, record)
                 if save:
                     self.save()
-                if evaluate or save:
+                if (evaluate or save) and main:
                     plot_metrics(self.metrics_path, self.run_dir / "loss.png")
                 bar.update(self.step - bar.n)
                 bar.set_postfix(loss=f"{result.loss:.3f}", lr=f"{result.lr:.2e}")
@@ -255,13 +300,23 @@ class Trainer:
         record = {"step": self.step, "loss": result.loss, "lr": result.lr,
                   "grad_norm": result.grad_norm,
                   "tokens_per_s": self.tokens_per_step / result.seconds}
-        if self.peak_flops:
-            record["mfu"] = self.flops_per_step / result.seconds / self.peak_flops
+        if self.peak_flops:  # per device: the step's FLOPs ran on world_size of them
+            record["mfu"] = (self.flops_per_step / result.seconds
+                             / (self.peak_flops * self.ctx.world_size))
         return record
+
+    def open_log(self) -> contextlib.AbstractContextManager:
+        """metrics.jsonl, opened for appending in rank 0; None in the others."""
+        if distributed.is_main():
+            return open(self.metrics_path, "a", encoding="utf-8")
+        return contextlib.nullcontext(None)
 
     @staticmethod
     def log(log, record: dict[str, Any]) -> None:
-        """One JSON line; non-finite numbers become null (JSON has no NaN)."""
+        """One JSON line; non-finite numbers become null (JSON has no NaN).
+        `log` is None in the processes that do not write (all but rank 0)."""
+        if log is None:
+            return
         clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v
                  for k, v in record.items()}
         log.write(json.dumps(clean) + "\n")
@@ -301,28 +356,45 @@ def train(
     """Train a run in `run_dir` (a new one, or `resume` its last checkpoint).
 
     Returns a summary: final step, final validation loss and the files written.
+    Under torchrun every process calls this; they join one process group here.
     """
-    run_dir = Path(run_dir)
+    ctx = distributed.setup(resolve_device(config.train.device))
+    try:
+        return train_process(ctx, config, Path(run_dir), resume, force)
+    finally:
+        distributed.cleanup()
+
+
+def train_process(ctx: distributed.Context, config: RunConfig, run_dir: Path,
+                  resume: bool, force: bool) -> dict[str, Any]:
+    """`train` in one process of the job; rank 0 alone changes the run folder."""
+    main = distributed.is_main()
     existing = checkpoint.list_checkpoints(run_dir)
     if existing and not (resume or force):
         raise UserError(f"{run_dir} already has checkpoints; pass --resume to "
                         "continue that run or --force to start it over")
     if resume and not existing:
         raise UserError(f"nothing to resume: no checkpoint in {run_dir}")
-    if not resume:  # a fresh start: nothing of an earlier attempt mixes in
+    distributed.barrier()  # all have looked at the folder before rank 0 changes it
+    if main and not resume:  # a fresh start: nothing of an earlier attempt mixes in
         shutil.rmtree(run_dir / checkpoint.CHECKPOINTS, ignore_errors=True)
         for old in ("metrics.jsonl", "loss.png", "eval.json"):
             (run_dir / old).unlink(missing_ok=True)
-    trainer = Trainer(config, run_dir)
-    write_text(run_dir / "config.toml", to_toml(trainer.config.to_dict()))
-    write_bytes(run_dir / "tokenizer.json",
-                (Path(config.train.data_dir) / "tokenizer.json").read_bytes())
+    distributed.barrier()  # and none starts before the folder is clean
+    trainer = Trainer(config, run_dir, ctx)
+    if main:
+        write_text(run_dir / "config.toml", to_toml(trainer.config.to_dict()))
+        write_bytes(run_dir / "tokenizer.json",
+                    (Path(config.train.data_dir) / "tokenizer.json").read_bytes())
     if resume:
         trainer.restore(existing[-1])
-        keep_metrics_until(trainer.metrics_path, trainer.step)
-    print(summary(trainer), file=sys.stderr)
+        if main:
+            keep_metrics_until(trainer.metrics_path, trainer.step)
+    if main:
+        print(summary(trainer), file=sys.stderr)
     val_loss = trainer.fit()
-    plot_metrics(trainer.metrics_path, run_dir / "loss.png")
+    if main:
+        plot_metrics(trainer.metrics_path, run_dir / "loss.png")
     return {"step": trainer.step, "val_loss": val_loss, "run_dir": str(run_dir),
             "checkpoint": str(checkpoint.list_checkpoints(run_dir)[-1])}
 
@@ -338,14 +410,16 @@ def summary(trainer: Trainer) -> str:
     """The run at a glance: model size, tokens per step, compute per token."""
     c, t, m = trainer.model_config, trainer.config.train, trainer.model
     total_tokens = trainer.tokens_per_step * t.max_steps
+    batch = f"{t.batch_size} x {t.grad_accum} x {c.context_length}"
+    if trainer.ctx.world_size > 1:
+        batch += f" x {trainer.ctx.world_size} processes, {t.parallel}"
     return "\n".join([
         f"model: {m.num_parameters() / 1e6:.2f}M parameters "
         f"({m.num_parameters(non_embedding=True) / 1e6:.2f}M non-embedding), "
         f"{c.n_layer} layers, d_model {c.d_model}, {c.n_head} heads, "
         f"context {c.context_length}, vocab {c.vocab_size}",
-        f"train: {trainer.tokens_per_step:,} tokens/step ({t.batch_size} x "
-        f"{t.grad_accum} x {c.context_length}), {t.max_steps:,} steps = "
-        f"{total_tokens:,} tokens, "
+        f"train: {trainer.tokens_per_step:,} tokens/step ({batch}), "
+        f"{t.max_steps:,} steps = {total_tokens:,} tokens, "
         f"{m.flops_per_token() / 1e6:.1f} MFLOPs/token, "
         f"{trainer.device.type} {t.dtype}"
         + (f", resuming at step {trainer.step}" if trainer.step else ""),
@@ -402,6 +476,8 @@ def run(args: argparse.Namespace) -> int:
         preset = args.preset or (None if args.config else "tiny")
         config = load_config(preset, args.config, overrides)
     result = train(config, args.out, resume=args.resume, force=args.force)
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     print(f"final val loss {result['val_loss']:.4f} "
           f"(perplexity {math.exp(result['val_loss']):.1f}) at step {result['step']}")
     out = Path(args.out)
