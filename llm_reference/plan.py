@@ -917,6 +917,8 @@ def make_plan(budget: Budget | str, track: str | None = None,
     hours = seconds / 3600 * budget.count
     parallelism = ("single" if budget.count == 1 else
                    "fsdp" if layout["shards"] > 1 else "ddp")
+    if parallelism == "fsdp":  # the trainer's default under torchrun is DDP
+        train["parallel"] = "fsdp"
     plan = Plan(budget, t.name, hw, model, train, params, fpt, tokens,
                 tokens_per_step, fpt * tokens, seconds,
                 (hours * hw.price_usd[0], hours * hw.price_usd[1]), layout["memory"],

@@ -484,3 +484,13 @@ def test_cli_measure_plans_with_the_measurement(tmp_path, monkeypatch, capsys):
     assert P.load_calibration(path) == P.CALIBRATION  # nothing saved without asking
     assert main(["plan", "--measure", "--save-calibration"]) == 0
     assert P.load_calibration(path)["cpu"] == fast
+
+
+def test_a_sharded_plan_tells_the_trainer_to_use_fsdp():
+    layouts = set()
+    for budget in ("8xH100:24h", "2xRTX4090:72h", "8xT4:30d"):
+        plan = P.make_plan(budget, "researcher")
+        layouts.add(plan.parallelism)
+        assert (plan.train.get("parallel") == "fsdp") == (plan.parallelism == "fsdp")
+        RunConfig.from_dict(tomllib.loads(plan.to_toml()))  # train accepts it
+    assert layouts == {"ddp", "fsdp"}
