@@ -488,9 +488,14 @@ def test_cli_measure_plans_with_the_measurement(tmp_path, monkeypatch, capsys):
 
 def test_a_sharded_plan_tells_the_trainer_to_use_fsdp():
     layouts = set()
-    for budget in ("8xH100:24h", "2xRTX4090:72h", "8xT4:30d"):
+    for budget in ("8xH100:24h", "2xRTX4090:72h", "8xA100-40GB:60d"):
         plan = P.make_plan(budget, "researcher")
         layouts.add(plan.parallelism)
         assert (plan.train.get("parallel") == "fsdp") == (plan.parallelism == "fsdp")
         RunConfig.from_dict(tomllib.loads(plan.to_toml()))  # train accepts it
     assert layouts == {"ddp", "fsdp"}
+
+
+def test_sharding_on_a_gpu_without_bfloat16_is_refused():
+    with pytest.raises(UserError, match="8xT4:30d: the model needs FSDP"):
+        P.make_plan("8xT4:30d", "researcher")
