@@ -919,10 +919,10 @@ def make_plan(budget: Budget | str, track: str | None = None,
                    "fsdp" if layout["shards"] > 1 else "ddp")
     if parallelism == "fsdp":  # the trainer's default under torchrun is DDP
         if hw.dtype == "float16":
-            raise UserError(f"budget {budget.text}: the model needs FSDP sharding, which "
-                            f"our trainer runs in bfloat16 only and {hw.name} has "
-                            "no bfloat16; pick a bfloat16 GPU (L4, RTX4090, A100, "
-                            "H100) or a smaller budget")
+            raise UserError(f"budget {budget.text}: the model needs FSDP sharding, "
+                            f"which our trainer runs in bfloat16 only, and "
+                            f"{hw.name} has no bfloat16; pick a bfloat16 GPU (L4, "
+                            "RTX4090, A100, H100) or a smaller budget")
         train["parallel"] = "fsdp"
     plan = Plan(budget, t.name, hw, model, train, params, fpt, tokens,
                 tokens_per_step, fpt * tokens, seconds,

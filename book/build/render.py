@@ -333,8 +333,8 @@ def estimate_line(book: Book, node: Node, variant: Variant) -> Typst:
 def check_command(node: Node) -> str | None:
     if node.check is None:
         return None
-    return (node.check_command
-            or f"python -m llm_reference check {node.check} --impl your_module:your_attr")
+    generic = f"python -m llm_reference check {node.check} --impl your_module:your_attr"
+    return node.check_command or generic
 
 
 def _list(items: list[str], fn: Callable[[str], str]) -> str:
