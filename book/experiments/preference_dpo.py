@@ -1,0 +1,142 @@
+# %% [markdown]
+# # DPO on a tiny model: a preference it can learn, and one it struggles with
+#
+# We pretrain a small GPT for a few dozen seconds, fine-tune it briefly on the
+# docstring conversations (SFT, the usual starting point of DPO), then run DPO on
+# two preference sets built from the same prompts:
+#
+# - "style": chosen = the docstring, rejected = the same docstring in capitals.
+#   Same content, a pure style preference that needs no understanding.
+# - "default": the data `finetune --method dpo` builds: chosen = the function's own
+#   docstring, rejected = another function's. Telling them apart means reading the
+#   prompt.
+
+# %%
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from llm_reference.config import RunConfig
+from llm_reference.data import PrepareSettings, prepare
+from llm_reference.finetune import FinetuneSettings, finetune, stdlib_conversations
+from llm_reference.train import train
+
+BOOK = {"timeout": 360, "seed": 0,
+        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 100,
+                     "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
+                               "d_model": 128},
+                     "sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
+                     "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5}}
+S = BOOK["settings"]
+torch.manual_seed(BOOK["seed"])
+torch.set_num_threads(1)
+
+workdir = tempfile.TemporaryDirectory()
+root = Path(workdir.name)
+start = time.perf_counter()
+prepare(PrepareSettings(sources=("stdlib",), max_bytes=S["max_bytes"],
+                        vocab_size=S["vocab_size"], val_fraction=0.1),
+        root / "data", workers=1)
+run = {"model": {"vocab_size": "auto", **S["model"]},
+       "train": {"data_dir": str(root / "data"), "batch_size": 16,
+                 "max_steps": S["pretrain_steps"], "lr": 3e-3, "warmup_steps": 20,
+                 "eval_interval": S["pretrain_steps"], "eval_steps": 4,
+                 "checkpoint_interval": S["pretrain_steps"], "device": "cpu",
+                 "seed": BOOK["seed"]}}
+train(RunConfig.from_dict(run), root / "base")
+sft = finetune(root / "base", root / "sft",
+               FinetuneSettings(method="sft", max_steps=S["sft_steps"], lr=1e-3,
+                                batch_size=16, warmup_steps=5, max_examples=2000,
+                                eval_interval=S["sft_steps"], eval_batches=2,
+                                seed=BOOK["seed"]))
+print(f"pretrained and fine-tuned in {time.perf_counter() - start:.0f} s: held-out "
+      f"masked loss {sft['after']['val_loss']:.2f}")
+
+# %% [markdown]
+# ## The style set
+#
+# Written as JSONL in the format `finetune --data` reads.
+
+# %% tags=["style_data"]
+conversations = stdlib_conversations()[:S["pairs"]]
+with open(root / "style.jsonl", "w", encoding="utf-8") as f:
+    for c in conversations:
+        reply = c[-1]["content"]
+        f.write(json.dumps({"prompt": c[0]["content"], "chosen": reply,
+                            "rejected": reply.upper()}) + "\n")
+print(open(root / "style.jsonl", encoding="utf-8").readline(), end="")
+
+# %% [markdown]
+# ## DPO on both sets
+#
+# The same settings for both: beta 0.1, 40 steps of 8 pairs, learning rate 1e-4,
+# starting from (and measured against) the SFT model. Every 5 steps: the DPO loss,
+# the reward margin and the reward accuracy on 32 held-out pairs.
+
+# %% tags=["checkpoint"]
+common = dict(method="dpo", max_steps=S["dpo_steps"], batch_size=S["batch_size"],
+              lr=S["lr"], beta=S["beta"], warmup_steps=5, val_fraction=0.1,
+              max_examples=S["pairs"], eval_interval=S["eval_interval"],
+              eval_batches=4, seed=BOOK["seed"])
+results = {"style": finetune(root / "sft", root / "dpo-style",
+                             FinetuneSettings(**common), data=root / "style.jsonl"),
+           "default": finetune(root / "sft", root / "dpo-default",
+                               FinetuneSettings(**common))}
+for name, r in results.items():
+    b, a = r["before"], r["after"]
+    print(f"--- {name}: {r['data_stats']['train']['pairs']} train pairs, "
+          f"{r['data_stats']['val']['pairs']} held out")
+    print(f"held-out loss {b['val_loss']:.3f} -> {a['val_loss']:.3f}   margin "
+          f"{b['val_margin']:.2f} -> {a['val_margin']:.2f}   reward accuracy "
+          f"{b['val_reward_accuracy']:.0%} -> {a['val_reward_accuracy']:.0%}")
+    print(f"rewards after: chosen {a['val_chosen_reward']:+.2f}, "
+          f"rejected {a['val_rejected_reward']:+.2f}")
+
+# %% [markdown]
+# ## Replies before and after
+#
+# The greedy reply to one held-out prompt of each set, from the SFT model and after
+# DPO.
+
+# %% tags=["replies"]
+for name, r in results.items():
+    s = r["sample"]
+    print(f"--- {name}: {s['prompt'][-1]['content']}")
+    print(f"SFT model: {s['before']!r}")
+    print(f"after DPO: {s['after']!r}")
+
+# %%
+curves = {}
+for name in results:
+    lines = (root / f"dpo-{name}" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    curves[name] = [{k: r[k] for k in ("step", "val_margin", "val_reward_accuracy")}
+                    for r in records if "val_margin" in r]
+fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 2.4))
+for name, color in (("style", "#0969da"), ("default", "#bc4c00")):
+    steps = [0] + [c["step"] for c in curves[name]]
+    left.plot(steps, [0] + [c["val_margin"] for c in curves[name]], color=color,
+              marker="o", markersize=3, label=f"{name} set")
+    right.plot(steps, [0] + [c["val_reward_accuracy"] for c in curves[name]],
+               color=color, marker="o", markersize=3, label=f"{name} set")
+left.set_ylabel("held-out reward margin")
+left.set_yscale("symlog", linthresh=0.1)
+right.set_ylabel("held-out reward accuracy")
+right.set_ylim(-0.02, 1.02)
+for ax in (left, right):
+    ax.set_xlabel("DPO step")
+    ax.spines[["top", "right"]].set_visible(False)
+right.legend(frameon=False, fontsize=7, loc="lower right")
+fig.tight_layout()
+fig.savefig("dpo_margin.svg")
+
+json.dump({n: {"before": r["before"], "after": r["after"],
+               "pairs": r["data_stats"]["train"]["pairs"],
+               "held_out": r["data_stats"]["val"]["pairs"], "curve": curves[n]}
+           for n, r in results.items()} | {"settings": S},
+          open("preference.json", "w"), indent=1)
+workdir.cleanup()
