@@ -262,3 +262,20 @@ def test_check_without_reader_checks_is_an_error(book: Path):
     line = line_of(book, 'check = "write"')
     assert f"roadmap.toml:{line}:" in message
     assert "has no checks for 'write'" in message
+
+
+def test_export_rows_describe_each_tracks_first_budget(book: Path):
+    from book.build.pipeline import export_rows
+
+    assert export_rows(rm.load(book, REPO), ["basic"]) == []  # no [book] export
+    (book / "exporter.py").write_text(
+        "def describe(track, budget):\n"
+        "    return {'plan': {'budget': budget}, 'commands': ['make test'],\n"
+        "            'files': ['README.md']}\n")
+    edit(book, "[book]\n", "[book]\nexport = \"exporter.py\"\n")
+    road = rm.load(book, REPO)
+    (row,) = export_rows(road, ["basic"])
+    budget = road.tracks["basic"].budgets[0]
+    assert row["plan"] == {"budget": budget} and row["files"] == ["README.md"]
+    assert row["command"] == (f"python -m scaffold new --track basic --budget "
+                              f"{budget} -o my-llm")

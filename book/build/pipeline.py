@@ -186,6 +186,7 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
         "chapters": chapters, "pending": pending, "roadmap": drawing,
         "track_views": views,
         "hardware": hardware_table(getattr(roadmap.plan, "HARDWARE", None)),
+        "export": export_rows(roadmap, [t["name"] for t in track_rows]),
         "linkable": linkable, "titles": {n.id: n.title for n in roadmap.nodes},
         "version": _version("llm-from-scratch"), "tstr": render.tstr,
         "content": render.content, "num": render.num,
@@ -193,6 +194,27 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
     text = render.render_template(env, "book.typ", context)
     clean, where = render.strip_marks(text, files)
     return clean, where, attachments
+
+
+def export_rows(roadmap: rm.Roadmap, tracks: list[str]) -> list[dict[str, Any]]:
+    """The starter repo of each track's first budget, from the [book] export module.
+
+    The module (the scaffold) describes a repo without writing it: the plan for the
+    budget, the command that generates it, and its files.
+    """
+    spec = roadmap.book.get("export")
+    if spec is None:
+        return []
+    scaffold = rm.load_plan(spec, roadmap.book_dir, "export")
+    rows = []
+    for track in tracks:
+        budget = roadmap.tracks[track].budgets[0]
+        repo = scaffold.describe(track, budget)
+        rows.append({"track": track, "budget": budget, "plan": repo["plan"],
+                     "commands": repo["commands"], "files": repo["files"],
+                     "command": f"python -m scaffold new --track {track} "
+                                f"--budget {budget} -o my-llm"})
+    return rows
 
 
 def _version(dist: str) -> str:

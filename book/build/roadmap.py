@@ -33,7 +33,7 @@ NODE_KEYS = {
     "compliance": list, "automated_checks": list,
 }
 BOOK_KEYS = {"title": str, "subtitle": str, "author": str, "keywords": list,
-             "plan": str, "checks": str, "references": str}
+             "plan": str, "checks": str, "export": str, "references": str}
 
 
 @dataclass(frozen=True)
