@@ -1,78 +1,10 @@
-"""Build the book: `python build.py [--track T] [--force] [--only NODE] [--no-exec]`.
+"""Build the book: `python build.py --help`. The builder is the `bookbuilder` package;
+this file is its entry point at the repository's root (the same as
+`python -m bookbuilder`)."""
 
-Runs the experiments (cached), renders the chapters and compiles the PDFs with Typst:
-dist/llm-from-scratch.pdf (every track) and dist/llm-from-scratch-<track>.pdf, plus
-dist/code/ and dist/build-manifest.json. A mistake in the book's sources prints one
-line naming the file and line and exits with code 2.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent
-sys.path.insert(0, str(REPO))
-
-from llm_reference.errors import UserError  # noqa: E402
-from book.build.pipeline import Options, build  # noqa: E402
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python build.py",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--book-dir", type=Path, default=REPO / "book",
-                   help="folder with roadmap.toml, chapters/ and experiments/ "
-                        "(default: book)")
-    p.add_argument("--out", type=Path, default=REPO / "dist",
-                   help="output folder for the PDFs, code/, the manifest and the "
-                        "experiment cache (default: dist)")
-    p.add_argument("--src-root", type=Path, default=REPO,
-                   help="folder that holds llm_reference/: quoted code is read and "
-                        "experiments import from here (default: the repository)")
-    p.add_argument("--templates", type=Path, default=REPO / "templates",
-                   help="folder with the Typst templates (default: templates)")
-    p.add_argument("--track", default=None,
-                   help="build only this track's PDF (a track of plan.TRACKS)")
-    p.add_argument("--only", metavar="NODE", default=None,
-                   help="preview one roadmap node: run only its experiment and write "
-                        "OUT/preview-NODE.pdf")
-    p.add_argument("--force", action="store_true",
-                   help="re-run experiments even when their cached result is current")
-    p.add_argument("--no-exec", action="store_true",
-                   help="never run experiments: use cached results, error if missing")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress display while experiments run")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.force and args.no_exec:
-        print("error: --force and --no-exec contradict each other; pick one",
-              file=sys.stderr)
-        return 2
-    opts = Options(book_dir=args.book_dir, out=args.out, src_root=args.src_root,
-                   templates=args.templates, track=args.track, only=args.only,
-                   force=args.force, no_exec=args.no_exec,
-                   progress=False if args.no_progress else None)
-    try:
-        report = build(opts)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    ran = sum(not r.cache_hit for r in report.results.values())
-    print(f"experiments: {len(report.results)} ({ran} run, "
-          f"{len(report.results) - ran} cached)")
-    for path in report.pdfs.values():
-        print(f"wrote {path}")
-    print(f"built in {report.seconds:.1f} s")
-    return 0
-
+from bookbuilder.__main__ import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,9 +12,9 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from book.build import roadmap as rm
-from book.build.errors import BuildError
-from book.build.pipeline import Options, Report, build
+from bookbuilder import roadmap
+from bookbuilder.errors import BuildError
+from bookbuilder.pipeline import Options, Report, build
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "book"
@@ -28,8 +28,8 @@ def built(tmp_path_factory) -> Report:
 
 
 @pytest.fixture(scope="module")
-def road() -> rm.Roadmap:
-    return rm.load(FIXTURE, REPO)
+def road() -> roadmap.Roadmap:
+    return roadmap.load(FIXTURE, REPO)
 
 
 def outline_titles(reader: pypdf.PdfReader) -> dict[str, int]:

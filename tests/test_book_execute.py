@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from book.build import execute
-from book.build.errors import BuildError
-from book.build.pipeline import Options, build
+from bookbuilder import execute
+from bookbuilder.errors import BuildError
+from bookbuilder.pipeline import Options, build
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "book"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from book.build import roadmap as rm
-from book.build.errors import BuildError
-from book.build.layout import count_crossings, layout
+from bookbuilder import roadmap
+from bookbuilder.errors import BuildError
+from bookbuilder.layout import count_crossings, layout
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "book"
@@ -41,14 +41,14 @@ def line_of(book: Path, needle: str, start: int = 1) -> int:
 
 def error(book: Path) -> str:
     with pytest.raises(BuildError) as e:
-        rm.load(book, REPO)
+        roadmap.load(book, REPO)
     message = str(e.value)
     assert "\n" not in message, "roadmap errors are one line"
     return message
 
 
 def test_fixture_roadmap_loads():
-    road = rm.load(FIXTURE, REPO)
+    road = roadmap.load(FIXTURE, REPO)
     assert [n.id for n in road.nodes] == ["intro", "write", "extra", "later"]
     assert road.by_id["write"].requires == ["intro"]
     assert road.by_id["later"].chapter is None
@@ -106,7 +106,7 @@ def test_long_quoted_line_in_roadmap_code(book, tmp_path):
     edit(book, 'code = ["llm_reference/atomic.py:write_bytes"]',
          'code = ["pkg/m.py:f"]')
     with pytest.raises(BuildError, match=r"pkg/m.py:2: quoted line of f is 103"):
-        rm.load(book, src)
+        roadmap.load(book, src)
 
 
 def test_node_in_plan_but_not_in_roadmap(book):
@@ -145,10 +145,10 @@ def test_tracks_key_in_roadmap_is_rejected(book):
 
 
 def test_unknown_track_option():
-    road = rm.load(FIXTURE, REPO)
-    rm.check_track(road, "basic")
+    road = roadmap.load(FIXTURE, REPO)
+    roadmap.check_track(road, "basic")
     with pytest.raises(BuildError, match="unknown track 'expert'.*basic, full"):
-        rm.check_track(road, "expert")
+        roadmap.check_track(road, "expert")
 
 
 def test_invalid_toml_and_duplicates(book):
@@ -163,7 +163,7 @@ def test_invalid_toml_and_duplicates(book):
 @pytest.mark.slow
 def test_real_roadmap_matches_the_plan():
     """book/roadmap.toml: the design's 20 steps, in order, agreeing with plan.TRACKS."""
-    road = rm.load(REPO / "book", REPO)
+    road = roadmap.load(REPO / "book", REPO)
     assert [n.id for n in road.nodes] == [
         "mental-model", "data", "tokenizer", "dataset", "embeddings", "attention",
         "model", "objective", "pretraining", "stability", "efficiency", "scaling",
@@ -217,20 +217,20 @@ def test_estimates_are_cached_by_the_plan_sources(book, tmp_path, monkeypatch):
     """plan.node_estimate runs once per (spec, track); the cache is dropped when the
     plan's source changes."""
     cache = tmp_path / "estimates.json"
-    first = rm.load(book, REPO, estimate_cache=cache)
+    first = roadmap.load(book, REPO, estimate_cache=cache)
     assert first.estimates[("intro", "basic")]["hardware"] == "laptop-cpu"
     assert ("later", "basic") not in first.estimates  # not in that track
     calls = []
-    plan = rm.load_plan("plan.py", book)
+    plan = roadmap.load_plan("plan.py", book)
     real = plan.node_estimate
     plan.node_estimate = lambda spec, track: calls.append(track) or real(spec, track)
-    again = rm.load(book, REPO, plan=plan, estimate_cache=cache)
+    again = roadmap.load(book, REPO, plan=plan, estimate_cache=cache)
     assert calls == [] and again.estimates == first.estimates
     (book / "plan.py").write_text((book / "plan.py").read_text() + "\n# changed\n")
-    plan = rm.load_plan("plan.py", book)
+    plan = roadmap.load_plan("plan.py", book)
     real = plan.node_estimate
     plan.node_estimate = lambda spec, track: calls.append(track) or real(spec, track)
-    rm.load(book, REPO, plan=plan, estimate_cache=cache)
+    roadmap.load(book, REPO, plan=plan, estimate_cache=cache)
     assert len(calls) == len(first.estimates)
 
 
@@ -249,7 +249,7 @@ def test_checks_module_gives_each_node_its_command(book: Path):
         "def command_for(node):\n"
         "    return f'python -m llm_reference check {node} --impl my_{node}'\n")
     edit(book, "[book]\n", "[book]\nchecks = \"checks.py\"\n")
-    road = rm.load(book, REPO)
+    road = roadmap.load(book, REPO)
     assert road.by_id["write"].check_command == (
         "python -m llm_reference check write --impl my_write")
 
@@ -265,15 +265,15 @@ def test_check_without_reader_checks_is_an_error(book: Path):
 
 
 def test_export_rows_describe_each_tracks_first_budget(book: Path):
-    from book.build.pipeline import export_rows
+    from bookbuilder.pipeline import export_rows
 
-    assert export_rows(rm.load(book, REPO), ["basic"]) == []  # no [book] export
+    assert export_rows(roadmap.load(book, REPO), ["basic"]) == []  # no [book] export
     (book / "exporter.py").write_text(
         "def describe(track, budget):\n"
         "    return {'plan': {'budget': budget}, 'commands': ['make test'],\n"
         "            'files': ['README.md']}\n")
     edit(book, "[book]\n", "[book]\nexport = \"exporter.py\"\n")
-    road = rm.load(book, REPO)
+    road = roadmap.load(book, REPO)
     (row,) = export_rows(road, ["basic"])
     budget = road.tracks["basic"].budgets[0]
     assert row["plan"] == {"budget": budget} and row["files"] == ["README.md"]

@@ -8,8 +8,8 @@ import jinja2
 import pytest
 import typst
 
-from book.build import render, snippets
-from book.build.errors import BuildError
+from bookbuilder import render, snippets
+from bookbuilder.errors import BuildError
 
 REPO = Path(__file__).resolve().parents[1]
 

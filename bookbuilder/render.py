@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import jinja2
 
-from . import layout as dag
+from .layout import layout
 from . import snippets
 from .errors import BuildError
 from .execute import Result
@@ -518,7 +518,7 @@ def roadmap_drawing(book: Book, nodes: list[Node], linkable: set[str], *,
     tracks = book.roadmap.tracks
     ids = {n.id for n in nodes}
     requires = {n.id: [d for d in n.requires if d in ids] for n in nodes}
-    geo = dag.layout([n.id for n in nodes], requires)
+    geo = layout([n.id for n in nodes], requires)
     by_id = book.roadmap.by_id
     lines = [f"box(width: {geo.width}pt, height: {geo.height}pt, {{"]
     for (a, b), points in geo.edges.items():

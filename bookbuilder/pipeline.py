@@ -21,12 +21,12 @@ from typing import Any
 
 from llm_reference.atomic import write_bytes, write_json, write_text
 
-from . import compile as typc
-from . import execute, render, roadmap as rm, snippets
+from . import execute, pdf, render, snippets
+from .roadmap import Node, Roadmap, check_track, load, load_plan
 from .errors import BuildError
 from .render import Book, Chapter, Typst, Variant
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PDF_NAME = "llm-from-scratch"
 
 
@@ -35,7 +35,7 @@ class Options:
     book_dir: Path = REPO / "book"
     out: Path = REPO / "dist"
     src_root: Path = REPO            # the folder that holds llm_reference/
-    templates: Path = REPO / "templates"
+    templates: Path = REPO / "book" / "templates"
     track: str | None = None         # build only this track's PDF
     only: str | None = None          # preview one node: run its experiment, one PDF
     force: bool = False              # re-run experiments even when cached
@@ -60,13 +60,13 @@ def pdf_name(variant: Variant) -> str:
     return f"{PDF_NAME}-{variant.track}.pdf"
 
 
-def _variants(roadmap: rm.Roadmap, opts: Options) -> list[Variant]:
+def _variants(roadmap: Roadmap, opts: Options) -> list[Variant]:
     if opts.only is not None:
         if opts.only not in roadmap.by_id:
             raise BuildError(f"--only {opts.only!r}: no such node in {roadmap.path} "
                              f"(known: {', '.join(roadmap.by_id)})")
         return [Variant(f"only-{opts.only}", None, only=opts.only)]
-    rm.check_track(roadmap, opts.track)
+    check_track(roadmap, opts.track)
     if opts.track is not None:
         return [Variant(opts.track, opts.track)]
     return [Variant("all", None)] + [Variant(t, t) for t in roadmap.tracks]
@@ -107,7 +107,7 @@ def hardware_table(catalog: Any) -> dict[str, Any] | None:
             "sources": sources}
 
 
-def _attachments(book: Book, node: rm.Node) -> list[dict[str, str]]:
+def _attachments(book: Book, node: Node) -> list[dict[str, str]]:
     """Copy the node's experiment (.py and executed .ipynb) into the Typst root."""
     result = book.results.get(node.id)
     if result is None:
@@ -137,7 +137,7 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
     linkable = {n.id for n in shown}
     tracks = roadmap.tracks
 
-    def depths(node: rm.Node) -> list[dict[str, Any]]:
+    def depths(node: Node) -> list[dict[str, Any]]:
         names = [variant.track] if variant.track else list(tracks)
         return [{"name": t, "depth": tracks[t].depth.get(node.id)} for t in names
                 if tracks[t].depth.get(node.id)]
@@ -196,7 +196,7 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
     return clean, where, attachments
 
 
-def export_rows(roadmap: rm.Roadmap, tracks: list[str]) -> list[dict[str, Any]]:
+def export_rows(roadmap: Roadmap, tracks: list[str]) -> list[dict[str, Any]]:
     """The starter repo of each track's first budget, from the [book] export module.
 
     The module (the scaffold) describes a repo without writing it: the plan for the
@@ -205,7 +205,7 @@ def export_rows(roadmap: rm.Roadmap, tracks: list[str]) -> list[dict[str, Any]]:
     spec = roadmap.book.get("export")
     if spec is None:
         return []
-    scaffold = rm.load_plan(spec, roadmap.book_dir, "export")
+    scaffold = load_plan(spec, roadmap.book_dir, "export")
     rows = []
     for track in tracks:
         budget = roadmap.tracks[track].budgets[0]
@@ -237,7 +237,7 @@ def build(opts: Options) -> Report:
     start = time.perf_counter()
     book_dir, out, src_root = (opts.book_dir.resolve(), opts.out.resolve(),
                                opts.src_root.resolve())
-    roadmap = rm.load(book_dir, src_root,
+    roadmap = load(book_dir, src_root,
                       estimate_cache=out / ".cache" / "estimates.json")
     variants = _variants(roadmap, opts)
 
@@ -268,7 +268,7 @@ def build(opts: Options) -> Report:
         write_text(build_dir / "tracks.typ", tracks_typ)
     files: list[Path] = []
     env = render.make_env([book.templates, book_dir], files)
-    sources = typc.SourceMap(build_dir)
+    sources = pdf.SourceMap(build_dir)
     sources.add_copy(build_dir / "style.typ", book.templates / "style.typ")
 
     pdfs: dict[str, Path] = {}
@@ -279,9 +279,9 @@ def build(opts: Options) -> Report:
         if not main.is_file() or main.read_text(encoding="utf-8") != text:
             write_text(main, text)
         sources.add(main, where)
-        pdf = typc.compile_pdf(main, build_dir, sources)
+        document = pdf.compile_pdf(main, build_dir, sources)
         target = out / pdf_name(variant)
-        write_bytes(target, pdf)
+        write_bytes(target, document)
         pdfs[variant.name] = target
         attached.update({a["rel"]: a for a in attachments})
 
@@ -323,7 +323,7 @@ def _manifest(book: Book, results: dict[str, execute.Result], pdfs: dict[str, Pa
     return {
         "versions": {
             "python": sys.version.split()[0],
-            "typst": typc.typst_version(),
+            "typst": pdf.typst_version(),
             **{d: _version(d) for d in ("torch", "jinja2", "jupytext", "nbclient",
                                         "ipykernel", "llm-from-scratch")},
         },

@@ -1,4 +1,4 @@
-"""The book builder: `python build.py` turns book/ into executed, clickable PDFs.
+"""The book builder: `python build.py` (or `python -m bookbuilder`) turns book/ into executed, clickable PDFs.
 
 The pipeline, one module per step:
 
@@ -7,6 +7,6 @@ The pipeline, one module per step:
 - `execute`  runs the experiments as notebooks, cached by their inputs
 - `layout`   lays out the roadmap DAG in layers (longest path + barycenter ordering)
 - `render`   renders chapters and templates (Jinja2 with Typst-safe delimiters)
-- `compile`  compiles the rendered Typst, mapping errors back to source lines
+- `pdf`      compiles the rendered Typst to PDF, mapping errors back to source lines
 - `pipeline` ties the steps together and writes the PDFs and the manifest
 """

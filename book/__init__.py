@@ -1,1 +1,0 @@
-"""The book builder: roadmap, experiments, rendering and compilation (see build.py)."""
