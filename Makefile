@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: venv
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2
 
 test-fast: venv

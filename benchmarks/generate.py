@@ -77,8 +77,9 @@ def main() -> None:
     for n in (256,) if args.quick else (256, 1024):
         cached, uncached, hf_s, outputs = [], [], [], []
         for r in range(args.repeats):
-            for times, fn in ((cached, lambda: ours(n)), (hf_s, lambda: peer(n)),
-                              (uncached, lambda: ours(n, use_cache=False))):
+            for times, fn in ((cached, lambda n=n: ours(n)),
+                              (hf_s, lambda n=n: peer(n)),
+                              (uncached, lambda n=n: ours(n, use_cache=False))):
                 if times is not uncached or r == 0 or n < 1024:
                     elapsed, out = timed(fn, n)
                     times.append(elapsed)

@@ -40,9 +40,14 @@ from llm_reference.checkpoint import load_model
 from llm_reference.config import RunConfig
 from llm_reference.data import Batches, PrepareSettings, prepare
 from llm_reference.generate import generate
-from llm_reference.quantize import (memory_bytes, quantize_model, set_int8_kernel,
-                                    torch_dynamic_int8, torch_serialized_bytes,
-                                    validation_loss)
+from llm_reference.quantize import (
+    memory_bytes,
+    quantize_model,
+    set_int8_kernel,
+    torch_dynamic_int8,
+    torch_serialized_bytes,
+    validation_loss,
+)
 from llm_reference.train import train
 
 MODEL = {"vocab_size": "auto", "context_length": 128, "n_layer": 6, "n_head": 6,

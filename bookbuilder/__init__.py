@@ -1,4 +1,5 @@
-"""The book builder: `python build.py` (or `python -m bookbuilder`) turns book/ into executed, clickable PDFs.
+"""The book builder: `python build.py` (or `python -m bookbuilder`) turns book/ into
+executed, clickable PDFs.
 
 The pipeline, one module per step:
 

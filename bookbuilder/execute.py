@@ -311,8 +311,11 @@ def run_notebook(exp: Experiment, workdir: Path, src_root: Path, book_dir: Path,
                  ) -> tuple[nbformat.NotebookNode, list[int]]:
     """Execute `exp` in a fresh kernel with `workdir/files` as its working folder."""
     from nbclient import NotebookClient
-    from nbclient.exceptions import (CellExecutionError, CellTimeoutError,
-                                     DeadKernelError)
+    from nbclient.exceptions import (
+        CellExecutionError,
+        CellTimeoutError,
+        DeadKernelError,
+    )
 
     source = exp.path.read_text(encoding="utf-8")
     nb = jupytext.reads(source, fmt="py:percent")
@@ -420,8 +423,14 @@ def run_all(experiments: list[Experiment], cache_dir: Path, src_root: Path,
             show_progress: bool | None = None) -> dict[str, Result]:
     """Run (or load) every experiment in order, with a progress display on a TTY."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     console = Console(stderr=True)
     show = console.is_terminal if show_progress is None else show_progress

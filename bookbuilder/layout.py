@@ -78,11 +78,11 @@ def _sweep(layers: list[list[str]], neighbours: dict[str, list[str]],
         pos = {n: k for k, n in enumerate(ref)}
         current = {n: k for k, n in enumerate(layers[i])}
 
-        def barycenter(n: str) -> float:
+        def barycenter(n: str, pos=pos, current=current) -> float:
             ps = [pos[m] for m in neighbours.get(n, []) if m in pos]
             return sum(ps) / len(ps) if ps else current[n]
 
-        layers[i].sort(key=lambda n: (barycenter(n), current[n]))
+        layers[i].sort(key=lambda n, current=current: (barycenter(n), current[n]))
 
 
 def layout(order: list[str], requires: dict[str, list[str]], *, node_w: float = 110,

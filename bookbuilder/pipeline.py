@@ -22,9 +22,9 @@ from typing import Any
 from llm_reference.atomic import write_bytes, write_json, write_text
 
 from . import execute, pdf, render, snippets
-from .roadmap import Node, Roadmap, check_track, load, load_plan
 from .errors import BuildError
 from .render import Book, Chapter, Typst, Variant
+from .roadmap import Node, Roadmap, check_track, load, load_plan
 
 REPO = Path(__file__).resolve().parents[1]
 PDF_NAME = "llm-from-scratch"

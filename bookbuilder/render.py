@@ -25,10 +25,10 @@ from typing import Any, Callable
 
 import jinja2
 
-from .layout import layout
 from . import snippets
 from .errors import BuildError
 from .execute import Result
+from .layout import layout
 from .roadmap import Node, Roadmap
 
 # --- escaping --------------------------------------------------------------------
@@ -152,7 +152,7 @@ class MarkedLoader(jinja2.BaseLoader):
                 source = path.read_text(encoding="utf-8")
                 mtime = path.stat().st_mtime_ns
                 return (mark_lines(source, self.files.index(path)), str(path),
-                        lambda: path.stat().st_mtime_ns == mtime)
+                        lambda path=path, mtime=mtime: path.stat().st_mtime_ns == mtime)
         raise jinja2.TemplateNotFound(template)
 
 

@@ -45,7 +45,6 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 # FSDP2 and its state-dict helpers are imported where they are used: they take
 # about two seconds to import, which DDP and single-process runs need not pay.
-
 from .errors import UserError
 
 
@@ -195,7 +194,10 @@ def state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer
     if not is_sharded(model):
         return model.state_dict(), optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions, get_model_state_dict, get_optimizer_state_dict)
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     weights = get_model_state_dict(model, options=options)
@@ -220,7 +222,10 @@ def load_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer,
         optimizer.load_state_dict(optimizer_state)
         return
     from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions, set_model_state_dict, set_optimizer_state_dict)
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     names = param_names(model, optimizer)
     by_name = {

@@ -54,9 +54,16 @@ from . import checkpoint
 from .atomic import write_bytes, write_json, write_text
 from .chat import ENDOFTEXT, IM_END, check_messages, encode_chat, tokenize_chat
 from .config import resolve_device, to_toml
-from .dpo import (PreferencePair, collate_pairs, dpo_step, encode_pair,
-                  load_preferences, pairs_from_conversations, read_jsonl,
-                  reference_copy)
+from .dpo import (
+    PreferencePair,
+    collate_pairs,
+    dpo_step,
+    encode_pair,
+    load_preferences,
+    pairs_from_conversations,
+    read_jsonl,
+    reference_copy,
+)
 from .errors import UserError
 from .generate import generate
 from .lora import LoRAConfig, apply_lora, merge_lora, save_adapters

@@ -231,8 +231,10 @@ def torch_dynamic_int8(model: nn.Module) -> tuple[nn.Module | None, str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            from torch.ao.quantization import (per_channel_dynamic_qconfig,
-                                               quantize_dynamic)
+            from torch.ao.quantization import (
+                per_channel_dynamic_qconfig,
+                quantize_dynamic,
+            )
         except ImportError as e:
             return None, f"torch.ao.quantization.quantize_dynamic unavailable: {e}"
         quantized = quantize_dynamic(copy.deepcopy(model),

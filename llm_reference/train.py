@@ -48,8 +48,15 @@ from tqdm import tqdm
 
 from . import checkpoint, distributed
 from .atomic import write_bytes, write_text
-from .config import (RunConfig, TrainConfig, load_config, model_config, preset_names,
-                     resolve_device, to_toml)
+from .config import (
+    RunConfig,
+    TrainConfig,
+    load_config,
+    model_config,
+    preset_names,
+    resolve_device,
+    to_toml,
+)
 from .data import Batches, load_meta
 from .errors import UserError
 from .evaluate import mean_loss

@@ -22,9 +22,18 @@ from pathlib import Path
 from llm_reference import plan
 from llm_reference.errors import UserError
 
-from .generate import (DEFAULT_NAME, DEFAULT_TORCH, Answers, answers_for,
-                       check_budget, check_name, describe, new_from, regenerate,
-                       slugify)
+from .generate import (
+    DEFAULT_NAME,
+    DEFAULT_TORCH,
+    Answers,
+    answers_for,
+    check_budget,
+    check_name,
+    describe,
+    new_from,
+    regenerate,
+    slugify,
+)
 
 OTHER_BUDGET = "another budget"
 

@@ -6,8 +6,15 @@ import tomllib
 
 import pytest
 
-from llm_reference.config import (RunConfig, TrainConfig, load_config, model_config,
-                                  parse_override, preset_names, to_toml)
+from llm_reference.config import (
+    RunConfig,
+    TrainConfig,
+    load_config,
+    model_config,
+    parse_override,
+    preset_names,
+    to_toml,
+)
 from llm_reference.errors import UserError
 from llm_reference.model import GPT
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import losses, make_data, read_records, tiny_config
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel as DDP
-from test_train import losses, make_data, read_records, tiny_config
 
 from llm_reference import checkpoint, distributed
 from llm_reference.config import load_config
@@ -311,7 +311,7 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(recipe):
         saved = []  # sizes of the tensors autograd keeps for the backward pass
         torch.manual_seed(1)
         with torch.autograd.graph.saved_tensors_hooks(
-                lambda t: saved.append(t.numel()) or t, lambda t: t):
+                lambda t, saved=saved: saved.append(t.numel()) or t, lambda t: t):
             _, loss = model(x, y)
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in model.parameters()],

@@ -10,9 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_reference.dpo import (PreferencePair, collate_pairs, dpo_loss, dpo_step,
-                               load_preferences, pairs_from_conversations,
-                               reference_copy, sequence_logprobs)
+from llm_reference.dpo import (
+    PreferencePair,
+    collate_pairs,
+    dpo_loss,
+    dpo_step,
+    load_preferences,
+    pairs_from_conversations,
+    reference_copy,
+    sequence_logprobs,
+)
 from llm_reference.errors import UserError
 from llm_reference.model import GPT, ModelConfig
 

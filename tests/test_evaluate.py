@@ -13,8 +13,13 @@ from test_train import make_data, tiny_config
 from llm_reference.__main__ import main
 from llm_reference.checkpoint import load_model
 from llm_reference.data import Batches
-from llm_reference.evaluate import (build_cloze, cloze_accuracy, continuation_logprob,
-                                    language_model_metrics, mean_loss)
+from llm_reference.evaluate import (
+    build_cloze,
+    cloze_accuracy,
+    continuation_logprob,
+    language_model_metrics,
+    mean_loss,
+)
 from llm_reference.train import train
 
 

@@ -14,17 +14,31 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from llm_reference.__main__ import build_parser, main
-from llm_reference.chat import (ENDOFTEXT, IM_END, IM_START, encode_chat, format_chat,
-                                tokenize_chat)
+from llm_reference.chat import (
+    ENDOFTEXT,
+    IM_END,
+    IM_START,
+    encode_chat,
+    format_chat,
+    tokenize_chat,
+)
 from llm_reference.checkpoint import list_checkpoints, load_model
 from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, prepare
 from llm_reference.errors import UserError
-from llm_reference.finetune import (IGNORE_INDEX, FinetuneSettings, batch_indices,
-                                    docstring_conversation, function_docstrings,
-                                    is_held_out, load_conversations, make_targets,
-                                    pack_examples, split_held_out,
-                                    stdlib_conversations)
+from llm_reference.finetune import (
+    IGNORE_INDEX,
+    FinetuneSettings,
+    batch_indices,
+    docstring_conversation,
+    function_docstrings,
+    is_held_out,
+    load_conversations,
+    make_targets,
+    pack_examples,
+    split_held_out,
+    stdlib_conversations,
+)
 from llm_reference.lora import load_adapters, merge_lora
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.sources import stdlib_files

@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from llm_reference.errors import UserError
-from llm_reference.generate import (find_stop, generate, generate_text, sample_next,
-                                    top_k_filter, top_p_filter)
+from llm_reference.generate import (
+    find_stop,
+    generate,
+    generate_text,
+    sample_next,
+    top_k_filter,
+    top_p_filter,
+)
 from llm_reference.model import GPT, ModelConfig
 
 TINY = dict(vocab_size=97, context_length=32, n_layer=2, n_head=4, d_model=32)

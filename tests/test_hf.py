@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from llm_reference.errors import UserError
-from llm_reference.hf import (config_from_hf, from_hf, from_hf_state_dict, hf_config,
-                              to_hf, to_hf_state_dict)
+from llm_reference.hf import (
+    config_from_hf,
+    from_hf,
+    from_hf_state_dict,
+    hf_config,
+    to_hf,
+    to_hf_state_dict,
+)
 from llm_reference.model import GPT, ModelConfig
 
 transformers = pytest.importorskip("transformers")

@@ -10,9 +10,17 @@ import torch
 import torch.nn as nn
 
 from llm_reference.errors import UserError
-from llm_reference.lora import (LoRAConfig, LoRALinear, apply_lora, load_adapters,
-                                lora_layers, lora_parameter_count, matches,
-                                merge_lora, save_adapters)
+from llm_reference.lora import (
+    LoRAConfig,
+    LoRALinear,
+    apply_lora,
+    load_adapters,
+    lora_layers,
+    lora_parameter_count,
+    matches,
+    merge_lora,
+    save_adapters,
+)
 from llm_reference.model import GPT, ModelConfig
 
 TINY = dict(vocab_size=64, context_length=16, n_layer=2, n_head=2, d_model=32)

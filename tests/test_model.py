@@ -8,8 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from llm_reference.errors import UserError
-from llm_reference.model import (GPT, KVCache, ModelConfig, RMSNorm, apply_rope,
-                                 causal_mask, rope_tables)
+from llm_reference.model import (
+    GPT,
+    KVCache,
+    ModelConfig,
+    RMSNorm,
+    apply_rope,
+    causal_mask,
+    rope_tables,
+)
 
 TINY = dict(vocab_size=97, context_length=32, n_layer=2, n_head=4, d_model=32)
 GPT2_RECIPE = dict(TINY)

@@ -10,15 +10,21 @@ import pytest
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file
+from test_finetune import make_tiny_run
 
 from llm_reference.__main__ import main
 from llm_reference.checkpoint import load_model
 from llm_reference.model import GPT, ModelConfig
-from llm_reference.quantize import (QuantizedLinear, dequantize_per_channel,
-                                    load_quantized, memory_bytes, quantize_model,
-                                    quantize_per_channel, save_quantized,
-                                    set_int8_kernel)
-from test_finetune import make_tiny_run
+from llm_reference.quantize import (
+    QuantizedLinear,
+    dequantize_per_channel,
+    load_quantized,
+    memory_bytes,
+    quantize_model,
+    quantize_per_channel,
+    save_quantized,
+    set_int8_kernel,
+)
 
 TINY = dict(vocab_size=97, context_length=32, n_layer=2, n_head=4, d_model=64)
 RECIPES = {

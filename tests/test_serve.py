@@ -29,8 +29,14 @@ from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, prepare
 from llm_reference.generate import generate
 from llm_reference.model import GPT
-from llm_reference.serve import (BackgroundServer, Engine, ServerSettings, bind,
-                                 create_app, is_loopback)
+from llm_reference.serve import (
+    BackgroundServer,
+    Engine,
+    ServerSettings,
+    bind,
+    create_app,
+    is_loopback,
+)
 from llm_reference.train import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from llm_reference.data import (Batches, PrepareSettings, load_meta, load_tokenizer,
-                                prepare)
+from llm_reference.data import (
+    Batches,
+    PrepareSettings,
+    load_meta,
+    load_tokenizer,
+    prepare,
+)
 from llm_reference.plan import TRACKS, make_plan
 
 BOOK = {"timeout": 300, "seed": 0,

@@ -10,7 +10,6 @@
 
 # %%
 import json
-import math
 import statistics
 import time
 
@@ -106,7 +105,7 @@ for T in S["attention_lengths"]:
     q, k, v = (torch.randn(S["attention_batch"], 4, T, 32, requires_grad=True)
                for _ in range(3))
 
-    def fwd_bwd(fn):
+    def fwd_bwd(fn, q=q, k=k, v=v):
         return lambda: fn(q, k, v).sum().backward()
 
     t = median_seconds({

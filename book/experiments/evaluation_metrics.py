@@ -18,8 +18,12 @@ import torch
 
 from llm_reference.config import load_config
 from llm_reference.data import Batches, PrepareSettings, load_tokenizer, prepare
-from llm_reference.evaluate import (build_cloze, cloze_accuracy, evaluate_run,
-                                    language_model_metrics)
+from llm_reference.evaluate import (
+    build_cloze,
+    cloze_accuracy,
+    evaluate_run,
+    language_model_metrics,
+)
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.train import train
 

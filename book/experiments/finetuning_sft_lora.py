@@ -21,10 +21,19 @@ from llm_reference.chat import format_chat, tokenize_chat
 from llm_reference.checkpoint import load_model
 from llm_reference.config import RunConfig, load_preset
 from llm_reference.data import PrepareSettings, load_tokenizer, prepare
-from llm_reference.finetune import (IGNORE_INDEX, FinetuneSettings, SFTTask,
-                                    finetune, split_held_out, stdlib_conversations)
-from llm_reference.lora import LoRAConfig, apply_lora, load_adapters
-from llm_reference.lora import lora_parameter_count
+from llm_reference.finetune import (
+    FinetuneSettings,
+    SFTTask,
+    finetune,
+    split_held_out,
+    stdlib_conversations,
+)
+from llm_reference.lora import (
+    LoRAConfig,
+    apply_lora,
+    load_adapters,
+    lora_parameter_count,
+)
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.train import train
 

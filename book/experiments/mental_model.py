@@ -51,7 +51,7 @@ def batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
 optimizer = torch.optim.AdamW(model.parameters(), lr=S["lr"], weight_decay=0.0)
 generator = torch.Generator().manual_seed(BOOK["seed"])
 losses = []
-for step in range(S["steps"]):
+for _ in range(S["steps"]):
     x, y = batch(generator)
     _, loss = model(x, targets=y)
     optimizer.zero_grad()

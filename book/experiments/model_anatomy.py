@@ -154,7 +154,8 @@ for scaled in (True, False):
             torch.nn.init.normal_(block.mlp.down.weight, std=0.02)
     stds = []  # the residual stream's std after each block, filled by the hooks
     for block in model.blocks:
-        block.register_forward_hook(lambda m, i, out: stds.append(out.std().item()))
+        block.register_forward_hook(
+            lambda m, i, out, stds=stds: stds.append(out.std().item()))
     with torch.no_grad():
         x0 = model.tok_emb(idx) + model.pos_emb(torch.arange(128))
         model(idx)

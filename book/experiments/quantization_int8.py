@@ -16,14 +16,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from llm_reference.checkpoint import load_model
 from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, prepare
-from llm_reference.quantize import (QuantizedLinear, dequantize_per_channel,
-                                    format_report, quantize_per_channel,
-                                    quantize_run, torch_dynamic_int8)
+from llm_reference.quantize import (
+    QuantizedLinear,
+    dequantize_per_channel,
+    format_report,
+    quantize_per_channel,
+    quantize_run,
+    torch_dynamic_int8,
+)
 from llm_reference.train import train
 
 BOOK = {"timeout": 300, "seed": 0,
@@ -65,7 +69,7 @@ print(f"trained {model.num_parameters():,} parameters for {S['steps']} steps in 
 linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
 steps_err, mse = [], {"per channel": 0.0, "per tensor": 0.0}
 numbers = 0
-for name, layer in linears.items():
+for layer in linears.values():
     w = layer.weight.detach()  # (out, in)
     q, scale = quantize_per_channel(w)
     err = w - dequantize_per_channel(q, scale)  # (out, in)

@@ -34,8 +34,19 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from . import (attention, dataset, embeddings, finetuning, generation, model,
-               objective, pretraining, quantization, stability, tokenizer)
+from . import (
+    attention,
+    dataset,
+    embeddings,
+    finetuning,
+    generation,
+    model,
+    objective,
+    pretraining,
+    quantization,
+    stability,
+    tokenizer,
+)
 from .runner import FAIL, PASS, SKIP, Node, Result, load_impl, run_node
 
 __all__ = ["NODES", "Node", "Result", "command_for", "configure_parser", "run",

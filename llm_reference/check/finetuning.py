@@ -63,7 +63,7 @@ def merged_by(merge: Callable, weight: torch.Tensor, A: torch.Tensor,
             hint="merged = W + (alpha / r) * B @ A, with r = A.shape[0]")
 def merge_matches_reference(merge: Callable) -> None:
     weight, A, B = factors()
-    alpha, r = 4.0, 2
+    alpha = 4.0
     expect_close(merged_by(merge, weight, A, B, alpha),
                  reference_merge(weight, A, B, alpha), "merged weight", suspects=[
         Suspect(weight + B @ A, "W + B @ A, without the alpha / r scale",

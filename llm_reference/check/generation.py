@@ -44,8 +44,7 @@ import torch.nn.functional as F
 
 from ..generate import sample_next, top_k_filter, top_p_filter
 from ..model import GPT, KVCache, ModelConfig
-from .runner import (Node, as_tensor, expect_close, expect_equal, fail, generator,
-                     randn)
+from .runner import Node, as_tensor, expect_close, expect_equal, fail, generator, randn
 
 
 def reference_kv_cache(*, n_layer: int, batch_size: int, n_kv_head: int,

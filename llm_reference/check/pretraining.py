@@ -53,8 +53,16 @@ from .. import checkpoint
 from ..model import GPT, ModelConfig
 from ..optim import make_optimizer
 from ..schedule import cosine_lr
-from .runner import (Node, Suspect, as_tensor, expect_close, expect_equal, fail,
-                     generator, randn)
+from .runner import (
+    Node,
+    Suspect,
+    as_tensor,
+    expect_close,
+    expect_equal,
+    fail,
+    generator,
+    randn,
+)
 
 
 def reference_adamw_step(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor,
