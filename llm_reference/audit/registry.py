@@ -80,10 +80,15 @@ class Check:
     targets: tuple[tuple[str, ...], ...]
     fn: CheckFn
 
-    def command(self, paths: dict[str, str] | None = None) -> str:
-        """The exact command that runs this check alone (the book prints it)."""
-        paths = paths or EXAMPLE_PATHS
-        options = " ".join(f"--{t} {paths[t]}" for t in self.targets[0])
+    def target_names(self) -> list[str]:
+        """Every target this check can read, in order (e.g. run, release, code)."""
+        return list(dict.fromkeys(t for combo in self.targets for t in combo))
+
+    def command(self, on: list[str] | None = None) -> str:
+        """The exact command that runs this check alone over the targets `on` (all
+        of them by default), with the book's usual folders as paths."""
+        names = on or self.target_names()
+        options = " ".join(f"--{t} {EXAMPLE_PATHS[t]}" for t in names)
         return f"python -m llm_reference audit {options} --only {self.id}"
 
     def needs(self) -> str:
