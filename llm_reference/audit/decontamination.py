@@ -124,11 +124,12 @@ class NgramIndex:
             else np.zeros(0, np.int64)
         order = np.argsort(hashes, kind="stable")
         self.hashes, self.item, self.offset = hashes[order], item[order], offset[order]
-        # the tokens of each entry's n-gram, for checking hits exactly
-        starts = np.cumsum([0] + [len(t) for t in token_lists])[:-1]
-        flat = np.concatenate([np.asarray(t, np.int64) for t in token_lists]) \
+        # every item's tokens end to end, and where each entry's n-gram starts in
+        # them: enough to check hits exactly, at 8 bytes per token (not per n-gram)
+        self.flat = np.concatenate([np.asarray(t, np.int64) for t in token_lists]) \
             if token_lists else np.zeros(0, np.int64)
-        self.tokens = flat[(starts[self.item] + self.offset)[:, None] + np.arange(n)]
+        starts = np.cumsum([0] + [len(t) for t in token_lists])[:-1]
+        self.start = starts[self.item] + self.offset if len(self.item) else self.item
         # a table of hash prefixes, ~16 slots per n-gram: most lookups stop here
         self.bits = int(min(28, max(16, np.ceil(np.log2(max(len(hashes), 1) * 16)))))
         self.table = np.zeros(1 << self.bits, bool)
@@ -147,14 +148,18 @@ class NgramIndex:
         found = self.hashes[where] == h[candidates]
         positions, entries = candidates[found], where[found]
         window = tokens[positions[:, None] + np.arange(self.n)].astype(np.int64)
-        exact = (window == self.tokens[entries]).all(axis=1)  # no hash collisions
+        exact = (window == self.ngram(entries)).all(axis=1)  # no hash collisions
         return positions[exact], entries[exact]
+
+    def ngram(self, entries: np.ndarray | int) -> np.ndarray:
+        """The tokens of entries' n-grams: (E,) -> (E, n), or () -> (n,)."""
+        return self.flat[np.asarray(self.start[entries])[..., None] + np.arange(self.n)]
 
     def items_of(self, entry: int) -> np.ndarray:
         """The entries whose n-gram equals entry `entry`'s (same hash, same tokens)."""
         end = np.searchsorted(self.hashes, self.hashes[entry], side="right")
-        same = (self.tokens[entry:end] == self.tokens[entry]).all(axis=1)
-        return np.arange(entry, end)[same]
+        candidates = np.arange(entry, end)
+        return candidates[(self.ngram(candidates) == self.ngram(entry)).all(axis=1)]
 
 
 def scan_shard(path: Path, dtype: np.dtype, index: NgramIndex,
