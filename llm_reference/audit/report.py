@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -38,15 +39,18 @@ def _details(result: Result) -> str:
 def table(results: list[Result], width: int | None = None) -> str:
     """A table for people: check, target, result, what was found, what to do."""
     grid = Table(show_lines=True)
-    for column in ("check", "target", "result", "details", "what to do"):
-        grid.add_column(column, overflow="fold")
+    for column in ("check", "target", "result"):
+        grid.add_column(column, no_wrap=True)
+    grid.add_column("details", ratio=3, overflow="fold")
+    grid.add_column("what to do", ratio=2, overflow="fold")
     for r in results:
         grid.add_row(r.check.id, r.target or "-",
                      f"[{STYLE[r.status]}]{r.status}[/]", _details(r),
                      r.check.fix if r.status == FAIL else "")
     n = counts(results)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width or 160, no_color=True, highlight=False)
+    width = width or shutil.get_terminal_size((160, 24)).columns  # $COLUMNS first
+    console = Console(file=buffer, width=width, no_color=True, highlight=False)
     console.print(grid)
     console.print(f"{n[PASS]} passed, {n[FAIL]} failed, {n[SKIPPED]} skipped")
     return buffer.getvalue()
