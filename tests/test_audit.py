@@ -383,6 +383,28 @@ def test_distributed_rendezvous_private(tmp_path):
     assert found == [(2, "rendezvous on 0.0.0.0"), (3, "rendezvous on 8.8.8.8")]
 
 
+# --- stability ------------------------------------------------------------------
+
+
+def test_anomaly_events(world, tmp_path):
+    assert status("stability.anomaly-events", run=world["run"]) == PASS
+    run = copy(world, "run", tmp_path)
+    metrics = run / "metrics.jsonl"
+    clean_lines = len(metrics.read_text().splitlines())
+    events = [{"step": s, "event": e, "reason": "loss spike"} for s, e in
+              [(100, "skip"), (1500, "skip"), (1600, "rollback"), (1700, "skip"),
+               (2400, "skip")]]
+    metrics.write_text(metrics.read_text()
+                       + "".join(json.dumps(e) + "\n" for e in events[:4]))
+    assert status("stability.anomaly-events", run=run) == PASS  # 3 within 1,000
+    with metrics.open("a") as f:
+        f.write(json.dumps(events[4]) + "\n")
+    [finding] = [f for r in audit("stability.anomaly-events", run=run)
+                 for f in r.findings]
+    assert finding.message == "4 skip/rollback events in steps 1500-2400"
+    assert finding.line == clean_lines + 2
+
+
 # --- the command ----------------------------------------------------------------
 
 

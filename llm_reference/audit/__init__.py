@@ -1,9 +1,10 @@
 """`audit`: the roadmap's suggested automated checks, as checks that run.
 
 Each module registers the checks of one area (data, dataset, model, tokenizer,
-release, serving, distributed) under stable ids; `registry.CHECKS` holds them all,
-`runner.run_audit` runs them over the folders and files given, and `report` prints
-the results as a table, JSON or SARIF. Importing this package registers every check.
+release, serving, distributed, stability) under stable ids; `registry.CHECKS` holds
+them all, `runner.run_audit` runs them over the folders and files given, and `report`
+prints the results as a table, JSON or SARIF. Importing this package registers every
+check.
 """
 
 from . import (  # noqa: F401  (each import registers its area's checks)
@@ -14,6 +15,7 @@ from . import (  # noqa: F401  (each import registers its area's checks)
     model,
     release,
     serving,
+    stability,
     tokenizer,
 )
 from .registry import CHECKS, Check, Finding, Outcome, Targets
