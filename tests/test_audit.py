@@ -180,6 +180,14 @@ def test_decontamination_reads_plain_text_and_counts_short_items(world, tmp_path
     assert "1 item(s) shorter than 13 tokens unchecked" in result.summary
 
 
+def test_decontamination_of_only_short_items_passes(world, tmp_path):
+    items = tmp_path / "short.txt"
+    items.write_text("one\ntwo words\n")
+    [result] = audit("dataset.decontamination", data=world["data"], eval=items)
+    assert result.status == PASS
+    assert "0 of 0 item(s)" in result.summary and "2 item(s) shorter" in result.summary
+
+
 def brute_force(tokens: list[int], items: list[list[int]], n: int) -> set:
     grams = {tuple(t[i:i + n]): k for k, t in enumerate(items)
              for i in range(len(t) - n + 1)}

@@ -18,6 +18,8 @@ The evaluation set is small and the training data large, so we index the small s
    (`MADV_DONTNEED`), so memory does not grow with the shard size.
 
 An item shorter than n tokens has no n-gram and cannot be checked; it is counted.
+Shards are scanned one by one, so an n-gram split across two shards is not seen (a
+contaminated item longer than n tokens still shows in its other n-grams).
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ class NgramIndex:
         several items are consecutive entries (see `items_of`).
         """
         h = ngram_hashes(tokens, self.n)
+        if not len(self.hashes):  # every item was shorter than n tokens
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         candidates = np.flatnonzero(self.table[h >> np.uint64(64 - self.bits)])
         where = np.searchsorted(self.hashes, h[candidates])
         where = np.minimum(where, len(self.hashes) - 1)
@@ -163,7 +167,7 @@ class NgramIndex:
 
 
 def scan_shard(path: Path, dtype: np.dtype, index: NgramIndex,
-               chunk_tokens: int = CHUNK_TOKENS) -> Iterator[tuple[int, np.ndarray]]:
+               chunk_tokens: int = CHUNK_TOKENS) -> Iterator[tuple[int, int]]:
     """Yield (position in the shard, entry) of every hit, in one pass over the file."""
     if path.stat().st_size == 0:
         return
@@ -177,9 +181,10 @@ def scan_shard(path: Path, dtype: np.dtype, index: NgramIndex,
             positions, entries = index.lookup(chunk)
             for position, entry in zip(positions.tolist(), entries.tolist()):
                 yield start + position, entry
-            done = (start + chunk_tokens) * itemsize // mmap.PAGESIZE * mmap.PAGESIZE
+            done = min((start + chunk_tokens) * itemsize, len(mm))
+            done = done // mmap.PAGESIZE * mmap.PAGESIZE
             if done > released:  # scanned pages: give them back to the kernel
-                mm.madvise(mmap.MADV_DONTNEED, released, min(done, len(mm)) - released)
+                mm.madvise(mmap.MADV_DONTNEED, released, done - released)
                 released = done
 
 
