@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from llm_reference.atomic import write_json
+from llm_reference.audit import CHECKS as AUDIT_CHECKS
 
 from . import snippets
 from .errors import BuildError
@@ -261,6 +262,38 @@ def _resolve_checks(path: Path, nodes: list[Node], checks: ModuleType) -> None:
         n.check_command = checks.command_for(n.check)
 
 
+AUDIT_PREFIX = "audit:"  # an automated check that `python -m llm_reference audit` runs
+
+
+def _resolve_audit(path: Path, text: str, nodes: list[Node]) -> None:
+    """Turn each `audit:ID` (or `audit:ID:TARGET,TARGET`) entry of automated_checks
+    into the exact command that runs it, over all its targets or those named.
+
+    The ids come from llm_reference.audit's registry; an unknown id or target is an
+    error at the line that names it, so the book never prints a check that does not
+    run.
+    """
+    for n in nodes:
+        resolved = []
+        for entry in n.automated_checks:
+            if not entry.startswith(AUDIT_PREFIX):
+                resolved.append(entry)
+                continue
+            id, _, on = entry.removeprefix(AUDIT_PREFIX).partition(":")
+            check = AUDIT_CHECKS.get(id)
+            targets = on.split(",") if on else None
+            if check is None or not set(targets or []) <= set(check.target_names()):
+                at = text.find(f'"{entry}"')
+                line = text.count("\n", 0, at) + 1 if at >= 0 \
+                    else n.line_of("automated_checks")
+                known = (f"known ids: {', '.join(AUDIT_CHECKS)}" if check is None else
+                         f"its targets: {', '.join(check.target_names())}")
+                raise BuildError(f"{path}:{line}: node {n.id!r}: automated check "
+                                 f"{entry!r} is not an audit check ({known})")
+            resolved.append(f"`{check.command(targets)}` ({check.verifies})")
+        n.automated_checks = resolved
+
+
 def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
          estimate_cache: Path | None = None) -> Roadmap:
     """Parse and validate `book_dir/roadmap.toml`; BuildError on the first problem.
@@ -311,6 +344,7 @@ def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
                              f"names unknown node {n.check!r}")
     if "checks" in book:
         _resolve_checks(path, nodes, load_plan(book["checks"], book_dir, "checks"))
+    _resolve_audit(path, text, nodes)
     if cycle := _find_cycle(nodes):
         first = seen[cycle[0]]
         raise BuildError(f"{path}:{first.line_of('requires')}: requires form a cycle: "

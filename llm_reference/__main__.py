@@ -26,6 +26,7 @@ COMMANDS = {
     "release": ("release", "model card, weights, tokenizer and manifest for a run"),
     "plan": ("plan", "turn a compute budget into a model, tokens, time and cost"),
     "check": ("check", "validate your own implementation of a roadmap step"),
+    "audit": ("cli.audit", "run the compliance checks over data, runs, releases, code"),
 }
 
 

@@ -279,3 +279,35 @@ def test_export_rows_describe_each_tracks_first_budget(book: Path):
     assert row["plan"] == {"budget": budget} and row["files"] == ["README.md"]
     assert row["command"] == (f"python -m scaffold new --track basic --budget "
                               f"{budget} -o my-llm")
+
+
+def test_audit_entries_become_their_exact_command(book: Path):
+    edit(book, 'automated_checks = ["python -m llm_reference check intro --impl '
+               'mine:hello"]',
+         'automated_checks = [\n  "plain prose",\n  "audit:dataset.shard-integrity",\n'
+         '  "audit:model.no-pickle:run,code",\n]')
+    checks = roadmap.load(book, REPO).by_id["intro"].automated_checks
+    assert checks[0] == "plain prose"
+    assert checks[1].startswith("`python -m llm_reference audit --data data/stdlib "
+                                "--only dataset.shard-integrity` (")
+    assert checks[2].startswith("`python -m llm_reference audit --run runs/tiny "
+                                "--code . --only model.no-pickle`")
+
+
+@pytest.mark.parametrize("entry, says", [
+    ("audit:dataset.no-such-check", "known ids: data.licenses-declared"),
+    ("audit:model.no-pickle:eval", "its targets: run, release, code"),
+])
+def test_unknown_audit_id_or_target_names_file_and_line(book: Path, entry, says):
+    edit(book, 'automated_checks = ["python -m llm_reference check intro --impl '
+               'mine:hello"]', f'automated_checks = [\n  "ok",\n  "{entry}",\n]')
+    message = error(book)
+    assert f"roadmap.toml:{line_of(book, entry)}:" in message
+    assert says in message
+
+
+def test_real_roadmap_names_only_audit_checks_that_exist():
+    text = (REPO / "book" / "roadmap.toml").read_text()
+    assert text.count('"audit:') >= 10
+    for n in roadmap.load(REPO / "book", REPO).nodes:
+        assert not any(c.startswith("audit:") for c in n.automated_checks)
