@@ -80,7 +80,7 @@ class TrainConfig:
     spike_ema_beta: float = 0.99
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
-    # fault injection, for tests and the stability chapter: the 1-based step whose
+    # fault injection, for tests and demonstrations of recovery: the 1-based step whose
     # loss is multiplied by inject_spike_scale / whose gradient gets a NaN
     inject_spike_at: int | None = None
     inject_spike_scale: float = 100.0

@@ -324,6 +324,8 @@ def make_plan(budget: Budget | str, track: str | None = None,
 
 
 def check_assumptions(mfu: float, tokens_per_param: float) -> None:
+    """The two numbers a user may override must make sense (the errors name the
+    command line's options)."""
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu {mfu}: must be in (0, 1], e.g. 0.4")
     if tokens_per_param <= 0:
