@@ -91,7 +91,7 @@ def time_steps(step, device: torch.device, n: int) -> float:
 
 
 def peak_flops(device: torch.device, dtype: str) -> float | None:
-    """The GPU's peak from llm_reference.plan, when the planner knows it."""
+    """The GPU's peak from llm_reference.hardware, when the catalog knows it."""
     if device.type != "cuda":
         return None
     from llm_reference.train import peak_flops as trainer_peak

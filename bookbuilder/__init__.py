@@ -4,6 +4,7 @@ executed, clickable PDFs.
 The pipeline, one module per step:
 
 - `roadmap`  loads and validates book/roadmap.toml (ids, files, symbols, tracks)
+- `estimates` the numbers of each node's estimate card, from the planner
 - `snippets` quotes reference code by symbol, found with `ast` (no import)
 - `execute`  runs the experiments as notebooks, cached by their inputs
 - `layout`   lays out the roadmap DAG in layers (longest path + barycenter ordering)

@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--templates", type=Path, default=REPO / "book" / "templates",
                    help="folder with the Typst templates (default: book/templates)")
     p.add_argument("--track", default=None,
-                   help="build only this track's PDF (a track of plan.TRACKS)")
+                   help="build only this track's PDF (a [track.NAME] of the roadmap)")
     p.add_argument("--only", metavar="NODE", default=None,
                    help="preview one roadmap node: run only its experiment and write "
                         "OUT/preview-NODE.pdf")

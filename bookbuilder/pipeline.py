@@ -24,7 +24,7 @@ from llm_reference.atomic import write_bytes, write_json, write_text
 from . import execute, pdf, render, snippets
 from .errors import BuildError
 from .render import Book, Chapter, Typst, Variant
-from .roadmap import Node, Roadmap, check_track, load, load_plan
+from .roadmap import Node, Roadmap, check_track, load, load_module
 
 REPO = Path(__file__).resolve().parents[1]
 PDF_NAME = "llm-from-scratch"
@@ -72,7 +72,7 @@ def _variants(roadmap: Roadmap, opts: Options) -> list[Variant]:
     return [Variant("all", None)] + [Variant(t, t) for t in roadmap.tracks]
 
 
-# plan.HARDWARE fields shown in the appendix, in this order: field -> column header
+# HARDWARE fields shown in the appendix, in this order: field -> column header
 HARDWARE_COLUMNS = {
     "name": "Device", "bf16_tflops": "bf16 TFLOP/s", "fp32_tflops": "fp32 TFLOP/s",
     "peak_tflops": "Peak TFLOP/s", "memory_gib": "Memory GiB", "memory_gb": "Memory GB",
@@ -93,7 +93,7 @@ def _cell(key: str, value: Any) -> str:
 
 
 def hardware_table(catalog: Any) -> dict[str, Any] | None:
-    """plan.HARDWARE (name -> dataclass or dict) as header, rows and sources."""
+    """The planner's HARDWARE (name -> dataclass or dict): header, rows, sources."""
     if not isinstance(catalog, dict) or not catalog:
         return None
     items = []
@@ -102,7 +102,8 @@ def hardware_table(catalog: Any) -> dict[str, Any] | None:
         items.append({"name": name, **fields} if "name" not in fields else fields)
     keys = [k for k in HARDWARE_COLUMNS if any(k in i for i in items)]
     rows = [[_cell(k, i[k]) if k in i else "–" for k in keys] for i in items]
-    sources = [f"{i['name']}: {i['source']}" for i in items if i.get("source")]
+    sources = [f"{i['name']}: {i['source']}" + (f" (read {i['date']})" if i.get(
+        "date") else "") for i in items if i.get("source")]
     return {"header": [HARDWARE_COLUMNS[k] for k in keys], "rows": rows,
             "sources": sources}
 
@@ -172,8 +173,8 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
         views = [{"track": t, "drawing": render.roadmap_drawing(
             book, nodes, linkable, track=None, highlight=t, markers=False)}
             for t in tracks]
-    track_rows = [{"name": t.name, "who": t.who, "hardware": t.hardware,
-                   "budgets": list(t.budgets),
+    track_rows = [{"name": t.name, "who": t.who, "prerequisites": t.prerequisites,
+                   "hardware": t.hardware, "budgets": list(t.budgets),
                    "core": sum(d == "core" for d in t.depth.values()),
                    "optional": sum(d == "optional" for d in t.depth.values())}
                   for t in tracks.values()
@@ -205,7 +206,7 @@ def export_rows(roadmap: Roadmap, tracks: list[str]) -> list[dict[str, Any]]:
     spec = roadmap.book.get("export")
     if spec is None:
         return []
-    scaffold = load_plan(spec, roadmap.book_dir, "export")
+    scaffold = load_module(spec, roadmap.book_dir, "export")
     rows = []
     for track in tracks:
         budget = roadmap.tracks[track].budgets[0]
@@ -261,7 +262,7 @@ def build(opts: Options) -> Report:
                               or (build_dir / name).read_bytes() != src.read_bytes()):
             write_bytes(build_dir / name, src.read_bytes())
     names = ", ".join(render.tstr(t) for t in roadmap.tracks)
-    tracks_typ = ("// written by the builder from plan.TRACKS\n"
+    tracks_typ = ("// written by the builder from the roadmap's tracks\n"
                   f"#let track-names = ({names},)\n")
     if not (build_dir / "tracks.typ").is_file() or \
             (build_dir / "tracks.typ").read_text() != tracks_typ:

@@ -224,7 +224,7 @@ def _depths(book: Book, node: Node, variant: Variant) -> list[dict[str, Any]]:
 
 
 def estimates(book: Book, node: Node, variant: Variant) -> list[tuple[str, Any]]:
-    """(track, plan.node_estimate(spec, track)) for each track of this PDF with node."""
+    """(track, node_estimate(spec, track)) for each track of this PDF with node."""
     return [(e["name"], book.roadmap.estimates[(node.id, e["name"])])
             for e in _depths(book, node, variant)
             if (node.id, e["name"]) in book.roadmap.estimates]
@@ -278,7 +278,7 @@ def money(cost: Any) -> str:
     return f"${fmt(low)}" if low == high else f"${fmt(low)}–{fmt(high)}"
 
 
-# the estimate card's rows: key in plan.node_estimate's dict -> (label, format)
+# the estimate card's rows: key in node_estimate's dict -> (label, format)
 ESTIMATE_ROWS: dict[str, tuple[str, Callable[[Any], Typst]]] = {
     "hardware": ("Hardware", lambda v: content(str(v))),
     "flops": ("Compute (FLOPs)", lambda v: Typst(f"[{number(float(v))}]") if v
@@ -291,7 +291,7 @@ HIDDEN_ESTIMATE_KEYS = {"kind", "track", "note", "hardware_key", "count"}
 
 
 def estimate_card(book: Book, node: Node, variant: Variant) -> Typst:
-    """plan.node_estimate for each track of this PDF, as one table."""
+    """node_estimate (estimates.py) for each track of this PDF, as one table."""
     per_track = estimates(book, node, variant)
     if not per_track:
         return Typst("")

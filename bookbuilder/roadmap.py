@@ -1,10 +1,13 @@
 """Load and validate book/roadmap.toml: the graph of steps the book walks through.
 
-Each `[[node]]` is one roadmap step. Which tracks include a step, and how deeply, is
-not written here: it comes from the plan module's `TRACKS` (llm_reference/plan.py),
-the project's single source for tracks. Every mistake is a `BuildError` naming the
-file and line, found with a small index of where each `[[node]]` and each key starts
-(tomllib gives values, not positions).
+The file holds the book's tracks (`[track.NAME]`: whom each is for) and one
+`[[node]]` per roadmap step, which names the tracks that include it and how deeply
+(`tracks = { beginner = "core", researcher = "optional" }`). A track's budgets and
+default hardware are not written here: they come from the planner named by
+`[book] plan` (llm_reference/plan.py), which the command line and the starter repos
+read too, and both must name the same tracks. Every mistake is a `BuildError`
+naming the file and line, found with a small index of where each table and each
+key starts (tomllib gives values, not positions).
 """
 
 from __future__ import annotations
@@ -21,20 +24,24 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from llm_reference import audit
 from llm_reference.atomic import write_json
-from llm_reference.audit import CHECKS as AUDIT_CHECKS
 
 from . import snippets
 from .errors import BuildError
 
 DEPTHS = ("core", "optional")
 NODE_KEYS = {
-    "id": str, "title": str, "summary": str, "chapter": str, "requires": list,
-    "code": list, "experiment": str, "check": str, "tools": list, "estimate": dict,
-    "compliance": list, "automated_checks": list,
+    "id": str, "title": str, "tracks": dict, "summary": str, "chapter": str,
+    "requires": list, "code": list, "experiment": str, "check": str, "tools": list,
+    "estimate": dict, "compliance": list, "automated_checks": list,
 }
 BOOK_KEYS = {"title": str, "subtitle": str, "author": str, "keywords": list,
-             "plan": str, "checks": str, "export": str, "references": str}
+             "plan": str, "estimates": str, "checks": str, "export": str,
+             "references": str}
+TRACK_KEYS = {"who": str, "prerequisites": str}
+DEFAULT_PLAN = "llm_reference.plan"
+DEFAULT_ESTIMATES = "bookbuilder.estimates"
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Node:
     title: str
     line: int                     # line of this node's [[node]] header
     keys: dict[str, int]          # key -> line where it is set
+    tracks: dict[str, str] = field(default_factory=dict)  # track -> core|optional
     summary: str = ""
     chapter: str | None = None    # relative to the book folder; None: in preparation
     requires: list[str] = field(default_factory=list)
@@ -69,8 +77,9 @@ class Node:
 class Track:
     name: str
     who: str
-    hardware: str
-    budgets: tuple[str, ...]
+    prerequisites: str
+    hardware: str  # from the planner
+    budgets: tuple[str, ...]  # from the planner; the first is the reference run
     depth: dict[str, str]  # node id -> "core" | "optional"; absent: not in this track
 
 
@@ -100,6 +109,91 @@ class Roadmap:
         return f"{self.path}:{line}"
 
 
+# ----------------------------------------------------------------- the whole file
+
+
+def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
+         estimator: ModuleType | None = None,
+         estimate_cache: Path | None = None) -> Roadmap:
+    """Parse and validate `book_dir/roadmap.toml`; BuildError on the first problem.
+
+    `plan` and `estimator` replace the modules that [book] plan and [book]
+    estimates name. `estimate_cache`: a JSON file that keeps the estimator's
+    `node_estimate` results, keyed by its sources (planning a budget takes a while;
+    its results only change when the code or calibration data change)."""
+    path = book_dir / "roadmap.toml"
+    text, data = _read(path)
+    book = _book_table(path, data)
+    nodes = _nodes(path, text, data)
+    _check_graph(path, nodes)
+    if "checks" in book:
+        _resolve_checks(path, nodes, load_module(book["checks"], book_dir, "checks"))
+    _resolve_audit(path, text, nodes)
+    _check_files(path, book_dir, src_root, nodes)
+    if plan is None:
+        plan = load_module(book.get("plan", DEFAULT_PLAN), book_dir, "plan")
+    tracks = _tracks(path, text, data, nodes, plan)
+    if estimator is None:
+        estimator = load_module(book.get("estimates", DEFAULT_ESTIMATES), book_dir,
+                                "estimates")
+    return Roadmap(path=path, book_dir=book_dir, src_root=src_root, book=book,
+                   nodes=nodes, tracks=tracks, plan=plan,
+                   estimates=_estimates(path, nodes, tracks, estimator,
+                                        estimate_cache))
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    """The file's text and its parsed TOML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise BuildError(f"{path}: cannot read the roadmap ({e.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise BuildError(f"{path}:{m.group(1) if m else 1}: invalid TOML: "
+                         f"{e}") from None
+    unknown = set(data) - {"book", "track", "node"}
+    if unknown:
+        raise BuildError(f"{path}: unknown top-level key(s) {sorted(unknown)}; "
+                         "use [book], [track.NAME] and [[node]]")
+    return text, data
+
+
+def _book_table(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    book = data.get("book", {})
+    for key, value in book.items():
+        if key not in BOOK_KEYS or not isinstance(value, BOOK_KEYS[key]):
+            raise BuildError(f"{path}: [book] {key} = {value!r} is unknown or of the "
+                             f"wrong type (known: {', '.join(BOOK_KEYS)})")
+    return book
+
+
+def load_module(spec: str, book_dir: Path, key: str) -> ModuleType:
+    """A module that [book] names (plan, estimates, checks, export): a dotted name,
+    or a .py path in the book."""
+    if spec.endswith(".py"):
+        path = book_dir / spec
+        if not path.is_file():
+            raise BuildError(f"{book_dir / 'roadmap.toml'}: [book] {key} file {path} "
+                             "does not exist")
+        name = "_book_module_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        mod_spec = importlib.util.spec_from_file_location(name, path)
+        assert mod_spec and mod_spec.loader
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as e:
+        raise BuildError(f"{book_dir / 'roadmap.toml'}: [book] {key} = {spec!r} "
+                         f"cannot be imported ({e})") from None
+
+
+# -------------------------------------------------------------------------- nodes
+
+
 def _line_index(text: str) -> list[tuple[int, dict[str, int]]]:
     """For each [[node]] block: its header line and the line of each key in it."""
     blocks: list[tuple[int, dict[str, int]]] = []
@@ -120,64 +214,12 @@ def _line_index(text: str) -> list[tuple[int, dict[str, int]]]:
     return blocks
 
 
-def load_plan(spec: str, book_dir: Path, key: str = "plan") -> ModuleType:
-    """The [book] plan (or checks) module: a dotted name, or a .py path in the book."""
-    if spec.endswith(".py"):
-        path = book_dir / spec
-        if not path.is_file():
-            raise BuildError(f"{book_dir / 'roadmap.toml'}: [book] {key} file {path} "
-                             "does not exist")
-        name = "_book_plan_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-        mod_spec = importlib.util.spec_from_file_location(name, path)
-        assert mod_spec and mod_spec.loader
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-        return module
-    try:
-        return importlib.import_module(spec)
-    except ModuleNotFoundError as e:
-        raise BuildError(f"{book_dir / 'roadmap.toml'}: [book] {key} = {spec!r} "
-                         f"cannot be imported ({e})") from None
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def read_tracks(plan: ModuleType) -> dict[str, Track]:
-    """plan.TRACKS as `Track`s; it may hold dataclasses or dicts."""
-    raw = getattr(plan, "TRACKS", None)
-    if not isinstance(raw, dict) or not raw:
-        raise BuildError(f"{plan.__file__}: TRACKS must be a non-empty dict of tracks")
-    tracks = {}
-    for name, t in raw.items():
-        depth = _get(t, "nodes")
-        if depth is None:
-            depth = _get(t, "depth")
-        if not isinstance(depth, dict):
-            raise BuildError(f"{plan.__file__}: TRACKS[{name!r}] has no node depth "
-                             "mapping {node_id: 'core'|'optional'}")
-        hardware = _get(t, "default_hardware") or _get(t, "hardware", "")
-        tracks[name] = Track(
-            name=name, who=str(_get(t, "who", "")),
-            hardware=str(_get(hardware, "name", hardware) or ""),
-            budgets=tuple(str(b) for b in (_get(t, "budgets") or ())),
-            depth=dict(depth))
-    return tracks
-
-
-def _plan_line(plan: ModuleType, needle: str) -> str:
-    """'path:line' of the first mention of `needle` in the plan's source."""
-    path = Path(plan.__file__ or "plan.py")
-    try:
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if f'"{needle}"' in line or f"'{needle}'" in line:
-                return f"{path}:{number}"
-    except OSError:
-        pass
-    return str(path)
+def _nodes(path: Path, text: str, data: dict[str, Any]) -> list[Node]:
+    raw_nodes = data.get("node", [])
+    index = _line_index(text)
+    if not raw_nodes or len(index) != len(raw_nodes):
+        raise BuildError(f"{path}: expected one [[node]] table per roadmap step")
+    return [_node(path, i, raw, *index[i]) for i, raw in enumerate(raw_nodes)]
 
 
 def _check_type(path: Path, line: int, node_id: str, key: str, value: Any,
@@ -201,9 +243,6 @@ def _node(path: Path, index: int, data: Any, line: int, keys: dict[str, int]) ->
                          "needs an id of lowercase letters, digits and '-'")
     for key, value in data.items():
         where = keys.get(key, line)
-        if key == "tracks":
-            raise BuildError(f"{path}:{where}: node {node_id!r}: unknown key 'tracks'; "
-                             "which tracks include a node is set in plan.TRACKS")
         if key not in NODE_KEYS:
             raise BuildError(f"{path}:{where}: node {node_id!r}: unknown key {key!r} "
                              f"(known: {', '.join(NODE_KEYS)})")
@@ -220,6 +259,28 @@ def _node(path: Path, index: int, data: Any, line: int, keys: dict[str, int]) ->
         tools.append(Tool(str(tool["name"]), str(tool["url"])))
     fields = {k: v for k, v in data.items() if k not in ("id", "tools")}
     return Node(id=node_id, line=line, keys=keys, tools=tools, **fields)
+
+
+def _check_graph(path: Path, nodes: list[Node]) -> None:
+    """Unique ids, known requires and checks, and no cycle of requires."""
+    seen: dict[str, Node] = {}
+    for n in nodes:
+        if n.id in seen:
+            raise BuildError(f"{path}:{n.line}: duplicate node id {n.id!r} (first at "
+                             f"line {seen[n.id].line})")
+        seen[n.id] = n
+    for n in nodes:
+        for dep in n.requires:
+            if dep not in seen:
+                raise BuildError(f"{path}:{n.line_of('requires')}: node {n.id!r} "
+                                 f"requires unknown id {dep!r}")
+        if n.check is not None and n.check not in seen:
+            raise BuildError(f"{path}:{n.line_of('check')}: node {n.id!r}: check "
+                             f"names unknown node {n.check!r}")
+    if cycle := _find_cycle(nodes):
+        first = seen[cycle[0]]
+        raise BuildError(f"{path}:{first.line_of('requires')}: requires form a cycle: "
+                         + " -> ".join(cycle))
 
 
 def _find_cycle(nodes: list[Node]) -> list[str] | None:
@@ -279,14 +340,14 @@ def _resolve_audit(path: Path, text: str, nodes: list[Node]) -> None:
             if not entry.startswith(AUDIT_PREFIX):
                 resolved.append(entry)
                 continue
-            id, _, on = entry.removeprefix(AUDIT_PREFIX).partition(":")
-            check = AUDIT_CHECKS.get(id)
+            check_id, _, on = entry.removeprefix(AUDIT_PREFIX).partition(":")
+            check = audit.CHECKS.get(check_id)
             targets = on.split(",") if on else None
             if check is None or not set(targets or []) <= set(check.target_names()):
                 at = text.find(f'"{entry}"')
                 line = text.count("\n", 0, at) + 1 if at >= 0 \
                     else n.line_of("automated_checks")
-                known = (f"known ids: {', '.join(AUDIT_CHECKS)}" if check is None else
+                known = (f"known ids: {', '.join(audit.CHECKS)}" if check is None else
                          f"its targets: {', '.join(check.target_names())}")
                 raise BuildError(f"{path}:{line}: node {n.id!r}: automated check "
                                  f"{entry!r} is not an audit check ({known})")
@@ -294,62 +355,9 @@ def _resolve_audit(path: Path, text: str, nodes: list[Node]) -> None:
         n.automated_checks = resolved
 
 
-def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
-         estimate_cache: Path | None = None) -> Roadmap:
-    """Parse and validate `book_dir/roadmap.toml`; BuildError on the first problem.
-
-    `estimate_cache`: a JSON file that keeps plan.node_estimate results, keyed by the
-    plan's sources (planning a budget takes a while; its results only change when the
-    plan's code or calibration data change)."""
-    path = book_dir / "roadmap.toml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise BuildError(f"{path}: cannot read the roadmap ({e.strerror})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"line (\d+)", str(e))
-        raise BuildError(f"{path}:{m.group(1) if m else 1}: invalid TOML: "
-                         f"{e}") from None
-
-    unknown = set(data) - {"book", "node"}
-    if unknown:
-        raise BuildError(f"{path}: unknown top-level key(s) {sorted(unknown)}; "
-                         "use [book] and [[node]]")
-    book = data.get("book", {})
-    for key, value in book.items():
-        if key not in BOOK_KEYS or not isinstance(value, BOOK_KEYS[key]):
-            raise BuildError(f"{path}: [book] {key} = {value!r} is unknown or of the "
-                             f"wrong type (known: {', '.join(BOOK_KEYS)})")
-    raw_nodes = data.get("node", [])
-    index = _line_index(text)
-    if not raw_nodes or len(index) != len(raw_nodes):
-        raise BuildError(f"{path}: expected one [[node]] table per roadmap step")
-    nodes = [_node(path, i, raw, *index[i]) for i, raw in enumerate(raw_nodes)]
-
-    seen: dict[str, Node] = {}
-    for n in nodes:
-        if n.id in seen:
-            raise BuildError(f"{path}:{n.line}: duplicate node id {n.id!r} (first at "
-                             f"line {seen[n.id].line})")
-        seen[n.id] = n
-    for n in nodes:
-        for dep in n.requires:
-            if dep not in seen:
-                raise BuildError(f"{path}:{n.line_of('requires')}: node {n.id!r} "
-                                 f"requires unknown id {dep!r}")
-        if n.check is not None and n.check not in seen:
-            raise BuildError(f"{path}:{n.line_of('check')}: node {n.id!r}: check "
-                             f"names unknown node {n.check!r}")
-    if "checks" in book:
-        _resolve_checks(path, nodes, load_plan(book["checks"], book_dir, "checks"))
-    _resolve_audit(path, text, nodes)
-    if cycle := _find_cycle(nodes):
-        first = seen[cycle[0]]
-        raise BuildError(f"{path}:{first.line_of('requires')}: requires form a cycle: "
-                         + " -> ".join(cycle))
-
+def _check_files(path: Path, book_dir: Path, src_root: Path,
+                 nodes: list[Node]) -> None:
+    """Chapters and experiments exist (experiment names unique), quoted code too."""
     experiments: dict[str, str] = {}
     for n in nodes:
         for key in ("chapter", "experiment"):
@@ -371,59 +379,150 @@ def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
                 raise BuildError(f"{path}:{n.line_of('code')}: node {n.id!r}: "
                                  f"{e}") from None
 
-    if plan is None:
-        plan = load_plan(book.get("plan", "llm_reference.plan"), book_dir)
-    tracks = read_tracks(plan)
-    for t in tracks.values():
-        for node_id, depth in t.depth.items():
-            if node_id not in seen:
-                raise BuildError(f"{_plan_line(plan, node_id)}: TRACKS[{t.name!r}] "
-                                 f"names node {node_id!r}, which is not in {path}")
-            if depth not in DEPTHS:
-                raise BuildError(f"{_plan_line(plan, node_id)}: TRACKS[{t.name!r}] "
-                                 f"gives {node_id!r} depth {depth!r}; use core or "
-                                 "optional")
-        for node_id in t.depth:
-            for dep in seen[node_id].requires:
-                if dep not in t.depth:
-                    raise BuildError(f"{_plan_line(plan, node_id)}: track {t.name!r} "
-                                     f"includes {node_id!r} but not {dep!r}, which it "
-                                     "requires")
+
+# ------------------------------------------------------------------------- tracks
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def planner_tracks(plan: ModuleType) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """plan.TRACKS as {name: (default hardware, budgets)}; dataclasses or dicts."""
+    raw = getattr(plan, "TRACKS", None)
+    where = getattr(plan, "__file__", None) or plan.__name__
+    if not isinstance(raw, dict) or not raw:
+        raise BuildError(f"{where}: TRACKS must be a non-empty dict of tracks")
+    tracks = {}
+    for name, t in raw.items():
+        budgets = tuple(str(b) for b in (_get(t, "budgets") or ()))
+        if not budgets:
+            raise BuildError(f"{where}: TRACKS[{name!r}] has no budgets")
+        tracks[name] = (str(_get(t, "default_hardware", "")), budgets)
+    return tracks
+
+
+def _table_lines(text: str, table: str) -> dict[str, int]:
+    """The line of each `[table.NAME]` header."""
+    lines = {}
+    pattern = re.compile(rf"\[\s*{table}\.([\w-]+)\s*\]\s*(#.*)?")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := pattern.fullmatch(line.strip()):
+            lines.setdefault(m.group(1), number)
+    return lines
+
+
+def _tracks(path: Path, text: str, data: dict[str, Any], nodes: list[Node],
+            plan: ModuleType) -> dict[str, Track]:
+    """The [track.NAME] tables, with the planner's budgets and hardware and the
+    depth each node gives them."""
+    raw, planned = data.get("track", {}), planner_tracks(plan)
+    prose = _track_prose(path, raw, _table_lines(text, "track"), planned,
+                         plan.__name__)
+    depth = _depths(path, nodes, list(raw))
+    return {name: Track(name, who, prerequisites, *planned[name], depth[name])
+            for name, (who, prerequisites) in prose.items()}
+
+
+def _track_prose(path: Path, raw: dict[str, Any], lines: dict[str, int],
+                 planned: dict[str, Any], planner: str
+                 ) -> dict[str, tuple[str, str]]:
+    """Each [track.NAME]'s who and prerequisites; the same names as the planner's."""
+    if not raw:
+        raise BuildError(f"{path}: no tracks; add a [track.NAME] table with who = "
+                         f"\"…\" for each of the planner's: {', '.join(planned)}")
+    prose = {}
+    for name, table in raw.items():
+        where = f"{path}:{lines.get(name, 1)}: [track.{name}]"
+        if not isinstance(table, dict):
+            raise BuildError(f"{where} must be a table")
+        for key, value in table.items():
+            if key not in TRACK_KEYS or not isinstance(value, TRACK_KEYS[key]):
+                raise BuildError(f"{where}: {key} = {value!r} is unknown or not a "
+                                 f"string (known: {', '.join(TRACK_KEYS)})")
+        if "who" not in table:
+            raise BuildError(f"{where} needs who = \"…\" (whom the track is for)")
+        if name not in planned:
+            raise BuildError(f"{where}: the planner {planner} has no track "
+                             f"{name!r} (it has {', '.join(planned)})")
+        prose[name] = (table["who"], table.get("prerequisites", ""))
+    for name in planned:
+        if name not in raw:
+            raise BuildError(f"{path}: the planner's track {name!r} has no "
+                             f"[track.{name}] table; add one with who = \"…\"")
+    return prose
+
+
+def _depths(path: Path, nodes: list[Node], names: list[str]
+            ) -> dict[str, dict[str, str]]:
+    """track -> {node id: depth} in roadmap order, from each node's `tracks`; every
+    node is in some track, and a track that includes a node includes what it
+    requires."""
+    depth: dict[str, dict[str, str]] = {name: {} for name in names}
     for n in nodes:
-        if not any(n.id in t.depth for t in tracks.values()):
-            raise BuildError(f"{path}:{n.line}: node {n.id!r} is in no track of "
-                             f"{getattr(plan, '__file__', 'the plan')} TRACKS")
-    return Roadmap(path=path, book_dir=book_dir, src_root=src_root, book=book,
-                   nodes=nodes, tracks=tracks, plan=plan,
-                   estimates=_estimates(path, nodes, tracks, plan, estimate_cache))
+        where = f"{path}:{n.line_of('tracks')}: node {n.id!r}"
+        if not n.tracks:
+            raise BuildError(f"{where} is in no track; give it e.g. tracks = "
+                             f"{{ {names[0]} = \"core\" }}")
+        for name, d in n.tracks.items():
+            if name not in depth:
+                raise BuildError(f"{where}: unknown track {name!r} in tracks "
+                                 f"(known: {', '.join(names)})")
+            if d not in DEPTHS:
+                raise BuildError(f"{where}: tracks.{name} = {d!r}; use core or "
+                                 "optional")
+            depth[name][n.id] = d
+    for n in nodes:
+        for name in n.tracks:
+            for dep in n.requires:
+                if dep not in depth[name]:
+                    raise BuildError(f"{path}:{n.line_of('tracks')}: track "
+                                     f"{name!r} includes {n.id!r} but not {dep!r}, "
+                                     "which it requires")
+    return depth
 
 
-def plan_fingerprint(plan: ModuleType) -> str:
-    """sha256 over the plan module, the local modules it imports and the data files
-    (JSON, TOML) next to it: what plan.node_estimate's results depend on."""
+def check_track(roadmap: Roadmap, track: str | None) -> None:
+    """An unknown --track is a user error naming the known ones."""
+    if track is not None and track not in roadmap.tracks:
+        raise BuildError(f"unknown track {track!r}; known tracks (from "
+                         f"{roadmap.path}): " + ", ".join(roadmap.tracks))
+
+
+# ---------------------------------------------------------------------- estimates
+
+
+def module_fingerprint(module: ModuleType) -> str:
+    """sha256 over a module, the local modules it imports and the data files (JSON,
+    TOML) next to any of them: what the estimator's results depend on."""
     from .execute import local_modules, sha256
 
-    path = Path(plan.__file__ or "")
-    root = path.parents[plan.__name__.count(".")]  # the folder its imports start from
+    path = Path(module.__file__ or "")
+    root = path.parents[module.__name__.count(".")]  # where its imports start from
     files = {path, *local_modules(path.read_text(encoding="utf-8"), root)}
-    files |= {p for p in path.parent.iterdir() if p.suffix in (".json", ".toml")}
+    files |= {p for f in list(files) for p in f.parent.iterdir()
+              if p.suffix in (".json", ".toml")}
     digest = hashlib.sha256()
     for f in sorted(files):
-        digest.update(f"{f.name}\0{sha256(f.read_bytes())}\0".encode())
+        digest.update(f"{f.relative_to(root) if f.is_relative_to(root) else f.name}"
+                      f"\0{sha256(f.read_bytes())}\0".encode())
     return digest.hexdigest()
 
 
 def _estimates(path: Path, nodes: list[Node], tracks: dict[str, Track],
-               plan: ModuleType, cache_file: Path | None
+               estimator: ModuleType, cache_file: Path | None
                ) -> dict[tuple[str, str], dict[str, Any]]:
-    """plan.node_estimate(spec, track) for every node with a spec, in every track
-    that includes it: computed up front, so a bad spec fails before anything runs."""
-    fingerprint = plan_fingerprint(plan) if cache_file else ""
+    """estimator.node_estimate(spec, track) for every node with a spec, in every
+    track that includes it: computed up front, so a bad spec fails before anything
+    runs."""
+    fingerprint = module_fingerprint(estimator) if cache_file else ""
     cached: dict[str, Any] = {}
     if cache_file is not None and cache_file.is_file():
         with contextlib.suppress(ValueError, OSError):
             cached = json.loads(cache_file.read_text(encoding="utf-8"))
-        if cached.get("plan") != fingerprint:
+        if cached.get("sources") != fingerprint:
             cached = {}
     results: dict[str, Any] = cached.get("estimates", {})
     out, used = {}, {}
@@ -435,20 +534,18 @@ def _estimates(path: Path, nodes: list[Node], tracks: dict[str, Track],
                 continue
             key = json.dumps([n.estimate, t.name], sort_keys=True)
             if key not in results:
-                try:
-                    results[key] = plan.node_estimate(dict(n.estimate), t.name)
-                except Exception as e:  # the plan rejects the spec: the roadmap's fault
-                    raise BuildError(f"{path}:{n.line_of('estimate')}: node {n.id!r}: "
-                                     f"plan.node_estimate({n.estimate}, {t.name!r}) "
-                                     f"failed: {type(e).__name__}: {e}") from None
+                results[key] = _estimate(path, n, t.name, estimator)
             out[(n.id, t.name)] = used[key] = results[key]
     if cache_file is not None and used != cached.get("estimates"):
-        write_json(cache_file, {"plan": fingerprint, "estimates": used})
+        write_json(cache_file, {"sources": fingerprint, "estimates": used})
     return out
 
 
-def check_track(roadmap: Roadmap, track: str | None) -> None:
-    """An unknown --track is a user error naming the known ones."""
-    if track is not None and track not in roadmap.tracks:
-        raise BuildError(f"unknown track {track!r}; known tracks (from plan.TRACKS): "
-                         + ", ".join(roadmap.tracks))
+def _estimate(path: Path, node: Node, track: str, estimator: ModuleType
+              ) -> dict[str, Any]:
+    try:
+        return estimator.node_estimate(dict(node.estimate), track)
+    except Exception as e:  # the estimator rejects the spec: the roadmap's fault
+        raise BuildError(f"{path}:{node.line_of('estimate')}: node {node.id!r}: "
+                         f"node_estimate({node.estimate}, {track!r}) failed: "
+                         f"{type(e).__name__}: {e}") from None

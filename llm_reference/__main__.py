@@ -24,7 +24,7 @@ COMMANDS = {
     "quantize": ("quantize", "int8 weight-only quantization with a report"),
     "serve": ("serve", "OpenAI-compatible HTTP server for a run"),
     "release": ("release", "model card, weights, tokenizer and manifest for a run"),
-    "plan": ("plan", "turn a compute budget into a model, tokens, time and cost"),
+    "plan": ("cli.plan", "turn a compute budget into a model, tokens, time and cost"),
     "check": ("check", "validate your own implementation of a roadmap step"),
     "audit": ("cli.audit", "run the compliance checks over data, runs, releases, code"),
 }

@@ -20,12 +20,13 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
-from .model import ModelConfig
+from .model_config import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 SCHEDULES = ("cosine", "wsd")
@@ -79,7 +80,7 @@ class TrainConfig:
     spike_ema_beta: float = 0.99
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
-    # fault injection, for tests and the stability chapter: the 1-based step whose
+    # fault injection, for tests and demonstrations of recovery: the 1-based step whose
     # loss is multiplied by inject_spike_scale / whose gradient gets a NaN
     inject_spike_at: int | None = None
     inject_spike_scale: float = 100.0
@@ -257,6 +258,8 @@ def _toml_value(value: Any) -> str:
 
 def resolve_device(name: str) -> torch.device:
     """A torch device; "auto" means CUDA, then Apple MPS, then the CPU."""
+    import torch  # here: reading a config (or a command's --help) needs no torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -1,15 +1,9 @@
 """A GPT, from the classic GPT-2 recipe to the modern Llama-style one, in one module.
 
-Every choice that separates the two recipes is one field of `ModelConfig`:
-
-| field       | GPT-2 recipe  | Llama-style recipe         |
-| ----------- | ------------- | -------------------------- |
-| position    | "learned"     | "rope"                     |
-| norm        | "layernorm"   | "rmsnorm"                  |
-| mlp         | "gelu"        | "swiglu"                   |
-| n_kv_head   | = n_head (MHA)| < n_head (GQA), 1 (MQA)    |
-| bias        | True          | False                      |
-| tie_weights | True          | False (or True when small) |
+Every choice that separates the two recipes is one field of `ModelConfig`
+(model_config.py, imported here): learned or rotary positions, LayerNorm or RMSNorm,
+a GELU or SwiGLU MLP, fewer key/value heads than query heads (GQA, MQA), biases and
+weight tying.
 
 The network is the usual pre-norm decoder: token embeddings (plus learned position
 embeddings), `n_layer` blocks of `x + attn(norm(x))` then `x + mlp(norm(x))`, a final
@@ -20,125 +14,16 @@ heads), K (key/value heads), D (head_dim = C / H) and V (vocab_size).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
+from . import flops
 from .errors import UserError
-
-POSITIONS = ("learned", "rope")
-NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "swiglu")
-ATTENTIONS = ("sdpa", "explicit")
-
-
-@dataclass
-class ModelConfig:
-    """The shape and recipe of a GPT; the `[model]` table of a run's config.toml.
-
-    `n_kv_head=None` means one key/value head per query head (MHA). `d_ff=None` means
-    4 * d_model for GELU and ~8/3 * d_model rounded up to a multiple of 64 for SwiGLU
-    (same parameter count as the GELU MLP, since SwiGLU has three matrices, not two).
-    """
-
-    vocab_size: int = 8192
-    context_length: int = 256
-    n_layer: int = 4
-    n_head: int = 4
-    n_kv_head: int | None = None
-    d_model: int = 256
-    d_ff: int | None = None
-    position: str = "learned"  # "learned" | "rope"
-    rope_theta: float = 10000.0
-    norm: str = "layernorm"  # "layernorm" | "rmsnorm"
-    norm_eps: float = 1e-5
-    mlp: str = "gelu"  # "gelu" | "swiglu"
-    bias: bool = True
-    tie_weights: bool = True
-    dropout: float = 0.0
-    attention: str = "sdpa"  # "sdpa" | "explicit"
-
-    def __post_init__(self) -> None:
-        self._validate()
-
-    @property
-    def kv_heads(self) -> int:
-        """Key/value heads: n_kv_head, or n_head when it is None."""
-        return self.n_head if self.n_kv_head is None else self.n_kv_head
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
-
-    @property
-    def ff_dim(self) -> int:
-        """Hidden width of the MLP: d_ff, or the recipe's default when it is None."""
-        if self.d_ff is not None:
-            return self.d_ff
-        if self.mlp == "swiglu":
-            return 64 * math.ceil(8 * self.d_model / 3 / 64)
-        return 4 * self.d_model
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Build a config from a dict (a TOML table); unknown keys are a UserError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in known:
-                raise UserError(f"model.{key}: unknown field; known fields are "
-                                f"{', '.join(sorted(known))}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields with n_kv_head and d_ff resolved (TOML has no null)."""
-        d = dataclasses.asdict(self)
-        d["n_kv_head"], d["d_ff"] = self.kv_heads, self.ff_dim
-        return d
-
-    def _validate(self) -> None:
-        def fail(field: str, why: str) -> None:
-            value = getattr(self, field)
-            raise UserError(f"model.{field} = {value!r}: {why}")
-
-        for field in ("vocab_size", "context_length", "n_layer", "n_head", "d_model",
-                      "n_kv_head", "d_ff"):
-            value = getattr(self, field)
-            if value is None and field in ("n_kv_head", "d_ff"):
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                fail(field, "must be a positive integer")
-        for field, choices in (("position", POSITIONS), ("norm", NORMS),
-                               ("mlp", MLPS), ("attention", ATTENTIONS)):
-            if getattr(self, field) not in choices:
-                fail(field, f"must be one of {', '.join(map(repr, choices))}")
-        for field in ("bias", "tie_weights"):
-            if not isinstance(getattr(self, field), bool):
-                fail(field, "must be true or false")
-        for field in ("rope_theta", "norm_eps", "dropout"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                fail(field, "must be a number")
-            setattr(self, field, float(value))
-        if self.rope_theta <= 0:
-            fail("rope_theta", "must be > 0")
-        if self.norm_eps <= 0:
-            fail("norm_eps", "must be > 0")
-        if not 0.0 <= self.dropout < 1.0:
-            fail("dropout", "must be in [0, 1)")
-        if self.d_model % self.n_head:
-            fail("n_head", f"must divide d_model = {self.d_model}")
-        if self.n_head % self.kv_heads:
-            fail("n_kv_head", f"must divide n_head = {self.n_head} (1 = MQA)")
-        if self.position == "rope" and self.head_dim % 2:
-            fail("n_head", f"RoPE needs an even head_dim, got d_model / n_head = "
-                           f"{self.head_dim}")
-
+from .model_config import ModelConfig
 
 # ---------------------------------------------------------------------------- norms
 
@@ -470,16 +355,9 @@ class GPT(nn.Module):
         return n
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token (forward + backward), PaLM appendix B.
+        """Training FLOPs per token (forward + backward): 6 N' + 12 L d T.
 
-        6N + 12 * n_layer * d_model * context_length. N counts the weights a token is
-        multiplied by: the non-embedding parameters plus the output head's d_model x
-        vocab_size matrix (the head is a matmul even when tied; embedding lookups
-        cost no FLOPs). Each multiply-add is 2 FLOPs forward and 4 backward, hence 6
-        per weight; the second term is attention's q·k and weights·v, 2 * 2 * C * T
-        per layer forward, times 3 with the backward, at the full context (no
-        discount for the causal mask).
+        Counted from the config by `flops.flops_per_token`, the formula the planner
+        uses too; see there for where each term comes from.
         """
-        c = self.config
-        n = self.num_parameters(non_embedding=True) + c.d_model * c.vocab_size
-        return 6.0 * n + 12.0 * c.n_layer * c.d_model * c.context_length
+        return flops.flops_per_token(self.config)

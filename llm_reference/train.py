@@ -340,14 +340,14 @@ def seed_everything(seed: int) -> None:
 
 
 def peak_flops(device: torch.device, dtype: str) -> float | None:
-    """A GPU's peak FLOP/s in `dtype`, from plan.HARDWARE; None when not known.
+    """A GPU's peak FLOP/s in `dtype`, from hardware.HARDWARE; None when not known.
 
     The GPU is found by name ("NVIDIA H100 80GB HBM3" -> H100). CPUs get no MFU: the
     planner's CPU peak is a calibration of one machine, not a datasheet number.
     """
     if device.type != "cuda":
         return None
-    from .plan import HARDWARE
+    from .hardware import HARDWARE
 
     name = re.sub(r"[-_\s]", "", torch.cuda.get_device_name(device)).upper()
     for hw in sorted(HARDWARE.values(), key=lambda h: -len(h.key)):  # RTX4090 before T4

@@ -20,8 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_reference import plan
+from llm_reference.budget import BUDGET_HELP, parse_budget
 from llm_reference.errors import UserError
+from llm_reference.units import fmt_count
 
+from . import roadmap
 from .generate import (
     DEFAULT_NAME,
     DEFAULT_TORCH,
@@ -83,7 +86,7 @@ def add_answer_options(parser: argparse.ArgumentParser) -> None:
              "budget suggests, else beginner)")
     parser.add_argument(
         "--budget", metavar="BUDGET",
-        help=f"compute budget: {plan.BUDGET_HELP} (default: the track's first "
+        help=f"compute budget: {BUDGET_HELP} (default: the track's first "
              "preset)")
     parser.add_argument(
         "--name", metavar="NAME",
@@ -99,7 +102,7 @@ def ask(args: argparse.Namespace) -> None:
     from cookiecutter.prompt import read_user_choice, read_user_variable
 
     if args.track is None:
-        labels = {name: f"{name}: {t.who} ({t.default_hardware})"
+        labels = {name: f"{name}: {roadmap.track(name).who} ({t.default_hardware})"
                   for name, t in plan.TRACKS.items()}
         args.track = read_user_choice("track", list(plan.TRACKS), {
             "track": {"__prompt__": "Which track?", **labels}})
@@ -125,8 +128,8 @@ def budget_label(budget: str, track: str) -> str:
     planned = plan.make_plan(budget, track)
     low, high = planned.cost_usd
     cost = "your own machine" if high == 0 else f"${low:,.0f} - ${high:,.0f}"
-    return (f"{budget}: {plan.fmt_count(planned.params)} parameters on "
-            f"{plan.fmt_count(planned.tokens)} tokens, {cost}")
+    return (f"{budget}: {fmt_count(planned.params)} parameters on "
+            f"{fmt_count(planned.tokens)} tokens, {cost}")
 
 
 def valid(check: Callable[[str], object], value: str) -> bool:
@@ -155,7 +158,7 @@ def run_new(args: argparse.Namespace) -> int:
         answers = answers_for(args.track, args.budget, args.output, args.name,
                               args.torch_version)
     out = new_from(answers, args.output, args.force, git=not args.no_git)
-    suggested = plan.track_for_budget(plan.parse_budget(answers.budget))
+    suggested = plan.track_for_budget(parse_budget(answers.budget))
     if suggested != answers.track:
         print(f"note: {answers.budget} is a {suggested} budget; the repo follows "
               f"the {answers.track} track's recipe", file=sys.stderr)

@@ -33,9 +33,11 @@ from typing import Any
 import llm_reference
 from llm_reference import plan
 from llm_reference.atomic import write_bytes
+from llm_reference.budget import parse_budget
 from llm_reference.errors import UserError
+from llm_reference.units import fmt_count
 
-from . import modules
+from . import modules, roadmap
 
 TEMPLATE = Path(__file__).resolve().parent / "template"
 ANSWERS_FILE = ".scaffold.json"
@@ -119,9 +121,10 @@ def check_budget(track_name: str, budget_text: str) -> plan.Plan:
     """The plan for a budget on a track. Any hardware may follow any track's recipe,
     but several GPUs need a track that teaches distributed training."""
     track = plan.get_track(track_name)  # an unknown one: the error lists them
-    budget = plan.parse_budget(budget_text)
-    if budget.count > 1 and "distributed" not in track.nodes:
-        multi = [t.name for t in plan.TRACKS.values() if "distributed" in t.nodes]
+    budget = parse_budget(budget_text)
+    if budget.count > 1 and "distributed" not in roadmap.track(track.name).nodes:
+        multi = [name for name in plan.TRACKS
+                 if "distributed" in roadmap.track(name).nodes]
         raise UserError(f"budget {budget.text!r} has {budget.count} GPUs but the "
                         f"{track.name} track trains on one device; use --track "
                         f"{' or '.join(multi)}, or a budget such as "
@@ -145,7 +148,8 @@ def check_name(name: str) -> None:
 
 def third_party_names() -> set[str]:
     """The packages the copied code imports (a project named `torch` would shadow)."""
-    return modules.third_party(modules.closure(modules.entry_modules(plan.ROADMAP)))
+    everything = modules.closure(modules.entry_modules(roadmap.all_nodes()))
+    return modules.third_party(everything)
 
 
 def check_output(out: Path, force: bool) -> None:
@@ -176,14 +180,15 @@ class Layout:
 
     @classmethod
     def of(cls, track: str) -> Layout:
-        nodes = plan.get_track(track).nodes
-        everything = modules.closure(modules.entry_modules(plan.ROADMAP))
+        nodes = roadmap.track(track).nodes
+        everything = modules.closure(modules.entry_modules(roadmap.all_nodes()))
         return cls(modules.features(nodes), everything,
                    modules.closure(modules.entry_modules(nodes)))
 
     def unused(self, package: str) -> list[str]:
         """Paths of the template that this track does not use."""
-        files = [f"{package}/{m}.py" for m in self.everything if m not in self.ours]
+        files = [f"{package}/{modules.relative(m)}" for m in self.everything
+                 if m not in self.ours]
         data = set(modules.data_files(self.everything)) - set(
             modules.data_files(self.ours))
         files += [f"{package}/{name}" for name in sorted(data)]
@@ -205,8 +210,8 @@ def template_context(answers: Answers, planned: plan.Plan, git: bool
             "summary": [[k, modules.rename(v, package)] for k, v in summary.items()],
             "notes": [modules.rename(note, package) for note in planned.notes],
             "params": planned.params,
-            "params_text": plan.fmt_count(planned.params),
-            "tokens_text": plan.fmt_count(planned.tokens),
+            "params_text": fmt_count(planned.params),
+            "tokens_text": fmt_count(planned.tokens),
             "flops_text": f"{planned.train_flops:.3g}",
             "tokens_per_param": round(planned.tokens_per_param),
             "hardware": summary["hardware"],
@@ -217,7 +222,7 @@ def template_context(answers: Answers, planned: plan.Plan, git: bool
             "context_length": m["context_length"],
             "devices": planned.budget.count,
         },
-        "track": {"who": plan.TRACKS[answers.track].who},
+        "track": {"who": roadmap.track(answers.track).who},
         "features": layout.features,
         "vocab_size": m["vocab_size"],
         "dependencies": modules.requirements(modules.third_party(layout.ours)),
@@ -335,7 +340,7 @@ def default_track_and_budget(track: str | None, budget: str | None
     if track is None:
         track = "beginner"
         if budget:
-            track = plan.track_for_budget(plan.parse_budget(budget))
+            track = plan.track_for_budget(parse_budget(budget))
     return track, budget or plan.get_track(track).budgets[0]
 
 

@@ -40,7 +40,7 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "model": ("model",),
     "pretraining": ("train",),
     "stability": ("stability",),
-    "scaling": ("plan",),
+    "scaling": ("plan", "cli.plan"),
     "distributed": ("distributed",),
     "evaluation": ("evaluate",),
     "generation": ("generate",),
@@ -52,8 +52,13 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 
+def relative(module: str) -> str:
+    """'model' -> 'model.py'; a module of a subpackage: 'cli.plan' -> 'cli/plan.py'."""
+    return module.replace(".", "/") + ".py"
+
+
 def exists(module: str) -> bool:
-    return (REFERENCE / f"{module}.py").is_file()
+    return (REFERENCE / relative(module)).is_file()
 
 
 def features(nodes: Iterable[str]) -> list[str]:
@@ -79,13 +84,22 @@ def _is_type_checking(node: ast.AST) -> bool:
         or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
 
 
-def _reference_module(name: str, where: str) -> str:
-    """'model' -> 'model'; a subpackage ('check.runner') cannot be copied yet."""
-    top = name.split(".")[0]
-    if not exists(top) and (REFERENCE / top / "__init__.py").is_file():
-        raise NotImplementedError(f"{where} imports the subpackage {REFERENCE_NAME}."
-                                  f"{top}; the scaffold copies single modules only")
-    return top
+def _from_import(target: list[str], names: list[str], where: str) -> set[str]:
+    """The modules `from TARGET import NAMES` runs (TARGET: a path in the package):
+    TARGET itself, or for a (sub)package its __init__ and the NAMES that are
+    modules of it. `import TARGET` is the case without names."""
+    dotted = ".".join(target)
+    if target and exists(dotted):
+        return {dotted}
+    if not (REFERENCE.joinpath(*target) / "__init__.py").is_file():
+        raise NotImplementedError(f"{where} imports {REFERENCE_NAME}.{dotted}, "
+                                  "which is neither a module nor a package")
+    found = {".".join([*target, "__init__"])}
+    for name in names:
+        module = ".".join([*target, name])
+        if exists(module):
+            found.add(module)
+    return found
 
 
 def imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -100,7 +114,7 @@ def strings(module: str) -> frozenset[str]:
 
 
 def _key(module: str) -> tuple[Path, int]:
-    path = REFERENCE / f"{module}.py"
+    path = REFERENCE / relative(module)
     return path, path.stat().st_mtime_ns  # a changed file is scanned again
 
 
@@ -112,27 +126,27 @@ def _scan(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str],
     nodes = list(ast.walk(tree))
     typing_only = {id(n) for node in nodes if _is_type_checking(node)
                    for statement in node.body for n in ast.walk(statement)}
+    package = list(path.parent.relative_to(REFERENCE).parts)  # [] or ["cli"]
     ours, theirs = set(), set()
     for node in nodes:
         if id(node) in typing_only or not isinstance(node, (ast.Import,
                                                             ast.ImportFrom)):
             continue
-        if isinstance(node, ast.ImportFrom) and (node.level or node.module ==
-                                                 REFERENCE_NAME):
-            if node.level > 1:
+        if isinstance(node, ast.ImportFrom) and node.level:  # from ..x import y
+            if node.level - 1 > len(package):
                 raise NotImplementedError(f"{path}: relative import above the package")
-            if node.module and node.module != REFERENCE_NAME:  # from .x import y
-                ours.add(_reference_module(node.module, str(path)))
-            else:  # from . import x: a module, or a name from __init__.py
-                ours.update(a.name if exists(a.name) else "__init__"
-                            for a in node.names)
+            base = package[:len(package) - node.level + 1]
+            target = base + (node.module.split(".") if node.module else [])
+            ours |= _from_import(target, [a.name for a in node.names], str(path))
             continue
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""])
-        for name in names:
-            top, _, rest = name.partition(".")
+        if isinstance(node, ast.ImportFrom):
+            imported = [(node.module or "", [a.name for a in node.names])]
+        else:
+            imported = [(a.name, []) for a in node.names]
+        for name, names in imported:
+            top, *rest = name.split(".")
             if top == REFERENCE_NAME:
-                ours.add(_reference_module(rest, str(path)) if rest else "__init__")
+                ours |= _from_import(rest, names, str(path))
             elif top not in sys.stdlib_module_names and top != "__future__":
                 theirs.add(top)
     texts = {n.value for n in nodes
@@ -143,13 +157,16 @@ def _scan(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str],
 def closure(entries: Iterable[str]) -> list[str]:
     """The entry modules and everything they import, transitively, sorted.
 
-    `__init__` is always in: it makes the folder a package (and holds __version__).
+    `__init__` is always in: it makes the folder a package (and holds __version__);
+    so is the `__init__` of each subpackage a module is in ('cli.__init__').
     """
     found, todo = {"__init__"}, ["__init__", *entries]
     while todo:
         module = todo.pop()
         found.add(module)
-        todo += sorted(imports(module)[0] - found)
+        parts = module.split(".")[:-1]
+        inits = {".".join([*parts[:i], "__init__"]) for i in range(1, len(parts) + 1)}
+        todo += sorted((imports(module)[0] | inits) - found)
     return sorted(found)
 
 
@@ -205,8 +222,8 @@ def header(relative: str) -> str:
 
 def render_module(module: str, package: str) -> str:
     """The starter repo's copy of one module."""
-    source = (REFERENCE / f"{module}.py").read_text(encoding="utf-8")
-    return header(f"{module}.py") + rename(source, package)
+    source = (REFERENCE / relative(module)).read_text(encoding="utf-8")
+    return header(relative(module)) + rename(source, package)
 
 
 def render_main(package: str, modules: Iterable[str]) -> str:
@@ -236,7 +253,7 @@ def render_main(package: str, modules: Iterable[str]) -> str:
 def data_files(modules: Iterable[str]) -> list[str]:
     """Non-Python files and folders of the package that these modules name.
 
-    plan.py reads `calibration.json` next to itself and config.py the `presets`
+    hardware.py reads `calibration.json` next to itself and config.py the `presets`
     folder: a module needs such a file exactly when its name is one of the module's
     string constants.
     """
@@ -259,7 +276,7 @@ def package_files(modules: Iterable[str], package: str,
     keeps; data files are copied byte for byte.
     """
     modules = list(modules)
-    files = {f"{m}.py": render_module(m, package).encode() for m in modules}
+    files = {relative(m): render_module(m, package).encode() for m in modules}
     files["__main__.py"] = render_main(package, commands).encode()
     files.update({p: (REFERENCE / p).read_bytes() for p in data_paths(modules)})
     return files

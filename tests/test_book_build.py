@@ -158,9 +158,11 @@ def test_chapter_shows_executed_output_and_quoted_code(built):
     assert "15 words, first: one" in text  # the experiment's real stdout
     assert "llm_reference/errors.py:" in text and "class UserError(Exception):" in text
     assert "a*b_c #x <y> @z" in text  # escaped text shows verbatim
-    # the estimate card (from the fixture plan's node_estimate) and the hardware table
+    # the estimate card (from the fixture's estimates.py), the hardware table (its
+    # plan.py) and the tracks' prerequisites (its roadmap)
     assert "Estimate" in text and "Wall time" in text and "laptop-cpu" in text
     assert "Appendix C: Hardware and cost" in text and "Peak TFLOP/s" in text
+    assert "full: the basic track." in text
 
 
 def test_build_is_reproducible(built, tmp_path):

@@ -10,7 +10,9 @@ import pytest
 
 from bookbuilder import roadmap
 from bookbuilder.errors import BuildError
+from bookbuilder.estimates import node_estimate
 from bookbuilder.layout import count_crossings, layout
+from llm_reference.plan import TRACKS
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "book"
@@ -55,6 +57,9 @@ def test_fixture_roadmap_loads():
     assert road.tracks["basic"].depth == {"intro": "core", "write": "core",
                                           "extra": "optional"}
     assert [n.id for n in road.nodes_in("basic")] == ["intro", "write", "extra"]
+    full = road.tracks["full"]  # prose from the roadmap, the rest from plan.py
+    assert (full.who, full.prerequisites) == ("everyone else", "the basic track")
+    assert (full.hardware, full.budgets) == ("1xA100", ("1xA100:8h",))
     assert road.by_id["intro"].line == line_of(FIXTURE, "[[node]]")
 
 
@@ -109,18 +114,16 @@ def test_long_quoted_line_in_roadmap_code(book, tmp_path):
         roadmap.load(book, src)
 
 
-def test_node_in_plan_but_not_in_roadmap(book):
-    plan = book / "plan.py"
-    plan.write_text(plan.read_text().replace('"later": "optional"',
-                                             '"later": "optional", "ghost": "core"'))
+def test_node_in_an_unknown_track(book):
+    edit(book, 'tracks = { basic = "optional", full = "core" }',
+         'tracks = { basic = "optional", ghost = "core" }')
     msg = error(book)
-    assert re.search(r"plan\.py:\d+: TRACKS\['full'\] names node 'ghost'", msg)
+    assert f"roadmap.toml:{line_of(book, 'ghost = ')}: node 'extra'" in msg
+    assert "unknown track 'ghost' in tracks (known: basic, full)" in msg
 
 
 def test_node_in_no_track(book):
-    plan = book / "plan.py"
-    later = ',\n                       "later": "optional"'
-    plan.write_text(plan.read_text().replace(later, ""))
+    edit(book, 'tracks = { full = "optional" }\n', "")
     msg = error(book)
     header = line_of(book, "[[node]]", line_of(book, 'id = "later"') - 2)
     assert f"roadmap.toml:{header}:" in msg
@@ -128,20 +131,32 @@ def test_node_in_no_track(book):
 
 
 def test_bad_depth_and_track_closure(book):
-    plan = book / "plan.py"
-    original = plan.read_text()
-    plan.write_text(original.replace('"extra": "optional"}', '"extra": "maybe"}'))
-    assert "depth 'maybe'" in error(book)
-    plan.write_text(original.replace('"write": "core", "extra": "optional"}',
-                                     '"extra": "optional", "later": "core"}'))
-    assert "includes 'later' but not 'write'" in error(book)
-
-
-def test_tracks_key_in_roadmap_is_rejected(book):
-    edit(book, 'id = "extra"\n', 'id = "extra"\ntracks = { basic = "core" }\n')
+    original = (book / "roadmap.toml").read_text()
+    edit(book, 'basic = "optional", full = "core"', 'basic = "maybe", full = "core"')
     msg = error(book)
-    assert f"roadmap.toml:{line_of(book, 'tracks = ')}:" in msg
-    assert "plan.TRACKS" in msg
+    assert f"roadmap.toml:{line_of(book, 'maybe')}:" in msg
+    assert "tracks.basic = 'maybe'; use core or optional" in msg
+    (book / "roadmap.toml").write_text(original)
+    # basic would include 'later' but not 'write', which 'later' requires
+    edit(book, 'atomically"\ntracks = { basic = "core", ', 'atomically"\ntracks = { ')
+    edit(book, 'tracks = { full = "optional" }', "tracks = { basic = 'core' }")
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'tracks = { basic = ' + chr(39))}:" in msg
+    assert "track 'basic' includes 'later' but not 'write', which it requires" in msg
+
+
+def test_tracks_agree_with_the_planner(book):
+    original = (book / "roadmap.toml").read_text()
+    edit(book, "[track.full]\n", "[track.fast]\n")
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, '[track.fast]')}: [track.fast]" in msg
+    assert "has no track 'fast' (it has basic, full)" in msg
+    (book / "roadmap.toml").write_text(original)
+    edit(book, '[track.full]\nwho = "everyone else"\n', "")
+    assert "the planner's track 'full' has no [track.full] table" in error(book)
+    (book / "roadmap.toml").write_text(original)
+    edit(book, 'who = "first-time readers"', 'who = 3')
+    assert "[track.basic]: who = 3 is unknown or not a string" in error(book)
 
 
 def test_unknown_track_option():
@@ -156,23 +171,52 @@ def test_invalid_toml_and_duplicates(book):
     assert re.search(r"roadmap\.toml:\d+: invalid TOML", error(book))
     shutil.copy(FIXTURE / "roadmap.toml", book / "roadmap.toml")
     edit(book, 'id = "extra"', 'id = "write"')
-    header = line_of(book, "[[node]]", line_of(book, "chapters/03") - 3)
+    header = line_of(book, "[[node]]", line_of(book, "chapters/03") - 4)
     assert f"roadmap.toml:{header}: duplicate node id 'write'" in error(book)
 
 
+# DESIGN.md's roadmap table, copied: id | beginner | practitioner | researcher
+DESIGN_TABLE = """
+mental-model core core core
+data core core core
+tokenizer core core core
+dataset core core core
+embeddings core core core
+attention core core core
+model core core core
+objective core core core
+pretraining core core core
+stability optional core core
+efficiency - core core
+scaling optional core core
+distributed - optional core
+evaluation core core core
+generation core core core
+finetuning optional core core
+preference - optional core
+quantization - optional core
+serving - optional optional
+release core core core
+"""
+
+
 @pytest.mark.slow
-def test_real_roadmap_matches_the_plan():
-    """book/roadmap.toml: the design's 20 steps, in order, agreeing with plan.TRACKS."""
+def test_real_roadmap_matches_the_design():
+    """book/roadmap.toml: the design's 20 steps, in order, in the design's tracks,
+    which are the planner's; every estimate spec is valid in every track."""
     road = roadmap.load(REPO / "book", REPO)
-    assert [n.id for n in road.nodes] == [
-        "mental-model", "data", "tokenizer", "dataset", "embeddings", "attention",
-        "model", "objective", "pretraining", "stability", "efficiency", "scaling",
-        "distributed", "evaluation", "generation", "finetuning", "preference",
-        "quantization", "serving", "release"]
-    assert set(road.tracks) == {"beginner", "practitioner", "researcher"}
+    rows = [line.split() for line in DESIGN_TABLE.strip().splitlines()]
+    assert [n.id for n in road.nodes] == [row[0] for row in rows]
+    assert list(road.tracks) == list(TRACKS) == ["beginner", "practitioner",
+                                                 "researcher"]
+    for column, track in enumerate(road.tracks.values(), start=1):
+        assert track.depth == {row[0]: row[column] for row in rows
+                               if row[column] != "-"}
+        assert track.budgets == TRACKS[track.name].budgets
+        assert track.who and track.prerequisites
     for node in road.nodes:
         for track in road.tracks:
-            road.plan.node_estimate(dict(node.estimate), track)  # every spec is valid
+            node_estimate(dict(node.estimate), track)
 
 
 # --- layout ------------------------------------------------------------------------
@@ -213,24 +257,28 @@ def test_barycenter_removes_avoidable_crossings():
     assert geo.layers[1] == ["b1", "b2"]
 
 
-def test_estimates_are_cached_by_the_plan_sources(book, tmp_path, monkeypatch):
-    """plan.node_estimate runs once per (spec, track); the cache is dropped when the
-    plan's source changes."""
+def test_estimates_are_cached_by_the_estimator_sources(book, tmp_path):
+    """node_estimate runs once per (spec, track); the cache is dropped when the
+    estimator's source changes."""
     cache = tmp_path / "estimates.json"
     first = roadmap.load(book, REPO, estimate_cache=cache)
     assert first.estimates[("intro", "basic")]["hardware"] == "laptop-cpu"
     assert ("later", "basic") not in first.estimates  # not in that track
     calls = []
-    plan = roadmap.load_plan("plan.py", book)
-    real = plan.node_estimate
-    plan.node_estimate = lambda spec, track: calls.append(track) or real(spec, track)
-    again = roadmap.load(book, REPO, plan=plan, estimate_cache=cache)
+
+    def counting_estimator():
+        module = roadmap.load_module("estimates.py", book, "estimates")
+        real = module.node_estimate
+        module.node_estimate = lambda spec, track: calls.append(track) or real(
+            spec, track)
+        return module
+
+    again = roadmap.load(book, REPO, estimator=counting_estimator(),
+                         estimate_cache=cache)
     assert calls == [] and again.estimates == first.estimates
-    (book / "plan.py").write_text((book / "plan.py").read_text() + "\n# changed\n")
-    plan = roadmap.load_plan("plan.py", book)
-    real = plan.node_estimate
-    plan.node_estimate = lambda spec, track: calls.append(track) or real(spec, track)
-    roadmap.load(book, REPO, plan=plan, estimate_cache=cache)
+    (book / "estimates.py").write_text((book / "estimates.py").read_text()
+                                       + "\n# changed\n")
+    roadmap.load(book, REPO, estimator=counting_estimator(), estimate_cache=cache)
     assert len(calls) == len(first.estimates)
 
 

@@ -18,7 +18,8 @@ from cookiecutter.main import cookiecutter
 
 import scaffold
 from llm_reference import plan
-from scaffold import generate, modules
+from llm_reference.errors import UserError
+from scaffold import generate, modules, roadmap
 from scaffold.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,10 +83,14 @@ def test_package_is_the_import_closure_of_the_track(repos):
     for track, out in repos.items():
         layout = generate.Layout.of(track)
         package = out / f"{track}_llm"
-        copied = sorted(p.stem for p in package.glob("*.py"))
+        copied = sorted(p.relative_to(package).with_suffix("").as_posix().replace(
+            "/", ".") for p in package.rglob("*.py"))
         assert copied == sorted([*layout.ours, "__main__"])
         assert {"model", "tokenizer", "data", "train", "generate", "checkpoint",
-                "evaluate", "plan"} <= set(copied)
+                "evaluate", "plan", "cli.__init__", "cli.plan"} <= set(copied)
+        # the book's estimate cards stay with the book
+        assert not any("node_estimate" in p.read_text() or "ESTIMATE" in
+                       p.read_text() for p in package.rglob("*.py"))
         assert sorted(p.name for p in (package / "presets").iterdir()) == sorted(
             p.name for p in (modules.REFERENCE / "presets").glob("*.toml"))
 
@@ -93,13 +98,14 @@ def test_package_is_the_import_closure_of_the_track(repos):
 def test_track_specific_parts_only_where_the_track_has_them(repos):
     for track, out in repos.items():
         features = generate.Layout.of(track).features
-        nodes = plan.TRACKS[track].nodes
+        nodes = roadmap.track(track).nodes
         package = out / f"{track}_llm"
         for node, paths in generate.NODE_FILES.items():
             assert all((out / p).exists() == (node in features) for p in paths), node
         for node, names in modules.NODE_MODULES.items():
             if node in features:
-                assert all((package / f"{m}.py").is_file() for m in names), node
+                assert all((package / modules.relative(m)).is_file()
+                           for m in names), node
         has_serving = "serving" in nodes and modules.exists("serve")
         assert (package / "serve.py").is_file() == has_serving
         assert ("\nserve:" in (out / "Makefile").read_text()) == has_serving
@@ -346,6 +352,35 @@ def test_closure_follows_lazy_imports_and_skips_type_checking(tmp_path, monkeypa
     assert modules.closure(["a"]) == ["__init__", "a", "b", "d", "e"]
     assert modules.third_party(modules.closure(["a"])) == {"numpy", "regex"}
     assert modules.data_files(modules.closure(["a"])) == ["settings.json"]
+
+
+def test_closure_follows_modules_of_a_subpackage(tmp_path, monkeypatch):
+    package = {
+        "__init__.py": "", "a.py": "x = 1\n", "b.py": "import json\n",
+        "sub/__init__.py": "", "sub/n.py": "z = 1\n",
+        "sub/m.py": "from .. import a\nfrom ..b import json\nfrom .n import z\n",
+    }
+    for name, text in package.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(modules, "REFERENCE", tmp_path)
+    assert modules.closure(["sub.m"]) == ["__init__", "a", "b", "sub.__init__",
+                                          "sub.m", "sub.n"]
+    assert modules.relative("sub.m") == "sub/m.py"
+    assert modules.render_module("sub.m", "pkg").startswith(modules.header("sub/m.py"))
+
+
+def test_the_book_says_which_steps_a_track_includes():
+    nodes = roadmap.all_nodes()
+    assert nodes[0] == "mental-model" and len(nodes) == 20
+    beginner = roadmap.track("beginner")
+    assert beginner.who and beginner.nodes["tokenizer"] == "core"
+    assert beginner.nodes["scaling"] == "optional" and "distributed" not in (
+        beginner.nodes)
+    assert list(roadmap.track("researcher").nodes) == [
+        n for n in nodes if n != "moe"]  # in roadmap order
+    with pytest.raises(UserError, match="unknown track 'expert'"):
+        roadmap.track("expert")
 
 
 def test_rename_changes_the_package_word_only():

@@ -22,6 +22,13 @@ from safetensors.torch import load_file
 from llm_reference import checkpoint, plan
 from llm_reference.config import load_config
 from llm_reference.data import Batches, PrepareSettings, prepare
+from llm_reference.flops import count_parameters
+from llm_reference.memory import (
+    USABLE_MEMORY,
+    state_bytes_per_param,
+    training_memory,
+)
+from llm_reference.model import ModelConfig
 from llm_reference.train import Trainer
 
 BOOK = {"timeout": 240, "seed": 0,
@@ -108,16 +115,16 @@ models.append(("7B (Llama-2 shape)",
                 "d_model": 4096, "d_ff": 11008, "vocab_size": 32000}, 1, True))
 memory = []
 for name, model, micro_batch, checkpointing in models:
-    params = plan.count_parameters(model)
+    params = count_parameters(ModelConfig.from_dict(model))
     for shards in S["shards"]:
-        m = plan.training_memory(model, micro_batch, "bfloat16", checkpointing,
-                                 shards=shards)
+        m = training_memory(ModelConfig.from_dict(model), micro_batch, "bfloat16",
+                            checkpointing, shards=shards)
         memory.append({
             "model": name, "params_b": params / 1e9, "gpus": shards,
             "states_gib": m["model_states"] / GIB,
             "rest_gib": (m["activations"] + m["logits"]) / GIB,
             "total_gib": m["total"] / GIB,
-            "fits": "yes" if m["total"] <= hw.memory_gib * GIB * plan.USABLE_MEMORY
+            "fits": "yes" if m["total"] <= hw.memory_gib * GIB * USABLE_MEMORY
             else "no",
             # one ring all-reduce of fp32 gradients, bytes each GPU sends
             "allreduce_gb": 2 * (shards - 1) / shards * 4 * params / 1e9})
@@ -128,7 +135,7 @@ for row in memory:
 
 # %%
 json.dump({"losses": rows, "max_weight_diff": max_diff, "memory": memory,
-           "bytes_per_param": plan.state_bytes_per_param("bfloat16"),
+           "bytes_per_param": state_bytes_per_param("bfloat16"),
            "hardware": {"name": hw.name, "memory_gib": hw.memory_gib,
                         "link_gbs": hw.link_gbs},
            "settings": S, "tokens_per_step": S["batch_size"] * A * T * W,

@@ -2,10 +2,10 @@
 # # Efficiency on this CPU: precision, attention kernels, MFU
 #
 # Everything here is measured on the machine that builds the book, briefly (a few
-# steps each), so the numbers are noisy. Like `plan.measure_cpu`, we time one thread
+# steps each), so the numbers are noisy. Like `hardware.measure_cpu`, we time one thread
 # in CPU time (`time.process_time`), which other programs on a shared machine barely
 # disturb, and alternate the variants being compared. GPU numbers in the chapter
-# come from the planner's table of datasheet peaks (`plan.HARDWARE`), never from
+# come from the planner's table of datasheet peaks (`hardware.HARDWARE`), never from
 # this machine.
 
 # %%
@@ -16,9 +16,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from llm_reference.hardware import HARDWARE, measure_cpu
 from llm_reference.model import GPT, ModelConfig, explicit_attention
 from llm_reference.optim import make_optimizer
-from llm_reference.plan import HARDWARE, measure_cpu
 
 BOOK = {"timeout": 240, "seed": 0,
         "settings": {"threads": 1, "vocab_size": 2048, "batch_size": 16,
@@ -123,7 +123,7 @@ for T in S["attention_lengths"]:
 # %% [markdown]
 # ## MFU against this CPU's measured peak
 #
-# `plan.measure_cpu` times fp32 1024^3 matmuls (the peak) and a small GPT's steps.
+# `hardware.measure_cpu` times fp32 1024^3 matmuls (the peak) and a small GPT's steps.
 
 # %% tags=["checkpoint"]
 cpu = measure_cpu(steps=4)

@@ -13,7 +13,7 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from llm_reference import plan
+from llm_reference import flops, hardware, memory, plan, scaling, units
 from llm_reference.model import GPT, ModelConfig
 
 BOOK = {"timeout": 300, "seed": 0,
@@ -41,23 +41,24 @@ for track in plan.TRACKS.values():
         attention = 12 * m["n_layer"] * m["d_model"] * m["context_length"]
         rows.append({
             "budget": budget, "track": track.name,
-            "params": p.params, "params_h": plan.fmt_count(p.params),
+            "params": p.params, "params_h": units.fmt_count(p.params),
             "shape": f"{m['n_layer']} x {m['d_model']}",
-            "tokens": p.tokens, "tokens_h": plan.fmt_count(p.tokens),
+            "tokens": p.tokens, "tokens_h": units.fmt_count(p.tokens),
             "tokens_per_param": p.tokens_per_param,
-            "flops": p.train_flops, "six_nd": plan.training_flops(p.params, p.tokens),
+            "flops": p.train_flops, "six_nd": flops.training_flops(p.params, p.tokens),
             "context": m["context_length"],
             "attention_share": attention / p.flops_per_token,
-            "hours": p.seconds / 3600, "time": plan.fmt_duration(p.seconds),
+            "hours": p.seconds / 3600, "time": units.fmt_duration(p.seconds),
             "cost": "$0" if p.cost_usd[1] == 0
                     else f"${p.cost_usd[0]:,.0f}-{p.cost_usd[1]:,.0f}",
-            "memory": plan.fmt_bytes(p.memory["total"]),
-            "memory_gib": p.memory["total"] / plan.GiB,
+            "memory": units.fmt_bytes(p.memory["total"]),
+            "memory_gib": p.memory["total"] / units.GiB,
             "device_gib": p.hardware.memory_gib,
             "layout": p.parallelism + (" + ckpt" if p.activation_checkpointing else ""),
             "micro_batch": p.train["batch_size"], "grad_accum": p.train["grad_accum"],
             "lr": p.train["lr"], "loss": p.expected_loss,
-            "in_fit_range": plan.FITTED_PARAMS[0] <= p.params <= plan.FITTED_PARAMS[1],
+            "in_fit_range": (scaling.FITTED_PARAMS[0] <= p.params
+                             <= scaling.FITTED_PARAMS[1]),
             "ln_vocab": math.log(m["vocab_size"])})
 
 # %% tags=["checkpoint"]
@@ -87,26 +88,26 @@ for r in rows:
 
 # %% tags=["memory"]
 p = plan.make_plan(S["memory_budget"])
-usable = p.hardware.memory_gib * plan.USABLE_MEMORY
-state_bytes = plan.state_bytes_per_param(p.hardware.dtype)
-print(f"{plan.fmt_count(p.params)} parameters x {state_bytes} bytes = "
-      f"{plan.fmt_bytes(p.params * state_bytes)} of model states; "
+usable = p.hardware.memory_gib * memory.USABLE_MEMORY
+state_bytes = memory.state_bytes_per_param(p.hardware.dtype)
+print(f"{units.fmt_count(p.params)} parameters x {state_bytes} bytes = "
+      f"{units.fmt_bytes(p.params * state_bytes)} of model states; "
       f"usable memory {usable:.1f} GiB")
 print(f"{'micro-batch':>11} {'checkpointing':>13} {'states':>9} {'activations':>11} "
       f"{'logits':>9} {'total':>9}  fits")
 memory_rows = []
 for micro in (8, 16, 32, 64):
     for checkpointing in (False, True):
-        mem = plan.training_memory(p.model, micro, p.hardware.dtype, checkpointing)
-        fits = mem["total"] <= usable * plan.GiB
+        mem = memory.training_memory(p.config, micro, p.hardware.dtype, checkpointing)
+        fits = mem["total"] <= usable * units.GiB
         memory_rows.append({"micro_batch": micro, "checkpointing": checkpointing,
-                            **{k: v / plan.GiB for k, v in mem.items()},
+                            **{k: v / units.GiB for k, v in mem.items()},
                             "fits": fits})
         print(f"{micro:11d} {'yes' if checkpointing else 'no':>13} "
-              f"{plan.fmt_bytes(mem['model_states']):>9} "
-              f"{plan.fmt_bytes(mem['activations']):>11} "
-              f"{plan.fmt_bytes(mem['logits']):>9} "
-              f"{plan.fmt_bytes(mem['total']):>9}  {'yes' if fits else 'no'}")
+              f"{units.fmt_bytes(mem['model_states']):>9} "
+              f"{units.fmt_bytes(mem['activations']):>11} "
+              f"{units.fmt_bytes(mem['logits']):>9} "
+              f"{units.fmt_bytes(mem['total']):>9}  {'yes' if fits else 'no'}")
 print(f"planned: micro-batch {p.train['batch_size']} x {p.train['grad_accum']} "
       f"accumulation steps, checkpointing {p.activation_checkpointing}")
 
@@ -120,35 +121,35 @@ for r in S["tokens_per_param"]:
     q = plan.make_plan(S["compare_budget"], tokens_per_param=r)
     overtrain.append({"ratio": r, "params": q.params, "tokens": q.tokens,
                       "loss": q.expected_loss,
-                      "inference": plan.forward_flops_per_token(q.model)})
-    print(f"D/N {r:3.0f}: {plan.fmt_count(q.params):>5} parameters, "
-          f"{plan.fmt_count(q.tokens):>5} tokens, loss {q.expected_loss:.3f}, "
-          f"{plan.forward_flops_per_token(q.model) / 1e9:.2f} GFLOPs/generated token")
+                      "inference": flops.forward_flops_per_token(q.config)})
+    print(f"D/N {r:3.0f}: {units.fmt_count(q.params):>5} parameters, "
+          f"{units.fmt_count(q.tokens):>5} tokens, loss {q.expected_loss:.3f}, "
+          f"{flops.forward_flops_per_token(q.config) / 1e9:.2f} GFLOPs/generated token")
 
 # %% [markdown]
 # The two Chinchilla fits: the compute-optimal tokens per parameter each implies,
 # and their predictions at Chinchilla's own size (70B parameters, 1.4T tokens).
 
 # %% tags=["fits"]
-fits = [plan.HOFFMANN_2022, plan.BESIROGLU_2024]
+fits = [scaling.HOFFMANN_2022, scaling.BESIROGLU_2024]
 for fit in fits:
     ratios = ", ".join(f"{fit.optimal_tokens_per_param(c):.0f}" for c in
                        S["iso_flops"])
     print(f"{fit.name}:\n  L(70B, 1.4T) = {fit.loss(70e9, 1.4e12):.3f}; "
           f"optimal D/N at C = 1e18 ... 1e22: {ratios}")
-chinchilla_c = plan.training_flops(70e9, 1.4e12)
+chinchilla_c = flops.training_flops(70e9, 1.4e12)
 print(f"Chinchilla's budget C = 6 x 70B x 1.4T = {chinchilla_c:.2e} FLOPs: optimal "
       + ", ".join(f"D/N {f.optimal_tokens_per_param(chinchilla_c):.0f}" for f in fits))
 
 # %%
-fit = plan.LOSS_FIT
+fit = scaling.LOSS_FIT
 curves = []
 for c in S["iso_flops"]:
-    n_opt, _ = plan.compute_optimal(c, fit.optimal_tokens_per_param(c))
+    n_opt, _ = scaling.compute_optimal(c, fit.optimal_tokens_per_param(c))
     ns = [n_opt * 10 ** (k / 20) for k in range(-30, 31)]
     curves.append({"flops": c, "n": ns,
                    "loss": [fit.loss(n, c / (6 * n)) for n in ns],
-                   "n_opt": n_opt, "n_20": plan.compute_optimal(c)[0]})
+                   "n_opt": n_opt, "n_20": scaling.compute_optimal(c)[0]})
 json.dump({"plans": rows, "memory": memory_rows, "overtrain": overtrain,
            "fits": [{"name": f.name, "E": f.E, "A": f.A, "B": f.B, "alpha": f.alpha,
                      "beta": f.beta, "ratios": {str(c): f.optimal_tokens_per_param(c)
@@ -160,8 +161,8 @@ json.dump({"plans": rows, "memory": memory_rows, "overtrain": overtrain,
                               math.log10(chinchilla_c)),
                           "ratios": [f.optimal_tokens_per_param(chinchilla_c)
                                      for f in fits]},
-           "cpu": {"peak_tflops": plan.HARDWARE["cpu"].peak_tflops,
-                   "mfu": plan.HARDWARE["cpu"].mfu}, "gpu_mfu": plan.GPU_MFU,
+           "cpu": {"peak_tflops": hardware.HARDWARE["cpu"].peak_tflops,
+                   "mfu": hardware.HARDWARE["cpu"].mfu}, "gpu_mfu": hardware.GPU_MFU,
            "curves": [{k: v for k, v in c.items() if k not in ("n", "loss")}
                       for c in curves]},
           open("scaling.json", "w"), indent=1)

@@ -21,10 +21,13 @@ import openai
 import torch
 from openai import OpenAI
 
-from llm_reference import plan
+from llm_reference import plan, units
 from llm_reference.checkpoint import load_model
 from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, prepare
+from llm_reference.flops import count_parameters
+from llm_reference.memory import USABLE_MEMORY, kv_cache_bytes
+from llm_reference.model import ModelConfig
 from llm_reference.serve import BackgroundServer, Engine, ServerSettings, create_app
 from llm_reference.train import train
 
@@ -212,19 +215,19 @@ kv = []
 models = [("this tiny model", model.config.to_dict(), 4, None)]
 for track in ("practitioner", "researcher"):
     p = plan.make_plan(plan.TRACKS[track].budgets[0])
-    models.append((f"{plan.fmt_count(p.params)} ({track})", p.model, 2, p.hardware))
+    models.append((f"{units.fmt_count(p.params)} ({track})", p.model, 2, p.hardware))
 for label, m, value_bytes, hw in models:
     context = m["context_length"]
-    per_request = plan.kv_cache_bytes(m, context, 1, value_bytes)
-    mha = plan.kv_cache_bytes({**m, "n_kv_head": m["n_head"]}, context, 1,
-                              value_bytes)
-    weights = plan.count_parameters(m) * value_bytes
+    per_request = kv_cache_bytes(ModelConfig.from_dict(m), context, 1, value_bytes)
+    mha = kv_cache_bytes(ModelConfig.from_dict({**m, "n_kv_head": m["n_head"]}),
+                         context, 1, value_bytes)
+    weights = count_parameters(ModelConfig.from_dict(m)) * value_bytes
     row = {"model": label, "context": context,
            "per_token_kib": per_request / context / 2**10,
            "per_request_mib": per_request / 2**20, "mha_mib": mha / 2**20,
-           "weights_gib": weights / plan.GiB, "slots": "–"}
+           "weights_gib": weights / units.GiB, "slots": "–"}
     if hw is not None:
-        free = hw.memory_gib * plan.GiB * plan.USABLE_MEMORY - weights
+        free = hw.memory_gib * units.GiB * USABLE_MEMORY - weights
         row.update(slots=int(free // per_request), device=hw.name,
                    # batch 1 reads every weight once per token: a lower bound
                    floor_ms=1000 * weights / (hw.bandwidth_gbs * 1e9),

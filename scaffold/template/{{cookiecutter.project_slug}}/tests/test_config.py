@@ -7,8 +7,8 @@ import torch
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.flops import count_parameters
 from {{ cookiecutter.package_name }}.model import GPT, ModelConfig
-from {{ cookiecutter.package_name }}.plan import count_parameters
 
 from conftest import ROOT, TINY_TRAIN, planned, shrink
 
@@ -19,10 +19,10 @@ def test_config_is_valid_for_the_trainer():
 
 
 def test_model_has_the_size_the_planner_counts():
-    model = planned()["model"]
+    config = ModelConfig.from_dict(planned()["model"])
     with torch.device("meta"):  # shapes only: no memory, even for billions
-        gpt = GPT(ModelConfig.from_dict(model))
-    assert gpt.num_parameters() == count_parameters(model)
+        gpt = GPT(config)
+    assert gpt.num_parameters() == count_parameters(config)
 
 
 def test_command_line_trains_the_config_shrunk(data_dir, tmp_path):

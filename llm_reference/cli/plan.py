@@ -1,0 +1,92 @@
+"""`python -m llm_reference plan`: a compute budget -> a model, tokens, time and cost.
+
+Prints the plan as a table with its notes and the config TOML to train with (or as
+JSON with `--json`), and writes the TOML with `--out`. `--measure` times this CPU
+first and plans with the result; `--save-calibration` keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import hardware
+from ..atomic import write_text
+from ..budget import BUDGET_HELP
+from ..errors import UserError
+from ..plan import TRACK_NAMES, TRACKS, Plan, make_plan
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--budget", metavar="BUDGET",
+        help=f"compute budget: {BUDGET_HELP} (default: the track's first preset)")
+    parser.add_argument(
+        "--track", choices=TRACK_NAMES,
+        help="the model recipe: beginner (GPT-2 style, CPU), practitioner and "
+             "researcher (Llama style); default: from the budget's hardware")
+    parser.add_argument(
+        "--tokens-per-param", type=float, default=20.0, metavar="R",
+        help="training tokens per parameter; 20 is compute-optimal (Chinchilla), "
+             "more gives a smaller model that is cheaper to run (default: 20)")
+    parser.add_argument(
+        "--mfu", type=float, metavar="F",
+        help="model FLOPs utilization to assume, in (0, 1] (default: 0.4 on GPUs, "
+             "measured on the CPU)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the plan as JSON instead of a table and TOML")
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE",
+        help="also write the config TOML to FILE (for `train --config FILE`)")
+    parser.add_argument(
+        "--measure", action="store_true",
+        help="time this CPU (matmul peak and a small GPT's training steps, ~10 s) "
+             "and plan with the result instead of calibration.json")
+    parser.add_argument(
+        "--save-calibration", action="store_true",
+        help="with --measure: store the result in the package's calibration.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    catalog = hardware.HARDWARE
+    if args.save_calibration and not args.measure:
+        raise UserError("--save-calibration stores what --measure measured; "
+                        "add --measure")
+    if args.measure:
+        section = hardware.measure_cpu()
+        print(f"measured: peak {section['peak_fp32_tflops'] * 1e3:.0f} GFLOP/s fp32, "
+              f"MFU {section['mfu']:.0%} ({section['threads']} threads)",
+              file=sys.stderr)
+        catalog = {**catalog, "cpu": hardware.cpu_hardware(section)}
+        if args.save_calibration:
+            hardware.save_calibration({"cpu": section}, hardware.CALIBRATION_PATH)
+            print(f"saved to {hardware.CALIBRATION_PATH}", file=sys.stderr)
+    budget = args.budget or TRACKS[args.track or "beginner"].budgets[0]
+    plan = make_plan(budget, args.track, args.tokens_per_param, args.mfu, catalog)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        print_plan(plan)
+    if args.out:
+        write_text(args.out, plan.to_toml())
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def print_plan(plan: Plan) -> None:
+    """The plan as a table, its notes, then the TOML to train with."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"plan: {plan.budget.text} ({plan.track} track)",
+                  show_header=False)
+    for label, value in plan.summary():
+        table.add_row(label, value)
+    console = Console(highlight=False)
+    console.print(table)
+    for note in plan.notes:
+        console.print(f"- {note}", markup=False)
+    print()
+    print(plan.to_toml(), end="")

@@ -1,0 +1,63 @@
+"""The book's estimate cards (bookbuilder/estimates.py): every kind, every track."""
+
+import json
+
+import pytest
+
+from bookbuilder import estimates as E
+from bookbuilder.errors import BuildError
+from llm_reference.hardware import CALIBRATION
+from llm_reference.plan import TRACK_NAMES, make_plan
+
+
+@pytest.mark.parametrize("track", TRACK_NAMES)
+@pytest.mark.parametrize("kind", list(E.ESTIMATE_KINDS))
+def test_node_estimate_every_kind(kind, track):
+    card = E.node_estimate({"kind": kind}, track)
+    assert card == E.node_estimate({"kind": kind}, track)  # deterministic
+    assert set(card) >= {"hardware", "flops", "seconds", "cost_usd", "memory_bytes",
+                         "note"}
+    assert card["flops"] >= 0 and card["seconds"] >= 0 and card["memory_bytes"] >= 0
+    assert 0 <= card["cost_usd"]["low"] <= card["cost_usd"]["high"]
+    assert card["note"] and "\n" not in card["note"]
+    json.dumps(card)
+    if kind == "reading":
+        assert card["flops"] == card["seconds"] == 0
+    else:
+        assert card["seconds"] > 0
+
+
+def test_node_estimate_values():
+    plan = make_plan("1xRTX4090:8h", "practitioner")
+    card = E.node_estimate({"kind": "pretrain"}, "practitioner")
+    assert card["flops"] == plan.train_flops and card["seconds"] == plan.seconds
+    assert card["hardware_key"] == "RTX4090"
+    card = E.node_estimate({"kind": "tokenizer", "bytes": 38_000_000}, "beginner")
+    rate = CALIBRATION["tokenizer_train"]["ours"]["bytes_per_s"]
+    assert card["seconds"] == pytest.approx(38e6 / rate)
+    hf = E.node_estimate({"kind": "tokenizer", "impl": "hf"}, "beginner")
+    ours = E.node_estimate({"kind": "tokenizer"}, "beginner")
+    assert hf["seconds"] < ours["seconds"]
+    full = E.node_estimate({"kind": "finetune", "tokens": 1e6}, "researcher")
+    lora = E.node_estimate({"kind": "finetune", "tokens": 1e6, "method": "lora"},
+                           "researcher")
+    assert lora["flops"] < full["flops"] and lora["memory_bytes"] < full["memory_bytes"]
+    decode = E.node_estimate({"kind": "inference"}, "researcher")
+    assert "memory-bandwidth-bound" in decode["note"]  # batch 1 decoding
+    two = E.node_estimate({"kind": "distributed", "gpus": 2}, "practitioner")
+    four = E.node_estimate({"kind": "distributed", "gpus": 4}, "practitioner")
+    assert four["seconds"] < two["seconds"] and four["count"] == 4
+    cpu = E.node_estimate({"kind": "pretrain", "budget": "cpu:4h"}, "beginner")
+    assert cpu["cost_usd"] == {"low": 0.0, "high": 0.0}
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ({"kind": "magic"}, "choose one of"),
+    ({}, "choose one of"),
+    ({"kind": "eval", "bytes": 3}, "unknown key"),
+    ({"kind": "finetune", "method": "qlora"}, "'full' or 'lora'"),
+    ({"kind": "tokenizer", "impl": "rust"}, "'ours' or 'hf'"),
+])
+def test_node_estimate_errors(spec, fragment):
+    with pytest.raises(BuildError, match=fragment):
+        E.node_estimate(spec, "beginner")
