@@ -20,12 +20,13 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .model import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 SCHEDULES = ("cosine", "wsd")
@@ -257,6 +258,8 @@ def _toml_value(value: Any) -> str:
 
 def resolve_device(name: str) -> torch.device:
     """A torch device; "auto" means CUDA, then Apple MPS, then the CPU."""
+    import torch  # here: reading a config (or a command's --help) needs no torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

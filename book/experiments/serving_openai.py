@@ -25,7 +25,8 @@ from llm_reference import plan
 from llm_reference.checkpoint import load_model
 from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, prepare
-from llm_reference.serve import BackgroundServer, Engine, ServerSettings, create_app
+from llm_reference.engine import Engine, ServerSettings
+from llm_reference.serve import BackgroundServer, create_app
 from llm_reference.train import train
 
 BOOK = {"timeout": 300, "seed": 0,
