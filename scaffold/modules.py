@@ -3,8 +3,8 @@
 A starter repo carries its own copy of the reference code, so that its owner can
 read and change every line. We never keep that copy by hand. At generation time we
 start from the modules that implement the roadmap nodes of the chosen track, follow
-their imports with `ast` to every module they need, and copy those files with two
-changes only:
+their imports with `ast` to every module they need, add the commands (`cli/…`) that
+those modules complete, and copy those files with two changes only:
 
 1. a header comment that says where the file came from, and
 2. the package's name: `llm_reference` becomes the project's package wherever it
@@ -53,6 +53,9 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
 
 
 def exists(module: str) -> bool:
+    """A module is named by its path in the package without `.py`: "model", or
+    "cli/train" for a module of the subpackage `cli` ("cli/__init__" for the
+    subpackage itself)."""
     return (REFERENCE / f"{module}.py").is_file()
 
 
@@ -79,24 +82,29 @@ def _is_type_checking(node: ast.AST) -> bool:
         or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
 
 
-def _reference_module(name: str, where: str) -> str:
-    """'model' -> 'model'; a subpackage ('check.runner') cannot be copied yet."""
-    top = name.split(".")[0]
-    if not exists(top) and (REFERENCE / top / "__init__.py").is_file():
-        raise NotImplementedError(f"{where} imports the subpackage {REFERENCE_NAME}."
-                                  f"{top}; the scaffold copies single modules only")
-    return top
+def _resolve(parts: list[str]) -> str:
+    """The module that a dotted name inside the package names: ["model"] -> "model",
+    ["cli", "train"] -> "cli/train", ["check"] (a subpackage) -> "check/__init__"."""
+    path = "/".join(parts)
+    if parts and not exists(path) and (REFERENCE / path / "__init__.py").is_file():
+        return f"{path}/__init__"
+    return path or "__init__"
+
+
+def _package_of(module: str) -> list[str]:
+    """The subpackage a module is in: "cli/train" -> ["cli"], "model" -> []."""
+    return module.split("/")[:-1]
 
 
 def imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
     """(reference modules, third-party top-level packages) that `module` imports,
     also inside functions; not those under `if TYPE_CHECKING:`."""
-    return _scan(*_key(module))[:2]
+    return _scan(module, *_key(module))[:2]
 
 
 def strings(module: str) -> frozenset[str]:
     """The string constants in `module`'s source."""
-    return _scan(*_key(module))[2]
+    return _scan(module, *_key(module))[2]
 
 
 def _key(module: str) -> tuple[Path, int]:
@@ -105,8 +113,8 @@ def _key(module: str) -> tuple[Path, int]:
 
 
 @functools.lru_cache(maxsize=256)
-def _scan(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str],
-                                               frozenset[str]]:
+def _scan(module: str, path: Path, mtime_ns: int) -> tuple[
+        frozenset[str], frozenset[str], frozenset[str]]:
     """One pass over a module's syntax tree: imports (ours, theirs) and strings."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     nodes = list(ast.walk(tree))
@@ -117,22 +125,16 @@ def _scan(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str],
         if id(node) in typing_only or not isinstance(node, (ast.Import,
                                                             ast.ImportFrom)):
             continue
-        if isinstance(node, ast.ImportFrom) and (node.level or node.module ==
-                                                 REFERENCE_NAME):
-            if node.level > 1:
-                raise NotImplementedError(f"{path}: relative import above the package")
-            if node.module and node.module != REFERENCE_NAME:  # from .x import y
-                ours.add(_reference_module(node.module, str(path)))
-            else:  # from . import x: a module, or a name from __init__.py
-                ours.update(a.name if exists(a.name) else "__init__"
-                            for a in node.names)
+        if isinstance(node, ast.ImportFrom) and (
+                node.level or (node.module or "").split(".")[0] == REFERENCE_NAME):
+            ours.update(_imported_from(node, module, path))
             continue
         names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                  else [node.module or ""])
         for name in names:
-            top, _, rest = name.partition(".")
+            top, *rest = name.split(".")
             if top == REFERENCE_NAME:
-                ours.add(_reference_module(rest, str(path)) if rest else "__init__")
+                ours.add(_resolve(rest))
             elif top not in sys.stdlib_module_names and top != "__future__":
                 theirs.add(top)
     texts = {n.value for n in nodes
@@ -140,17 +142,77 @@ def _scan(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str],
     return frozenset(ours), frozenset(theirs), frozenset(texts)
 
 
-def closure(entries: Iterable[str]) -> list[str]:
-    """The entry modules and everything they import, transitively, sorted.
+def _imported_from(node: ast.ImportFrom, module: str, path: Path) -> set[str]:
+    """The modules of ours that a `from … import …` statement in `module` needs.
 
-    `__init__` is always in: it makes the folder a package (and holds __version__).
+    `from .x import y` counts from the module's own package, `from ..x import y` from
+    the one above; `from . import x` imports the module `x` or, if there is none, the
+    name `x` from the package's `__init__.py`.
     """
-    found, todo = {"__init__"}, ["__init__", *entries]
+    if node.level:
+        package = _package_of(module)
+        if node.level - 1 > len(package):
+            raise NotImplementedError(f"{path}: relative import above the package")
+        base = package[:len(package) - (node.level - 1)]
+        dotted = node.module.split(".") if node.module else []
+    else:  # from llm_reference[.x] import y
+        base, dotted = [], node.module.split(".")[1:]
+    if dotted:
+        return {_resolve(base + dotted)}
+    names = {_resolve([*base, alias.name]) for alias in node.names}
+    return {name if exists(name) else _resolve(base) for name in names}
+
+
+def closure(entries: Iterable[str]) -> list[str]:
+    """The entry modules, everything they import (transitively) and the commands
+    they complete, sorted.
+
+    `__init__` is always in: it makes the folder a package (and holds __version__);
+    a module of a subpackage brings the subpackage's `__init__`. A command's module
+    (`cli/train`, see `commands`) comes along when everything it imports is already
+    in, but for modules of its own subpackage (`cli/common`): commands follow the
+    track's modules, they never add one.
+    """
+    found = _imported(["__init__", *entries])
+    for command in commands().values():
+        if exists(command):
+            needs = _imported([command])
+            if all(_package_of(m) == _package_of(command) for m in needs - found):
+                found |= needs
+    return sorted(found)
+
+
+def _imported(entries: Iterable[str]) -> set[str]:
+    """The entries and every module they import, transitively."""
+    found: set[str] = set()
+    todo = list(entries)
     while todo:
         module = todo.pop()
+        if module in found:
+            continue
         found.add(module)
+        package = _package_of(module)
+        if package:
+            todo.append(_resolve(package))  # its __init__.py runs first
         todo += sorted(imports(module)[0] - found)
-    return sorted(found)
+    return found
+
+
+def commands() -> dict[str, str]:
+    """Command -> its module, from the COMMANDS of `__main__.py` ("train" ->
+    "cli/train"); none in a package without `__main__.py`."""
+    if not (REFERENCE / "__main__.py").is_file():
+        return {}
+    table = _commands_table((REFERENCE / "__main__.py").read_text(encoding="utf-8"))
+    return {ast.literal_eval(key): ast.literal_eval(value)[0].replace(".", "/")
+            for key, value in zip(table.keys, table.values)}
+
+
+def _commands_table(source: str) -> ast.Dict:
+    """The `COMMANDS = {…}` dict of `__main__.py`'s source, as a syntax tree."""
+    return next(node.value for node in ast.parse(source).body
+                if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", "") == "COMMANDS" for t in node.targets))
 
 
 def third_party(modules: Iterable[str]) -> set[str]:
@@ -217,16 +279,14 @@ def render_main(package: str, modules: Iterable[str]) -> str:
     """
     source = (REFERENCE / "__main__.py").read_text(encoding="utf-8")
     keep = set(modules)
-    commands = next(node.value for node in ast.parse(source).body
-                    if isinstance(node, ast.Assign)
-                    and any(getattr(t, "id", "") == "COMMANDS" for t in node.targets))
     drop: set[int] = set()
     previous_end = 0
-    for key, value in zip(commands.keys, commands.values):
+    table = _commands_table(source)
+    for key, value in zip(table.keys, table.values):
         if key is None or key.lineno == previous_end:
             raise NotImplementedError("__main__.py: one COMMANDS entry per line")
         previous_end = value.end_lineno
-        if ast.literal_eval(value)[0] not in keep:
+        if ast.literal_eval(value)[0].replace(".", "/") not in keep:
             drop.update(range(key.lineno, value.end_lineno + 1))
     lines = source.splitlines(keepends=True)
     kept = "".join(line for number, line in enumerate(lines, 1) if number not in drop)
