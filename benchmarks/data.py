@@ -24,14 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llm_reference.data import (
-    Batches,
-    NearDuplicates,
-    PrepareSettings,
-    normalize,
-    prepare,
-    word_shingles,
-)
+from llm_reference.cleaning import NearDuplicates, normalize, word_shingles
+from llm_reference.data import Batches, PrepareSettings, prepare
 from llm_reference.sources import open_sources
 
 

@@ -1,9 +1,9 @@
 """`python -m llm_reference COMMAND …`: the reference trainer's command line.
 
-Each command lives in the module that teaches it. That module provides
-`configure_parser(parser)` to declare its options and `run(args) -> int` to do the work;
-this file only dispatches, importing the module when its command is chosen so that
-`--help` stays fast.
+Each command is a module of `cli/`, apart from the modules that teach the work. It
+provides `configure_parser(parser)` to declare its options and `run(args) -> int` to
+do the work; this file only dispatches, importing the module when its command is
+chosen so that `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -14,19 +14,21 @@ import sys
 
 from .errors import UserError
 
-# command -> (module, one-line help)
+# command -> (module under llm_reference, one-line help)
 COMMANDS = {
-    "prepare": ("data", "collect, clean, scrub and tokenize a corpus into shards"),
-    "train": ("train", "pretrain a GPT on prepared shards"),
-    "eval": ("evaluate", "loss, perplexity, bits/byte, accuracy and cloze of a run"),
-    "generate": ("generate", "sample text from a trained run"),
-    "finetune": ("finetune", "instruction SFT, LoRA or DPO on top of a run"),
-    "quantize": ("quantize", "int8 weight-only quantization with a report"),
-    "serve": ("serve", "OpenAI-compatible HTTP server for a run"),
-    "release": ("release", "model card, weights, tokenizer and manifest for a run"),
+    "prepare": ("cli.prepare",
+                "collect, clean, scrub and tokenize a corpus into shards"),
+    "train": ("cli.train", "pretrain a GPT on prepared shards"),
+    "eval": ("cli.evaluate",
+             "loss, perplexity, bits/byte, accuracy and cloze of a run"),
+    "generate": ("cli.generate", "sample text from a trained run"),
+    "finetune": ("cli.finetune", "instruction SFT, LoRA or DPO on top of a run"),
+    "quantize": ("cli.quantize", "int8 weight-only quantization with a report"),
+    "serve": ("cli.serve", "OpenAI-compatible HTTP server for a run"),
+    "release": ("cli.release", "model card, weights, tokenizer and manifest for a run"),
     "plan": ("cli.plan", "turn a compute budget into a model, tokens, time and cost"),
-    "check": ("check", "validate your own implementation of a roadmap step"),
-    "audit": ("cli.audit", "run the compliance checks over data, runs, releases, code"),
+    "check": ("cli.check", "validate your own implementation of a roadmap step"),
+    "audit": ("cli.audit", "compliance checks over data, runs, releases, code"),
 }
 
 

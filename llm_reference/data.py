@@ -3,8 +3,8 @@
 `prepare` runs one pipeline, each stage a small function below:
 
     read      sources -> documents, capped at --max-bytes          (read_documents)
-    clean     Unicode NFC, drop empty, exact and near duplicates   (clean)
-    scrub     replace emails, public IPs, phones, keys by [EMAIL]… (compliance.redact)
+    clean     Unicode NFC, drop empty, exact and near duplicates,
+              replace emails, public IPs, phones, keys by [EMAIL]…  (cleaning.clean)
     split     each document to train or val, by a hash             (split_documents)
     tokenize  train a BPE tokenizer on train, encode in parallel   (tokenize_to_shards)
     shard     write train_000.bin, …, val_000.bin, then meta.json  (write_shards)
@@ -20,7 +20,6 @@ that knows its step sees exactly the batches it would have seen.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -29,18 +28,16 @@ import re
 import sys
 import tempfile
 import time
-import unicodedata
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
-import regex
 from tqdm import tqdm
 
 from . import compliance
 from .atomic import atomic_open, write_json
+from .cleaning import clean
 from .compliance import SourceRecord
 from .errors import UserError
 from .sources import Document, Source, file_sha256, open_sources
@@ -48,7 +45,6 @@ from .tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
 if TYPE_CHECKING:
     import torch
-    from datasketch import MinHash
 
 EOT = "<|endoftext|>"
 SHARD_NAME = re.compile(r"(train|val)_\d{3}\.bin")
@@ -78,107 +74,6 @@ def read_documents(sources: list[Source], records: dict[str, SourceRecord],
         if not seen:
             raise UserError(f"source {source.id} holds no text documents; "
                             "check that it points at UTF-8 text files")
-
-
-# --- clean ------------------------------------------------------------------------
-
-
-def normalize(text: str) -> str:
-    """One spelling per string: Unicode NFC and "\\n" line ends.
-
-    NFC composes characters, so "é" typed as e + combining accent becomes the single
-    code point U+00E9; otherwise the same word could tokenize two ways, and two copies
-    of a document could escape exact deduplication.
-    """
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return unicodedata.normalize("NFC", text)
-
-
-WORD = regex.compile(r"\w+")
-
-
-def word_shingles(text: str, n: int = 5) -> set[bytes]:
-    """The set of n-word windows of `text`: what near-duplicate detection compares.
-
-    Two documents' similarity is the Jaccard index of their shingle sets,
-    |A ∩ B| / |A ∪ B|. A document shorter than n words is one shingle.
-    """
-    words = WORD.findall(text)
-    if not words:
-        return set()
-    return {" ".join(words[i:i + n]).encode("utf-8")
-            for i in range(max(1, len(words) - n + 1))}
-
-
-class NearDuplicates:
-    """Finds documents whose shingle sets overlap by `threshold` or more (Jaccard).
-
-    Comparing every pair is quadratic. MinHash shrinks each shingle set to
-    `num_perm` numbers whose agreement rate estimates the Jaccard index; locality-
-    sensitive hashing (LSH) buckets those signatures so that only likely matches are
-    compared. We confirm each LSH candidate with the MinHash estimate itself, so the
-    LSH bands are tuned to weigh a missed duplicate 4x more than a false candidate.
-    """
-
-    def __init__(self, threshold: float = 0.85, num_perm: int = 256, seed: int = 1):
-        from datasketch import MinHashLSH  # here: it loads scipy, slow for `train`
-
-        self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm,
-                              weights=(0.2, 0.8))  # (false positive, false negative)
-        self.signatures: list[MinHash] = []
-
-    def signature(self, shingles: set[bytes]) -> MinHash:
-        from datasketch import MinHash
-
-        minhash = MinHash(num_perm=self.num_perm, seed=self.seed)
-        items = list(shingles)  # any order: a minimum does not depend on it
-        for i in range(0, len(items), 8192):  # bounded memory on huge documents
-            minhash.update_batch(items[i:i + 8192])
-        return minhash
-
-    def is_duplicate(self, text: str) -> bool:
-        """True if `text` nearly repeats a document seen before; else remember it."""
-        shingles = word_shingles(text)
-        if not shingles:
-            return False
-        minhash = self.signature(shingles)
-        if any(self.signatures[key].jaccard(minhash) >= self.threshold
-               for key in self.lsh.query(minhash)):
-            return True
-        self.lsh.insert(len(self.signatures), minhash)
-        self.signatures.append(minhash)
-        return False
-
-
-def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
-          near_dup_threshold: float | None = 0.85,
-          redact: bool = True) -> Iterator[Document]:
-    """Normalize, drop empty and duplicate documents, redact PII; count everything.
-
-    The first copy of a document is kept, so the result depends on source order
-    (which is fixed). Duplicates go before redaction: we only scrub what we keep.
-    """
-    seen: set[bytes] = set()
-    near = NearDuplicates(near_dup_threshold) if near_dup_threshold else None
-    for doc in documents:
-        record = records[doc.source]
-        text = normalize(doc.text)
-        digest = hashlib.sha256(text.encode("utf-8")).digest()
-        if not text.strip():
-            record.empty += 1
-        elif digest in seen:
-            record.exact_duplicates += 1
-        elif near is not None and near.is_duplicate(text):
-            record.near_duplicates += 1
-        else:
-            seen.add(digest)
-            if redact:
-                text, counts = compliance.redact(text)
-                record.redacted.update(counts)
-            record.kept_documents += 1
-            record.kept_bytes += len(text.encode("utf-8"))
-            yield Document(text, doc.source, doc.path)
 
 
 # --- split ------------------------------------------------------------------------
@@ -507,124 +402,3 @@ class Batches:
         x = torch.from_numpy(np.ascontiguousarray(batch[:, :-1]))  # (B, T)
         y = torch.from_numpy(np.ascontiguousarray(batch[:, 1:]))  # (B, T)
         return x, y
-
-
-# --- command line -----------------------------------------------------------------
-
-
-def parse_bytes(value: str) -> int:
-    """'200000', '200k', '12M' or '1G' (powers of 1000) -> a number of bytes."""
-    units = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", value.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a size like 200k or 12M")
-    return int(float(match[1]) * units[match[2]])
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--source", action="append", metavar="SRC",
-        help="where text comes from (repeatable): 'stdlib' (default: this Python's "
-             "standard library sources and pydoc prose, offline, PSF-2.0), a file, "
-             "a folder, a glob such as 'notes/**/*.md', or an http(s) URL; .jsonl "
-             "files hold one document per line in a \"text\" field")
-    parser.add_argument(
-        "--sha256", action="append", default=[], metavar="HEX",
-        help="the expected sha256 of each URL source, in the order of the URLs; "
-             "a download that does not match is refused")
-    parser.add_argument(
-        "--license", action="append", default=[], metavar="SPDX",
-        help="license of the non-stdlib sources (e.g. CC-BY-4.0): once for all, or "
-             "once per source in order; undeclared is 'unknown' and the manifest warns")
-    parser.add_argument(
-        "--stdlib-tests", action="store_true",
-        help="also read the stdlib's test suites (about 19 MB more, full of fake "
-             "emails and IPs that redaction replaces)")
-    parser.add_argument(
-        "--vocab-size", type=int, default=8192,
-        help="tokenizer vocabulary size, including 256 byte tokens and the special "
-             "tokens (default: 8192)")
-    parser.add_argument(
-        "--pattern", choices=("gpt2", "gpt4"), default="gpt4",
-        help="the tokenizer's pre-tokenization regex (default: gpt4)")
-    parser.add_argument(
-        "--val-fraction", type=float, default=0.05,
-        help="share of documents held out for validation, chosen by a hash of each "
-             "document (default: 0.05)")
-    parser.add_argument(
-        "--max-bytes", type=parse_bytes, default=None, metavar="SIZE",
-        help="read at most SIZE bytes of text (e.g. 200k, 5M) for a quick run; "
-             "default: everything")
-    parser.add_argument(
-        "--near-dup-threshold", type=float, default=0.85,
-        help="drop a document whose 5-word shingles overlap an earlier one's by this "
-             "Jaccard similarity or more, estimated by MinHash LSH (default: 0.85)")
-    parser.add_argument(
-        "--no-near-dup", action="store_true",
-        help="keep near duplicates (exact duplicates are still dropped)")
-    parser.add_argument(
-        "--no-redact", action="store_true",
-        help="keep emails, public IPs, phone numbers and secrets as they are instead "
-             "of replacing them by placeholders such as [EMAIL]")
-    parser.add_argument(
-        "--shard-tokens", type=int, default=100_000_000,
-        help="most tokens per shard file (default: 100M)")
-    parser.add_argument(
-        "--workers", type=int, default=2,
-        help="processes that encode text in parallel; the output does not depend "
-             "on it (default: 2)")
-    parser.add_argument(
-        "--seed", type=int, default=1337,
-        help="seed of the train/val split (default: 1337)")
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None,
-        help="where downloads are kept (default: ~/.cache/llm_reference/downloads)")
-    parser.add_argument(
-        "--out", type=Path, default=Path("data/stdlib"),
-        help="output folder for shards, tokenizer.json, manifest.json and meta.json "
-             "(default: data/stdlib)")
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = PrepareSettings(
-        sources=tuple(args.source or ["stdlib"]), licenses=tuple(args.license),
-        sha256s=tuple(args.sha256), stdlib_tests=args.stdlib_tests,
-        vocab_size=args.vocab_size, pattern=args.pattern,
-        val_fraction=args.val_fraction, max_bytes=args.max_bytes,
-        near_dup_threshold=None if args.no_near_dup else args.near_dup_threshold,
-        redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens)
-    result = prepare(settings, args.out, workers=args.workers,
-                     cache_dir=args.cache_dir, verbose=sys.stderr.isatty())
-    for warning in compliance.license_warnings(result["records"]):
-        print(f"warning: {warning}", file=sys.stderr)
-    print(format_summary(result, args.out))
-    return 0
-
-
-def format_summary(result: dict, out: Path) -> str:
-    """The table `prepare` prints: one row per source, then tokens and times."""
-    header = ("source", "license", "docs", "MB", "empty", "exact", "near",
-              "redacted", "kept")
-    rows = [header]
-    for r in result["records"]:
-        rows.append((r.id, r.license, r.documents, f"{r.bytes / 1e6:.2f}", r.empty,
-                     r.exact_duplicates, r.near_duplicates, sum(r.redacted.values()),
-                     r.kept_documents))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w)
-                       for i, (v, w) in enumerate(zip(row, widths))) for row in rows]
-    redacted = sum((r.redacted for r in result["records"]), Counter())
-    meta, seconds = result["meta"], result["seconds"]
-    lines += [
-        "redacted: " + (", ".join(f"{k} {v}" for k, v in sorted(redacted.items()))
-                        or "nothing"),
-        f"tokens: train {meta['train_tokens']:,} ({len(meta['shards']['train'])} "
-        f"shard(s), {meta['documents']['train']} docs), val {meta['val_tokens']:,} "
-        f"({len(meta['shards']['val'])} shard(s), {meta['documents']['val']} docs); "
-        f"vocab {meta['vocab_size']}, {meta['dtype']}",
-        f"time: {seconds['total']:.1f} s (read+clean {seconds['read_clean']:.1f}, "
-        f"tokenizer {seconds['tokenizer']:.1f}, encode+write "
-        f"{seconds['encode_write']:.1f})",
-        f"wrote {out}/: meta.json, tokenizer.json, manifest.json, shards",
-    ]
-    return "\n".join(lines)

@@ -22,9 +22,6 @@ window again, like the uncached path.
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -255,70 +252,3 @@ def _check_options(model: GPT, prompt_ids: Sequence[int], max_new_tokens: int,
         raise UserError(f"top_k = {top_k}: must be >= 1")
     if top_p is not None and not 0 < top_p <= 1:
         raise UserError(f"top_p = {top_p}: must be in (0, 1]")
-
-
-# ------------------------------------------------------------------- command
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True,
-                        help="run folder written by `train` (config.toml, "
-                             "checkpoints/, tokenizer.json)")
-    parser.add_argument("--step", type=int, default=None,
-                        help="checkpoint step to load (default: the latest)")
-    parser.add_argument("--prompt", default="",
-                        help="text to continue (default: start a new document)")
-    parser.add_argument("--max-new-tokens", type=int, default=80,
-                        help="most tokens to generate (default: 80)")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="sampling temperature; 0 = greedy (default: 1.0)")
-    parser.add_argument("--top-k", type=int, default=None,
-                        help="sample only among the k most likely tokens")
-    parser.add_argument("--top-p", type=float, default=None,
-                        help="sample among the fewest tokens with probability mass p "
-                             "(nucleus sampling)")
-    parser.add_argument("--seed", type=int, default=1337,
-                        help="random seed: the same seed gives the same text "
-                             "(default: 1337)")
-    parser.add_argument("--stop", action="append", default=[],
-                        help="stop before this string; repeat for several (generation "
-                             "also stops at <|endoftext|>)")
-    parser.add_argument("--stream", action="store_true",
-                        help="print text as it is generated")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="recompute the whole sequence every step (slow; for "
-                             "comparison with the KV cache)")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device to run on: cpu, cuda, cuda:1, mps "
-                             "(default: cpu)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model  # the trainer's module: only needed here
-
-    model, tokenizer, _ = load_model(args.run, step=args.step, device=args.device)
-    eot = tokenizer.special_tokens.get("<|endoftext|>")
-    prompt_ids = tokenizer.encode(args.prompt)
-    if not prompt_ids:
-        if eot is None:
-            raise UserError("--prompt is empty and the tokenizer has no "
-                            "<|endoftext|> to start from; give a prompt")
-        prompt_ids = [eot]
-    pieces = generate_text(
-        model, tokenizer, prompt_ids, args.max_new_tokens, stop=args.stop,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        stop_ids=() if eot is None else (eot,), seed=args.seed,
-        use_cache=not args.no_cache)
-    start = time.perf_counter()
-    if args.stream:
-        sys.stdout.write(args.prompt)
-        for piece in pieces:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-    else:
-        sys.stdout.write(args.prompt + "".join(pieces))
-    sys.stdout.write("\n")
-    seconds = time.perf_counter() - start
-    print(f"[{seconds:.2f} s, {'no cache' if args.no_cache else 'KV cache'}]",
-          file=sys.stderr)
-    return 0

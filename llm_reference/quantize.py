@@ -32,7 +32,6 @@ report comparing float32, ours and PyTorch's dynamic int8 quantization
 
 from __future__ import annotations
 
-import argparse
 import copy
 import io
 import json
@@ -288,40 +287,10 @@ def quantize_run(run_dir: str | Path, out: str | Path, step: int | None = None,
     save_quantized(ours, layers, out, extra)
     write_bytes(out / "tokenizer.json", (run_dir / "tokenizer.json").read_bytes())
 
-    variants: list[tuple[str, nn.Module | None, int | None, str]] = [
-        ("fp32", model, (find_checkpoint(run_dir, step) / WEIGHTS).stat().st_size,
-         "float32 checkpoint"),
-        ("ours int8", ours, (out / WEIGHTS).stat().st_size,
-         "dequantize, then float matmul"),
-    ]
-    if hasattr(torch, "_weight_int8pack_mm") and dev.type == "cpu":
-        fused = copy.deepcopy(ours)
-        set_int8_kernel(fused, True)
-        variants.append(("ours int8 (kernel)", fused, (out / WEIGHTS).stat().st_size,
-                         "torch._weight_int8pack_mm, same weights"))
-    if peer:
-        if dev.type != "cpu":
-            variants.append(("torch.ao dynamic int8", None, None,
-                             "skipped: quantize_dynamic runs on the CPU only"))
-        else:
-            peer_model, note = torch_dynamic_int8(model)
-            size = torch_serialized_bytes(peer_model) if peer_model else None
-            variants.append(("torch.ao dynamic int8", peer_model, size, note))
-
-    rows, reference_tokens = [], None
-    for name, variant, disk, note in tqdm(variants, desc="measure", unit="variant",
-                                          file=sys.stderr, disable=None):
-        row: dict[str, Any] = {"name": name, "disk_bytes": disk, "note": note}
-        if variant is not None:
-            speed, tokens = tokens_per_second(variant, prompt_ids, new_tokens, repeats)
-            reference_tokens = reference_tokens or tokens
-            same = next((i for i, (a, b) in enumerate(zip(tokens, reference_tokens))
-                         if a != b), len(tokens))
-            loss = validation_loss(variant, batches, val_batches, dev)
-            row.update(memory_bytes=memory_bytes(variant), tokens_per_s=speed,
-                       greedy_tokens_same_as_fp32=same, val_loss=loss,
-                       perplexity=math.exp(loss))
-        rows.append(row)
+    sizes = ((find_checkpoint(run_dir, step) / WEIGHTS).stat().st_size,
+             (out / WEIGHTS).stat().st_size)
+    rows = measure(variants(model, ours, sizes, dev, peer), prompt_ids, new_tokens,
+                   repeats, batches, val_batches, dev)
     report = {"run": str(run_dir), "step": state["step"], "out": str(out),
               "device": str(dev), "data_dir": str(data_dir), "val_batches": val_batches,
               "prompt": prompt, "new_tokens": new_tokens, "repeats": repeats,
@@ -331,6 +300,56 @@ def quantize_run(run_dir: str | Path, out: str | Path, step: int | None = None,
               "torch": torch.__version__, "rows": rows}
     write_json(out / "report.json", report)
     return report
+
+
+Variant = tuple[str, nn.Module | None, int | None, str]  # name, model, disk bytes, note
+
+
+def variants(model: GPT, ours: GPT, sizes: tuple[int, int], device: torch.device,
+             peer: bool) -> list[Variant]:
+    """What the report compares: float32, ours (with the fused int8 kernel where
+    there is one) and PyTorch's dynamic int8. `sizes`: fp32 and int8 bytes on disk."""
+    fp32_bytes, int8_bytes = sizes
+    found: list[Variant] = [
+        ("fp32", model, fp32_bytes, "float32 checkpoint"),
+        ("ours int8", ours, int8_bytes, "dequantize, then float matmul"),
+    ]
+    if hasattr(torch, "_weight_int8pack_mm") and device.type == "cpu":
+        fused = copy.deepcopy(ours)
+        set_int8_kernel(fused, True)
+        found.append(("ours int8 (kernel)", fused, int8_bytes,
+                      "torch._weight_int8pack_mm, same weights"))
+    if peer:
+        if device.type != "cpu":
+            found.append(("torch.ao dynamic int8", None, None,
+                          "skipped: quantize_dynamic runs on the CPU only"))
+        else:
+            peer_model, note = torch_dynamic_int8(model)
+            size = torch_serialized_bytes(peer_model) if peer_model else None
+            found.append(("torch.ao dynamic int8", peer_model, size, note))
+    return found
+
+
+def measure(found: list[Variant], prompt_ids: list[int], new_tokens: int,
+            repeats: int, batches: Any, n_batches: int, device: torch.device
+            ) -> list[dict[str, Any]]:
+    """One report row per variant: speed, memory, held-out loss, and for how many
+    greedy tokens it agrees with the first variant (fp32)."""
+    rows, reference_tokens = [], None
+    for name, variant, disk, note in tqdm(found, desc="measure", unit="variant",
+                                          file=sys.stderr, disable=None):
+        row: dict[str, Any] = {"name": name, "disk_bytes": disk, "note": note}
+        if variant is not None:
+            speed, tokens = tokens_per_second(variant, prompt_ids, new_tokens, repeats)
+            reference_tokens = reference_tokens or tokens
+            same = next((i for i, (a, b) in enumerate(zip(tokens, reference_tokens))
+                         if a != b), len(tokens))
+            loss = validation_loss(variant, batches, n_batches, device)
+            row.update(memory_bytes=memory_bytes(variant), tokens_per_s=speed,
+                       greedy_tokens_same_as_fp32=same, val_loss=loss,
+                       perplexity=math.exp(loss))
+        rows.append(row)
+    return rows
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -352,39 +371,3 @@ def format_report(report: dict[str, Any]) -> str:
                        for i, (v, w) in enumerate(zip(r, widths))) for r in table]
     lines += [f"note: {row['name']}: {row['note']}" for row in report["rows"]]
     return "\n".join(lines)
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--run", required=True, metavar="DIR", help="run folder to quantize")
-    add("--step", type=int, metavar="N",
-        help="checkpoint step (default: the latest)")
-    add("--out", required=True, metavar="DIR",
-        help="output folder: model.safetensors (int8), quantization.json, "
-             "tokenizer.json, report.json")
-    add("--data", metavar="DIR",
-        help="prepared data folder for the perplexity (default: the run's "
-             "train.data_dir)")
-    add("--val-batches", type=int, default=10, metavar="N",
-        help="held-out batches for the perplexity, the same for every variant "
-             "(default: 10)")
-    add("--prompt", default="def ",
-        help="prompt for the greedy speed test (default: 'def ')")
-    add("--new-tokens", type=int, default=64, metavar="N",
-        help="tokens generated per speed test (default: 64)")
-    add("--repeats", type=int, default=3, metavar="N",
-        help="speed tests per variant; the fastest counts (default: 3)")
-    add("--no-peer", action="store_true",
-        help="skip PyTorch's quantize_dynamic comparison")
-    add("--device", default="cpu",
-        help="device for the measurements: cpu (default), cuda[:N] or mps; "
-             "the int8 kernel and quantize_dynamic are CPU-only")
-
-
-def run(args: argparse.Namespace) -> int:
-    report = quantize_run(args.run, args.out, args.step, args.data, args.val_batches,
-                          args.prompt, args.new_tokens, args.repeats,
-                          not args.no_peer, args.device)
-    print(format_report(report))
-    print(f"wrote {report['out']}/: {WEIGHTS}, {INFO}, tokenizer.json, report.json")
-    return 0

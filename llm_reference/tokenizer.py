@@ -11,9 +11,8 @@ UTF-8 bytes of the text, so every string can be encoded and nothing is ever "unk
    applies them.
 
 Training repeatedly merges the most frequent adjacent pair of tokens in the corpus into
-a new token. Ties are broken deterministically: the highest count wins, then the pair
-whose byte strings `(left, right)` compare smallest. Training stops when the vocabulary
-is full, or earlier if the corpus runs out of pairs.
+a new token, until the vocabulary is full: `count_words` here, then `learn_merges` in
+`bpe_merges.py`, which also says how ties are broken.
 
 Ids: 0..255 are the bytes, then the merged tokens in the order they were learned, then
 the special tokens (`<|endoftext|>` …), which plain text never produces: `encode` emits
@@ -27,9 +26,8 @@ loads and that encodes exactly as we do; `from_gpt2_files` reads GPT-2's `vocab.
 from __future__ import annotations
 
 import functools
-import heapq
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -38,6 +36,7 @@ import regex
 from tqdm import tqdm
 
 from .atomic import write_json
+from .bpe_merges import Pair, learn_merges, merge_pair
 from .errors import UserError
 
 # The pre-tokenizer regexes of GPT-2 and of GPT-4 (tiktoken's cl100k_base). GPT-4's
@@ -58,7 +57,6 @@ CACHE_SIZE = 2**16  # pre-tokens whose ids `encode` remembers (least recently us
 _SAFE_CUT = regex.compile(r"(?r)(?<=\S)(?= )|(?<=[\p{L}\p{N}])(?=\s)")
 _NO_RANK = float("inf")
 
-Pair = tuple[int, int]
 AllowedSpecial = Literal["none", "all"] | set[str] | frozenset[str]
 
 
@@ -76,20 +74,6 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(sorted(table.items()))
 
 
-def merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
-    """Replace every occurrence of `pair` in `ids`, left to right, by `new_id`."""
-    out = []
-    i = 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
 def count_words(texts: Iterable[str], pattern: str, verbose: bool = False) -> Counter:
     """Pre-tokenize `texts` and count each distinct piece ("word"): {bytes: count}.
 
@@ -101,95 +85,6 @@ def count_words(texts: Iterable[str], pattern: str, verbose: bool = False) -> Co
     for text in tqdm(texts, desc="pre-tokenizing", unit="text", disable=not verbose):
         counts.update(split(text))
     return Counter({word.encode("utf-8"): n for word, n in counts.items()})
-
-
-class _PairIndex:
-    """The pair counts of a corpus of words, kept up to date as pairs are merged.
-
-    Recounting every pair after each merge costs a pass over the whole corpus per
-    merge. Instead we keep
-      `counts`: pair -> how often it occurs (each word weighted by its frequency),
-      `where`:  pair -> indices of the words that contain it (may hold stale ones),
-      `heap`:   (-count, left bytes, right bytes, pair) entries, to find the best pair,
-    and a merge touches only the words that contain the merged pair.
-    """
-
-    def __init__(self, word_counts: dict[bytes, int], vocab: dict[int, bytes]):
-        self.vocab = vocab
-        self.words = [list(word) for word in word_counts]  # byte ids 0..255
-        self.freqs = list(word_counts.values())
-        self.counts: defaultdict[Pair, int] = defaultdict(int)
-        self.where: defaultdict[Pair, set[int]] = defaultdict(set)
-        for i, (word, freq) in enumerate(zip(self.words, self.freqs)):
-            for pair in zip(word, word[1:]):
-                self.counts[pair] += freq
-                self.where[pair].add(i)
-        self.heap = [self._entry(pair) for pair in self.counts]
-        heapq.heapify(self.heap)
-
-    def _entry(self, pair: Pair) -> tuple:
-        """Heap order: highest count first, then smallest (left bytes, right bytes)."""
-        return (-self.counts[pair], self.vocab[pair[0]], self.vocab[pair[1]], pair)
-
-    def best(self) -> Pair | None:
-        """The most frequent pair (ties: smallest bytes), or None when none is left.
-
-        Counts only fall after an entry is pushed, so an entry may be stale: too high.
-        We pop until an entry's count is current, pushing stale ones back corrected
-        ("lazy invalidation"); every other entry then holds at most this count.
-        """
-        while self.heap:
-            entry = heapq.heappop(self.heap)
-            pair = entry[-1]
-            count = self.counts[pair]
-            if count == -entry[0]:
-                return pair
-            if count > 0:
-                heapq.heappush(self.heap, self._entry(pair))
-        return None
-
-    def merge(self, pair: Pair, new_id: int) -> None:
-        """Merge `pair` into `new_id` in every word that holds it; update the counts."""
-        gained = set()
-        for i in self.where.pop(pair):
-            word, freq = self.words[i], self.freqs[i]
-            merged = merge_pair(word, pair, new_id)
-            if len(merged) == len(word):  # a stale index entry: the pair is gone
-                continue
-            for old in zip(word, word[1:]):
-                self.counts[old] -= freq
-            for new in zip(merged, merged[1:]):
-                self.counts[new] += freq
-                if new_id in new:  # a pair that did not exist in this word before
-                    self.where[new].add(i)
-                    gained.add(new)
-            self.words[i] = merged
-        for new in gained:
-            heapq.heappush(self.heap, self._entry(new))
-
-
-def learn_merges(
-    word_counts: dict[bytes, int], num_tokens: int, verbose: bool = False
-) -> tuple[dict[int, bytes], dict[Pair, int]]:
-    """The merge loop: learn merges until the vocabulary holds 256 + `num_tokens`.
-
-    Returns the vocabulary {id: bytes} and the merges {pair: new id} in the order they
-    were learned (a merge's position is its rank). Stops early if no pair is left.
-    Each merge makes a token that did not exist: inside a word, merges apply in one
-    global order, so the same bytes always form from the same pair.
-    """
-    vocab = {i: bytes([i]) for i in range(256)}
-    merges: dict[Pair, int] = {}
-    index = _PairIndex(word_counts, vocab)
-    new_ids = range(256, 256 + num_tokens)
-    for new_id in tqdm(new_ids, desc="merging", unit="merge", disable=not verbose):
-        pair = index.best()
-        if pair is None:
-            break
-        vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
-        merges[pair] = new_id
-        index.merge(pair, new_id)
-    return vocab, merges
 
 
 class Tokenizer:

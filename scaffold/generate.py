@@ -187,7 +187,7 @@ class Layout:
 
     def unused(self, package: str) -> list[str]:
         """Paths of the template that this track does not use."""
-        files = [f"{package}/{modules.relative(m)}" for m in self.everything
+        files = [f"{package}/{m}.py" for m in self.everything
                  if m not in self.ours]
         data = set(modules.data_files(self.everything)) - set(
             modules.data_files(self.ours))

@@ -3,8 +3,8 @@
 A starter repo carries its own copy of the reference code, so that its owner can
 read and change every line. We never keep that copy by hand. At generation time we
 start from the modules that implement the roadmap nodes of the chosen track, follow
-their imports with `ast` to every module they need, and copy those files with two
-changes only:
+their imports with `ast` to every module they need, add the commands (`cli/…`) that
+those modules complete, and copy those files with two changes only:
 
 1. a header comment that says where the file came from, and
 2. the package's name: `llm_reference` becomes the project's package wherever it
@@ -40,7 +40,7 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "model": ("model",),
     "pretraining": ("train",),
     "stability": ("stability",),
-    "scaling": ("plan", "cli.plan"),
+    "scaling": ("plan",),
     "distributed": ("distributed",),
     "evaluation": ("evaluate",),
     "generation": ("generate",),
@@ -52,13 +52,11 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 
-def relative(module: str) -> str:
-    """'model' -> 'model.py'; a module of a subpackage: 'cli.plan' -> 'cli/plan.py'."""
-    return module.replace(".", "/") + ".py"
-
-
 def exists(module: str) -> bool:
-    return (REFERENCE / relative(module)).is_file()
+    """A module is named by its path in the package without `.py`: "model", or
+    "cli/train" for a module of the subpackage `cli` ("cli/__init__" for the
+    subpackage itself)."""
+    return (REFERENCE / f"{module}.py").is_file()
 
 
 def features(nodes: Iterable[str]) -> list[str]:
@@ -84,69 +82,59 @@ def _is_type_checking(node: ast.AST) -> bool:
         or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
 
 
-def _from_import(target: list[str], names: list[str], where: str) -> set[str]:
-    """The modules `from TARGET import NAMES` runs (TARGET: a path in the package):
-    TARGET itself, or for a (sub)package its __init__ and the NAMES that are
-    modules of it. `import TARGET` is the case without names."""
-    dotted = ".".join(target)
-    if target and exists(dotted):
-        return {dotted}
-    if not (REFERENCE.joinpath(*target) / "__init__.py").is_file():
-        raise NotImplementedError(f"{where} imports {REFERENCE_NAME}.{dotted}, "
-                                  "which is neither a module nor a package")
-    found = {".".join([*target, "__init__"])}
-    for name in names:
-        module = ".".join([*target, name])
-        if exists(module):
-            found.add(module)
-    return found
+def _resolve(parts: list[str]) -> str:
+    """The module that a dotted name inside the package names: ["model"] -> "model",
+    ["cli", "train"] -> "cli/train", ["check"] (a subpackage) -> "check/__init__"."""
+    path = "/".join(parts)
+    if parts and not exists(path) and (REFERENCE / path / "__init__.py").is_file():
+        return f"{path}/__init__"
+    return path or "__init__"
+
+
+def _package_of(module: str) -> list[str]:
+    """The subpackage a module is in: "cli/train" -> ["cli"], "model" -> []."""
+    return module.split("/")[:-1]
 
 
 def imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
     """(reference modules, third-party top-level packages) that `module` imports,
     also inside functions; not those under `if TYPE_CHECKING:`."""
-    return _scan(*_key(module))[:2]
+    return _scan(module, *_key(module))[:2]
 
 
 def strings(module: str) -> frozenset[str]:
     """The string constants in `module`'s source."""
-    return _scan(*_key(module))[2]
+    return _scan(module, *_key(module))[2]
 
 
 def _key(module: str) -> tuple[Path, int]:
-    path = REFERENCE / relative(module)
+    path = REFERENCE / f"{module}.py"
     return path, path.stat().st_mtime_ns  # a changed file is scanned again
 
 
 @functools.lru_cache(maxsize=256)
-def _scan(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str],
-                                               frozenset[str]]:
+def _scan(module: str, path: Path, mtime_ns: int) -> tuple[
+        frozenset[str], frozenset[str], frozenset[str]]:
     """One pass over a module's syntax tree: imports (ours, theirs) and strings."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     nodes = list(ast.walk(tree))
     typing_only = {id(n) for node in nodes if _is_type_checking(node)
                    for statement in node.body for n in ast.walk(statement)}
-    package = list(path.parent.relative_to(REFERENCE).parts)  # [] or ["cli"]
     ours, theirs = set(), set()
     for node in nodes:
         if id(node) in typing_only or not isinstance(node, (ast.Import,
                                                             ast.ImportFrom)):
             continue
-        if isinstance(node, ast.ImportFrom) and node.level:  # from ..x import y
-            if node.level - 1 > len(package):
-                raise NotImplementedError(f"{path}: relative import above the package")
-            base = package[:len(package) - node.level + 1]
-            target = base + (node.module.split(".") if node.module else [])
-            ours |= _from_import(target, [a.name for a in node.names], str(path))
+        if isinstance(node, ast.ImportFrom) and (
+                node.level or (node.module or "").split(".")[0] == REFERENCE_NAME):
+            ours.update(_imported_from(node, module, path))
             continue
-        if isinstance(node, ast.ImportFrom):
-            imported = [(node.module or "", [a.name for a in node.names])]
-        else:
-            imported = [(a.name, []) for a in node.names]
-        for name, names in imported:
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""])
+        for name in names:
             top, *rest = name.split(".")
             if top == REFERENCE_NAME:
-                ours |= _from_import(rest, names, str(path))
+                ours.add(_resolve(rest))
             elif top not in sys.stdlib_module_names and top != "__future__":
                 theirs.add(top)
     texts = {n.value for n in nodes
@@ -154,20 +142,77 @@ def _scan(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str],
     return frozenset(ours), frozenset(theirs), frozenset(texts)
 
 
+def _imported_from(node: ast.ImportFrom, module: str, path: Path) -> set[str]:
+    """The modules of ours that a `from … import …` statement in `module` needs.
+
+    `from .x import y` counts from the module's own package, `from ..x import y` from
+    the one above; `from . import x` imports the module `x` or, if there is none, the
+    name `x` from the package's `__init__.py`.
+    """
+    if node.level:
+        package = _package_of(module)
+        if node.level - 1 > len(package):
+            raise NotImplementedError(f"{path}: relative import above the package")
+        base = package[:len(package) - (node.level - 1)]
+        dotted = node.module.split(".") if node.module else []
+    else:  # from llm_reference[.x] import y
+        base, dotted = [], node.module.split(".")[1:]
+    if dotted:
+        return {_resolve(base + dotted)}
+    names = {_resolve([*base, alias.name]) for alias in node.names}
+    return {name if exists(name) else _resolve(base) for name in names}
+
+
 def closure(entries: Iterable[str]) -> list[str]:
-    """The entry modules and everything they import, transitively, sorted.
+    """The entry modules, everything they import (transitively) and the commands
+    they complete, sorted.
 
     `__init__` is always in: it makes the folder a package (and holds __version__);
-    so is the `__init__` of each subpackage a module is in ('cli.__init__').
+    a module of a subpackage brings the subpackage's `__init__`. A command's module
+    (`cli/train`, see `commands`) comes along when everything it imports is already
+    in, but for modules of its own subpackage (`cli/common`): commands follow the
+    track's modules, they never add one.
     """
-    found, todo = {"__init__"}, ["__init__", *entries]
+    found = _imported(["__init__", *entries])
+    for command in commands().values():
+        if exists(command):
+            needs = _imported([command])
+            if all(_package_of(m) == _package_of(command) for m in needs - found):
+                found |= needs
+    return sorted(found)
+
+
+def _imported(entries: Iterable[str]) -> set[str]:
+    """The entries and every module they import, transitively."""
+    found: set[str] = set()
+    todo = list(entries)
     while todo:
         module = todo.pop()
+        if module in found:
+            continue
         found.add(module)
-        parts = module.split(".")[:-1]
-        inits = {".".join([*parts[:i], "__init__"]) for i in range(1, len(parts) + 1)}
-        todo += sorted((imports(module)[0] | inits) - found)
-    return sorted(found)
+        package = _package_of(module)
+        if package:
+            todo.append(_resolve(package))  # its __init__.py runs first
+        todo += sorted(imports(module)[0] - found)
+    return found
+
+
+def commands() -> dict[str, str]:
+    """Command -> its module, from the COMMANDS of `__main__.py` ("train" ->
+    "cli/train"); none in a package without `__main__.py`."""
+    if not (REFERENCE / "__main__.py").is_file():
+        return {}
+    table = _commands_table((REFERENCE / "__main__.py").read_text(encoding="utf-8"))
+    return {ast.literal_eval(key): ast.literal_eval(value)[0].replace(".", "/")
+            for key, value in zip(table.keys, table.values)}
+
+
+def _commands_table(source: str) -> ast.Dict:
+    """The `COMMANDS = {…}` dict of `__main__.py`'s source, as a syntax tree."""
+    return next(node.value for node in ast.parse(source).body
+                if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", "") == "COMMANDS" for t in node.targets))
 
 
 def third_party(modules: Iterable[str]) -> set[str]:
@@ -222,8 +267,8 @@ def header(relative: str) -> str:
 
 def render_module(module: str, package: str) -> str:
     """The starter repo's copy of one module."""
-    source = (REFERENCE / relative(module)).read_text(encoding="utf-8")
-    return header(relative(module)) + rename(source, package)
+    source = (REFERENCE / f"{module}.py").read_text(encoding="utf-8")
+    return header(f"{module}.py") + rename(source, package)
 
 
 def render_main(package: str, modules: Iterable[str]) -> str:
@@ -234,16 +279,14 @@ def render_main(package: str, modules: Iterable[str]) -> str:
     """
     source = (REFERENCE / "__main__.py").read_text(encoding="utf-8")
     keep = set(modules)
-    commands = next(node.value for node in ast.parse(source).body
-                    if isinstance(node, ast.Assign)
-                    and any(getattr(t, "id", "") == "COMMANDS" for t in node.targets))
     drop: set[int] = set()
     previous_end = 0
-    for key, value in zip(commands.keys, commands.values):
+    table = _commands_table(source)
+    for key, value in zip(table.keys, table.values):
         if key is None or key.lineno == previous_end:
             raise NotImplementedError("__main__.py: one COMMANDS entry per line")
         previous_end = value.end_lineno
-        if ast.literal_eval(value)[0] not in keep:
+        if ast.literal_eval(value)[0].replace(".", "/") not in keep:
             drop.update(range(key.lineno, value.end_lineno + 1))
     lines = source.splitlines(keepends=True)
     kept = "".join(line for number, line in enumerate(lines, 1) if number not in drop)
@@ -276,7 +319,7 @@ def package_files(modules: Iterable[str], package: str,
     keeps; data files are copied byte for byte.
     """
     modules = list(modules)
-    files = {relative(m): render_module(m, package).encode() for m in modules}
+    files = {f"{m}.py": render_module(m, package).encode() for m in modules}
     files["__main__.py"] = render_main(package, commands).encode()
     files.update({p: (REFERENCE / p).read_bytes() for p in data_paths(modules)})
     return files

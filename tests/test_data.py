@@ -18,17 +18,14 @@ import torch
 
 from llm_reference import data
 from llm_reference.__main__ import main
+from llm_reference.cleaning import NearDuplicates, clean, normalize, word_shingles
 from llm_reference.compliance import SourceRecord
 from llm_reference.data import (
     Batches,
-    NearDuplicates,
-    clean,
     load_meta,
     load_tokenizer,
-    normalize,
     split_documents,
     token_dtype,
-    word_shingles,
     write_shards,
 )
 from llm_reference.errors import UserError

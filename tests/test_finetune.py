@@ -26,9 +26,11 @@ from llm_reference.checkpoint import list_checkpoints, load_model
 from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, prepare
 from llm_reference.errors import UserError
-from llm_reference.finetune import (
+from llm_reference.finetune_settings import FinetuneSettings
+from llm_reference.lora import load_adapters, merge_lora
+from llm_reference.model import GPT, ModelConfig
+from llm_reference.sft_data import (
     IGNORE_INDEX,
-    FinetuneSettings,
     batch_indices,
     docstring_conversation,
     function_docstrings,
@@ -39,8 +41,6 @@ from llm_reference.finetune import (
     split_held_out,
     stdlib_conversations,
 )
-from llm_reference.lora import load_adapters, merge_lora
-from llm_reference.model import GPT, ModelConfig
 from llm_reference.sources import stdlib_files
 from llm_reference.tokenizer import Tokenizer
 from llm_reference.train import train

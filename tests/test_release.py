@@ -19,7 +19,9 @@ from llm_reference.checkpoint import list_checkpoints, load_model
 from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, load_tokenizer, prepare
 from llm_reference.model import GPT, ModelConfig
-from llm_reference.release import pii_summary, release
+from llm_reference.model_card import compliance_section
+from llm_reference.release import release
+from llm_reference.rescan import pii_summary
 from llm_reference.tokenizer import Tokenizer
 from llm_reference.train import train
 
@@ -245,5 +247,5 @@ def test_pii_rescan_finds_what_was_not_redacted(tmp_path):
     assert summary["redaction"] is False
     counts = summary["rescan"]["counts"]
     assert counts["email"] == 20 and counts["ipv4"] == 20 and counts["phone"] == 20
-    card = release_module.compliance_section(summary)
+    card = compliance_section(summary)
     assert "was **off**" in card and "review before publishing" in card

@@ -71,7 +71,7 @@ def test_every_track_and_budget_preset_generates(tmp_path, track, budget):
     assert "run: make test" in (out / ".github/workflows/ci.yml").read_text()
     project = tomllib.loads((out / "pyproject.toml").read_text())
     assert project["project"]["name"] == "my-llm"
-    assert project["tool"]["setuptools"]["packages"] == ["my_llm"]
+    assert project["tool"]["setuptools"]["packages"] == ["my_llm", "my_llm.cli"]
     assert (out / "LICENSE").read_text().startswith("MIT License")
     assert "data/" in (out / ".gitignore").read_text()
     assert f"({track} track)" in (out / "COMPLIANCE.md").read_text()
@@ -83,11 +83,12 @@ def test_package_is_the_import_closure_of_the_track(repos):
     for track, out in repos.items():
         layout = generate.Layout.of(track)
         package = out / f"{track}_llm"
-        copied = sorted(p.relative_to(package).with_suffix("").as_posix().replace(
-            "/", ".") for p in package.rglob("*.py"))
+        copied = sorted(p.relative_to(package).with_suffix("").as_posix()
+                        for p in package.rglob("*.py"))
         assert copied == sorted([*layout.ours, "__main__"])
         assert {"model", "tokenizer", "data", "train", "generate", "checkpoint",
-                "evaluate", "plan", "cli.__init__", "cli.plan"} <= set(copied)
+                "evaluate", "plan", "cli/common", "cli/train", "cli/generate"
+                } <= set(copied)
         # the book's estimate cards stay with the book
         assert not any("node_estimate" in p.read_text() or "ESTIMATE" in
                        p.read_text() for p in package.rglob("*.py"))
@@ -104,14 +105,16 @@ def test_track_specific_parts_only_where_the_track_has_them(repos):
             assert all((out / p).exists() == (node in features) for p in paths), node
         for node, names in modules.NODE_MODULES.items():
             if node in features:
-                assert all((package / modules.relative(m)).is_file()
+                assert all((package / f"{m}.py").is_file()
                            for m in names), node
         has_serving = "serving" in nodes and modules.exists("serve")
         assert (package / "serve.py").is_file() == has_serving
         assert ("\nserve:" in (out / "Makefile").read_text()) == has_serving
-        assert ('"serve": ("serve"' in (package / "__main__.py").read_text()
+        assert (package / "cli" / "serve.py").is_file() == has_serving
+        assert ('"serve": ("cli.serve"' in (package / "__main__.py").read_text()
                 ) == has_serving
     assert not (repos["beginner"] / "beginner_llm" / "quantize.py").exists()
+    assert not (repos["beginner"] / "beginner_llm" / "cli" / "quantize.py").exists()
     assert (repos["researcher"] / "tests" / "test_finetune.py").is_file()
 
 
@@ -354,20 +357,30 @@ def test_closure_follows_lazy_imports_and_skips_type_checking(tmp_path, monkeypa
     assert modules.data_files(modules.closure(["a"])) == ["settings.json"]
 
 
-def test_closure_follows_modules_of_a_subpackage(tmp_path, monkeypatch):
+def test_closure_brings_the_commands_its_modules_complete(tmp_path, monkeypatch):
     package = {
-        "__init__.py": "", "a.py": "x = 1\n", "b.py": "import json\n",
-        "sub/__init__.py": "", "sub/n.py": "z = 1\n",
-        "sub/m.py": "from .. import a\nfrom ..b import json\nfrom .n import z\n",
+        "__init__.py": "", "errors.py": "", "serve.py": "",
+        "model.py": "from .errors import UserError\n",
+        "__main__.py": 'COMMANDS = {\n    "train": ("cli.train", "train"),\n'
+                       '    "serve": ("cli.serve", "serve"),\n'
+                       '    "plan": ("cli.plan", "plan"),\n}\n',
+        "cli/__init__.py": "",
+        "cli/common.py": "from ..errors import UserError\n",
+        "cli/train.py": "from .common import x\ndef run():\n    from .. import model\n",
+        "cli/serve.py": "from . import common\nfrom ..serve import app\n",
     }
     for name, text in package.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
     monkeypatch.setattr(modules, "REFERENCE", tmp_path)
-    assert modules.closure(["sub.m"]) == ["__init__", "a", "b", "sub.__init__",
-                                          "sub.m", "sub.n"]
-    assert modules.relative("sub.m") == "sub/m.py"
-    assert modules.render_module("sub.m", "pkg").startswith(modules.header("sub/m.py"))
+    assert modules.commands()["serve"] == "cli/serve"
+    assert modules.imports("cli/train")[0] == {"cli/common", "model"}
+    assert modules.closure(["model"]) == [  # serve.py is not in: no serve command
+        "__init__", "cli/__init__", "cli/common", "cli/train", "errors", "model"]
+    assert "cli/serve" in modules.closure(["model", "serve"])
+    main = modules.render_main("mine", modules.closure(["model"]))
+    assert '"train": ("cli.train"' in main and '"serve"' not in main
+    assert '"plan"' not in main  # its module does not exist
 
 
 def test_the_book_says_which_steps_a_track_includes():

@@ -25,18 +25,13 @@ from openai import OpenAI
 from llm_reference.__main__ import main
 from llm_reference.chat import encode_chat
 from llm_reference.checkpoint import load_model
+from llm_reference.cli.serve import is_loopback
 from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, prepare
+from llm_reference.engine import Engine, ServerSettings
 from llm_reference.generate import generate
 from llm_reference.model import GPT
-from llm_reference.serve import (
-    BackgroundServer,
-    Engine,
-    ServerSettings,
-    bind,
-    create_app,
-    is_loopback,
-)
+from llm_reference.serve import BackgroundServer, bind, create_app
 from llm_reference.train import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tokenizers import ByteLevelBPETokenizer
 from tokenizers import Tokenizer as HFTokenizer
 
+from llm_reference.bpe_merges import learn_merges, merge_pair
 from llm_reference.errors import UserError
 from llm_reference.tokenizer import (
     DEFAULT_SPECIAL_TOKENS,
@@ -26,8 +27,6 @@ from llm_reference.tokenizer import (
     Tokenizer,
     bytes_to_unicode,
     count_words,
-    learn_merges,
-    merge_pair,
 )
 from llm_reference.tokenizer_metrics import (
     bytes_per_token,

@@ -25,10 +25,11 @@ from llm_reference import plan, units
 from llm_reference.checkpoint import load_model
 from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, prepare
+from llm_reference.engine import Engine, ServerSettings
 from llm_reference.flops import count_parameters
 from llm_reference.memory import USABLE_MEMORY, kv_cache_bytes
 from llm_reference.model import ModelConfig
-from llm_reference.serve import BackgroundServer, Engine, ServerSettings, create_app
+from llm_reference.serve import BackgroundServer, create_app
 from llm_reference.train import train
 
 BOOK = {"timeout": 300, "seed": 0,

@@ -20,20 +20,11 @@ or file alone and it must define them all (`--part NAME` runs one part's checks)
 
 For the book: `NODES` maps each node id to its `Node` (title, protocol text,
 checks, `sections()` that the hints cite) and `command_for(node_id)` gives the
-command its checkpoint box prints.
+command its checkpoint box prints. The command line itself is `cli/check.py`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import textwrap
-import types
-from typing import Any
-
-import torch
-
-from ..errors import UserError
 from . import (
     attention,
     dataset,
@@ -47,10 +38,9 @@ from . import (
     stability,
     tokenizer,
 )
-from .runner import FAIL, PASS, SKIP, Node, Result, load_impl, run_node
+from .runner import Node, Result, run_node
 
-__all__ = ["NODES", "Node", "Result", "command_for", "configure_parser", "run",
-           "run_node"]
+__all__ = ["NODES", "Node", "Result", "command_for", "run_node"]
 
 NODES: dict[str, Node] = {m.node.id: m.node for m in (
     tokenizer, dataset, embeddings, attention, model, objective, pretraining,
@@ -64,107 +54,3 @@ def command_for(node_id: str) -> str:
     Raises KeyError for a roadmap node without checks (test with `in NODES`).
     """
     return NODES[node_id].command()
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("node", nargs="?", metavar="NODE",
-                        help=f"the roadmap step to check: {', '.join(NODES)}, or "
-                             "'all' (every node, on the reference)")
-    parser.add_argument("--impl", metavar="MODULE:ATTR",
-                        help="your implementation: module:attr (imported from the "
-                             "current folder), path/to/file.py:attr, or a module or "
-                             "file alone for a node with several parts; without it "
-                             "the reference is checked")
-    parser.add_argument("--part", action="append", default=[], metavar="NAME",
-                        help="only the checks of this part of a several-part node "
-                             "(e.g. --part lr_schedule); repeat for more")
-    parser.add_argument("--list", action="store_true",
-                        help="print the nodes (or NODE) with their protocols and "
-                             "checks, and exit")
-    parser.add_argument("--json", action="store_true",
-                        help="print the results as one JSON object instead of lines")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.list:
-        print(listing(selected(args.node) if args.node else list(NODES.values())))
-        return 0
-    if not args.node:
-        raise UserError(f"name a node to check ({', '.join(NODES)} or all), or "
-                        "--list to see them")
-    nodes = selected(args.node)
-    if args.node == "all" and (args.impl or args.part):
-        raise UserError("check all runs every node on the reference; to check your "
-                        "code, name one node: check NODE --impl module:attr")
-    check_parts(nodes[0], args.part)
-    impl = load_impl(args.impl) if args.impl else None
-    if impl is not None:
-        check_impl_shape(nodes[0], impl, args.impl)
-    torch.set_num_threads(1)  # tiny tensors: more threads only add overhead
-    report = {node.id: run_node(node, node.reference() if impl is None else impl,
-                                args.part) for node in nodes}
-    print(as_json(report) if args.json else as_text(report))
-    return 0 if all(r.status != FAIL for rs in report.values() for r in rs) else 1
-
-
-def selected(name: str) -> list[Node]:
-    if name == "all":
-        return list(NODES.values())
-    if name not in NODES:
-        raise UserError(f"unknown node {name!r}; the nodes with checks are "
-                        f"{', '.join(NODES)} (or all)")
-    return [NODES[name]]
-
-
-def check_parts(node: Node, parts: list[str]) -> None:
-    unknown = [p for p in parts if p not in node.parts]
-    if unknown:
-        known = ", ".join(node.parts) or "none: it is one function or class"
-        raise UserError(f"--part {unknown[0]}: the {node.id} node's parts are "
-                        f"{known}")
-
-
-def check_impl_shape(node: Node, impl: Any, spec: str) -> None:
-    """A several-part node needs an object holding the parts, usually a module;
-    a one-part node needs the function or class itself."""
-    if node.parts and not any(hasattr(impl, p) for p in node.parts):
-        raise UserError(f"--impl {spec} has none of {', '.join(node.parts)}: for the "
-                        f"{node.id} node give the module that defines them, e.g. "
-                        f"--impl {node.example}")
-    if not node.parts and isinstance(impl, types.ModuleType):
-        raise UserError(f"--impl {spec} is a module; for the {node.id} node name "
-                        f"the function or class in it, e.g. --impl {node.example}")
-
-
-def as_text(report: dict[str, list[Result]]) -> str:
-    lines = []
-    for node_id, results in report.items():
-        lines += [r.line() for r in results]
-        lines.append(f"{node_id}: " + summary(results))
-    return "\n".join(lines)
-
-
-def summary(results: list[Result]) -> str:
-    counts = [(sum(r.status == s for r in results), word)
-              for s, word in ((PASS, "passed"), (FAIL, "failed"), (SKIP, "skipped"))]
-    return ", ".join(f"{n} {word}" for n, word in counts if n or word == "passed")
-
-
-def as_json(report: dict[str, list[Result]]) -> str:
-    results = [r for rs in report.values() for r in rs]
-    return json.dumps({
-        "ok": all(r.status != FAIL for r in results),
-        "nodes": {node_id: [r.to_dict() for r in rs] for node_id, rs in report.items()},
-    }, indent=2, ensure_ascii=False)
-
-
-def listing(nodes: list[Node]) -> str:
-    blocks = []
-    for node in nodes:
-        checks = textwrap.fill(", ".join(c.name + (" (optional)" if c.optional else "")
-                                         for c in node.checks), width=84,
-                               initial_indent="    ", subsequent_indent="    ")
-        blocks.append(f"{node.id} — {node.title}\n  {node.command()}\n\n"
-                      f"{textwrap.indent(node.protocol.strip(), '    ')}\n\n"
-                      f"  checks:\n{checks}")
-    return "\n\n".join(blocks)

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from {{ cookiecutter.package_name }}.finetune import FinetuneSettings, finetune
+from {{ cookiecutter.package_name }}.finetune import finetune
+from {{ cookiecutter.package_name }}.finetune_settings import FinetuneSettings
 
 CHATS = [
     [{"role": "user", "content": f"What is {a} plus {b}?"},

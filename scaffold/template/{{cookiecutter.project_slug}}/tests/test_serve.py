@@ -4,8 +4,8 @@ import json
 import urllib.request
 
 from {{ cookiecutter.package_name }}.checkpoint import load_model
-from {{ cookiecutter.package_name }}.serve import (BackgroundServer, Engine,
-                                                  ServerSettings, create_app)
+from {{ cookiecutter.package_name }}.engine import Engine, ServerSettings
+from {{ cookiecutter.package_name }}.serve import BackgroundServer, create_app
 
 
 def post(url: str, body: dict) -> dict:

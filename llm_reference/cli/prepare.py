@@ -1,0 +1,131 @@
+"""`prepare`: collect, clean, scrub and tokenize a corpus into shards (`data.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .common import add_out
+
+
+def parse_bytes(value: str) -> int:
+    """'200000', '200k', '12M' or '1G' (powers of 1000) -> a number of bytes."""
+    units = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", value.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size like 200k or 12M")
+    return int(float(match[1]) * units[match[2]])
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source", action="append", metavar="SRC",
+        help="where text comes from (repeatable): 'stdlib' (default: this Python's "
+             "standard library sources and pydoc prose, offline, PSF-2.0), a file, "
+             "a folder, a glob such as 'notes/**/*.md', or an http(s) URL; .jsonl "
+             "files hold one document per line in a \"text\" field")
+    parser.add_argument(
+        "--sha256", action="append", default=[], metavar="HEX",
+        help="the expected sha256 of each URL source, in the order of the URLs; "
+             "a download that does not match is refused")
+    parser.add_argument(
+        "--license", action="append", default=[], metavar="SPDX",
+        help="license of the non-stdlib sources (e.g. CC-BY-4.0): once for all, or "
+             "once per source in order; undeclared is 'unknown' and the manifest warns")
+    parser.add_argument(
+        "--stdlib-tests", action="store_true",
+        help="also read the stdlib's test suites (about 19 MB more, full of fake "
+             "emails and IPs that redaction replaces)")
+    parser.add_argument(
+        "--vocab-size", type=int, default=8192,
+        help="tokenizer vocabulary size, including 256 byte tokens and the special "
+             "tokens (default: 8192)")
+    parser.add_argument(
+        "--pattern", choices=("gpt2", "gpt4"), default="gpt4",
+        help="the tokenizer's pre-tokenization regex (default: gpt4)")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.05,
+        help="share of documents held out for validation, chosen by a hash of each "
+             "document (default: 0.05)")
+    parser.add_argument(
+        "--max-bytes", type=parse_bytes, default=None, metavar="SIZE",
+        help="read at most SIZE bytes of text (e.g. 200k, 5M) for a quick run; "
+             "default: everything")
+    parser.add_argument(
+        "--near-dup-threshold", type=float, default=0.85,
+        help="drop a document whose 5-word shingles overlap an earlier one's by this "
+             "Jaccard similarity or more, estimated by MinHash LSH (default: 0.85)")
+    parser.add_argument(
+        "--no-near-dup", action="store_true",
+        help="keep near duplicates (exact duplicates are still dropped)")
+    parser.add_argument(
+        "--no-redact", action="store_true",
+        help="keep emails, public IPs, phone numbers and secrets as they are instead "
+             "of replacing them by placeholders such as [EMAIL]")
+    parser.add_argument(
+        "--shard-tokens", type=int, default=100_000_000,
+        help="most tokens per shard file (default: 100M)")
+    parser.add_argument(
+        "--workers", type=int, default=2,
+        help="processes that encode text in parallel; the output does not depend "
+             "on it (default: 2)")
+    parser.add_argument(
+        "--seed", type=int, default=1337,
+        help="seed of the train/val split (default: 1337)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="where downloads are kept (default: ~/.cache/llm_reference/downloads)")
+    add_out(parser, "output folder for shards, tokenizer.json, manifest.json and "
+                    "meta.json (default: data/stdlib)", default="data/stdlib")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import compliance
+    from ..data import PrepareSettings, prepare
+
+    settings = PrepareSettings(
+        sources=tuple(args.source or ["stdlib"]), licenses=tuple(args.license),
+        sha256s=tuple(args.sha256), stdlib_tests=args.stdlib_tests,
+        vocab_size=args.vocab_size, pattern=args.pattern,
+        val_fraction=args.val_fraction, max_bytes=args.max_bytes,
+        near_dup_threshold=None if args.no_near_dup else args.near_dup_threshold,
+        redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens)
+    out = Path(args.out)
+    result = prepare(settings, out, workers=args.workers, cache_dir=args.cache_dir,
+                     verbose=sys.stderr.isatty())
+    for warning in compliance.license_warnings(result["records"]):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(format_summary(result, out))
+    return 0
+
+
+def format_summary(result: dict, out: Path) -> str:
+    """The table `prepare` prints: one row per source, then tokens and times."""
+    header = ("source", "license", "docs", "MB", "empty", "exact", "near",
+              "redacted", "kept")
+    rows = [header]
+    for r in result["records"]:
+        rows.append((r.id, r.license, r.documents, f"{r.bytes / 1e6:.2f}", r.empty,
+                     r.exact_duplicates, r.near_duplicates, sum(r.redacted.values()),
+                     r.kept_documents))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w)
+                       for i, (v, w) in enumerate(zip(row, widths))) for row in rows]
+    redacted = sum((r.redacted for r in result["records"]), Counter())
+    meta, seconds = result["meta"], result["seconds"]
+    lines += [
+        "redacted: " + (", ".join(f"{k} {v}" for k, v in sorted(redacted.items()))
+                        or "nothing"),
+        f"tokens: train {meta['train_tokens']:,} ({len(meta['shards']['train'])} "
+        f"shard(s), {meta['documents']['train']} docs), val {meta['val_tokens']:,} "
+        f"({len(meta['shards']['val'])} shard(s), {meta['documents']['val']} docs); "
+        f"vocab {meta['vocab_size']}, {meta['dtype']}",
+        f"time: {seconds['total']:.1f} s (read+clean {seconds['read_clean']:.1f}, "
+        f"tokenizer {seconds['tokenizer']:.1f}, encode+write "
+        f"{seconds['encode_write']:.1f})",
+        f"wrote {out}/: meta.json, tokenizer.json, manifest.json, shards",
+    ]
+    return "\n".join(lines)

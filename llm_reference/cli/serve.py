@@ -1,0 +1,74 @@
+"""`serve`: an OpenAI-compatible HTTP server for a run (`serve.py`, `engine.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+from .common import add_device, add_run, resolve_device
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_run(parser)
+    parser.add_argument("--step", type=int, metavar="N",
+                        help="serve the checkpoint of step N (default: the latest)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine "
+                             "only; 0.0.0.0 exposes the server to the network: set "
+                             "an API key)")
+    parser.add_argument("--port", type=int, default=8000,
+                        help="port to listen on; 0 picks a free one (default: 8000)")
+    parser.add_argument("--api-key", default=os.environ.get("LLM_API_KEY"),
+                        help="require 'Authorization: Bearer KEY' on /v1 requests "
+                             "(default: the LLM_API_KEY environment variable, which "
+                             "unlike this option is not visible in `ps`)")
+    parser.add_argument("--max-tokens-cap", type=int, default=512, metavar="N",
+                        help="the most tokens one request may generate; larger "
+                             "max_tokens get 400 (default: 512)")
+    parser.add_argument("--max-concurrency", type=int, default=4, metavar="N",
+                        help="generations running at once; more requests get 429 "
+                             "with Retry-After (default: 4)")
+    parser.add_argument("--model-name", metavar="NAME",
+                        help="the model id clients pass as `model` (default: the "
+                             "run folder's name)")
+    add_device(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
+    from ..engine import Engine, ServerSettings
+    from ..serve import bind, create_app, uvicorn_server
+
+    device = resolve_device(args.device)
+    settings = ServerSettings(
+        model_name=args.model_name or Path(args.run).resolve().name,
+        max_tokens_cap=args.max_tokens_cap, max_concurrency=args.max_concurrency,
+        api_key=args.api_key or None)
+    settings.check()
+    if not is_loopback(args.host) and settings.api_key is None:
+        print(f"warning: listening on {args.host} without an API key: anyone who can "
+              "reach this port can use the model; set LLM_API_KEY", file=sys.stderr)
+    model, tokenizer, state = load_model(args.run, args.step, device=str(device))
+    engine = Engine(model, tokenizer, settings)
+    sock = bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    print(f"serving {settings.model_name!r} (step {state['step']}, {device}) at "
+          f"http://{host}:{port}/v1", flush=True)
+    try:
+        uvicorn_server(create_app(engine)).run(sockets=[sock])
+    finally:
+        engine.close()
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
