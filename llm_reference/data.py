@@ -21,10 +21,8 @@ that knows its step sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
-import multiprocessing
 import re
 import sys
 import tempfile
@@ -33,16 +31,17 @@ import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 import regex
-from tqdm import tqdm
 
-from . import compliance
-from .atomic import atomic_open, write_json
+from . import compliance, encoding, shards
+from .atomic import write_json
 from .compliance import SourceRecord
+from .encoding import EOT, Encoder
 from .errors import UserError
+from .progress import Progress
 from .sources import Document, Source, file_sha256, open_sources
 from .tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
@@ -50,8 +49,9 @@ if TYPE_CHECKING:
     import torch
     from datasketch import MinHash
 
-EOT = "<|endoftext|>"
-SHARD_NAME = re.compile(r"(train|val)_\d{3}\.bin")
+# Text the tokenizer learns from: enough for stable merges at a 50k vocabulary, and
+# it bounds the memory of training (a word-count table) on corpora of any size.
+TOKENIZER_SAMPLE_BYTES = 200_000_000
 
 # --- read -------------------------------------------------------------------------
 
@@ -184,118 +184,36 @@ def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
 # --- split ------------------------------------------------------------------------
 
 
+def in_val(doc: Document, val_fraction: float, seed: int) -> bool:
+    """Whether `doc` goes to val: a hash of (seed, text), uniform in [0, 1), below
+    `val_fraction`. It does not depend on any other document, so adding a source
+    never moves a document from val into train, and a stream can be split as it
+    flows."""
+    return _unit(doc, seed) < val_fraction
+
+
+def _unit(doc: Document, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}\0{doc.text}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def split_documents(docs: list[Document], val_fraction: float,
                     seed: int) -> tuple[list[Document], list[Document]]:
-    """Send each document to val with probability `val_fraction`, decided by a hash.
+    """Split a corpus that fits in memory by `in_val`; never leave val empty.
 
-    A hash of (seed, text) instead of a shuffle: a document's split does not depend
-    on the other documents, so adding a source never moves a document from val into
-    train. Whole documents go one way, so val text is never seen in training. If the
-    hash sends none to val, the document with the smallest hash goes.
+    Whole documents go one way, so val text is never seen in training. If the hash
+    sends none to val, the document with the smallest hash goes.
     """
-    def unit(doc: Document) -> float:  # uniform in [0, 1)
-        digest = hashlib.sha256(f"{seed}\0{doc.text}".encode("utf-8")).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
-
-    keys = [unit(doc) for doc in docs]
-    in_val = [key < val_fraction for key in keys]
-    if val_fraction > 0 and not any(in_val) and len(docs) > 1:
-        in_val[keys.index(min(keys))] = True
-    train = [doc for doc, v in zip(docs, in_val) if not v]
-    val = [doc for doc, v in zip(docs, in_val) if v]
+    keys = [_unit(doc, seed) for doc in docs]
+    to_val = [key < val_fraction for key in keys]
+    if val_fraction > 0 and not any(to_val) and len(docs) > 1:
+        to_val[keys.index(min(keys))] = True
+    train = [doc for doc, v in zip(docs, to_val) if not v]
+    val = [doc for doc, v in zip(docs, to_val) if v]
     if val_fraction > 0 and not (train and val):
         raise UserError(f"{len(docs)} document(s) left after cleaning: too few to "
                         "split into train and val; add text or pass --val-fraction 0")
     return train, val
-
-
-# --- tokenize ---------------------------------------------------------------------
-
-_worker_tokenizer: Tokenizer | None = None  # each encoding process loads its own
-
-
-def _load_tokenizer(path: str) -> None:
-    global _worker_tokenizer
-    _worker_tokenizer = Tokenizer.load(path)
-
-
-def _encode_chunk(texts: list[str]) -> np.ndarray:
-    """Token ids of some documents, each preceded by <|endoftext|>."""
-    eot = _worker_tokenizer.special_tokens[EOT]
-    ids: list[int] = []
-    for text in texts:
-        ids.append(eot)
-        ids.extend(_worker_tokenizer.encode(text))  # special tokens in text: plain text
-    return np.array(ids, dtype=np.uint32)
-
-
-def _chunks(texts: list[str], chunk_bytes: int) -> Iterator[list[str]]:
-    chunk, size = [], 0
-    for text in texts:
-        chunk.append(text)
-        size += len(text)
-        if size >= chunk_bytes:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
-@contextlib.contextmanager
-def encoder_pool(tokenizer_file: Path, workers: int) -> Iterator[Callable]:
-    """An ordered `map` that runs `_encode_chunk` in `workers` processes.
-
-    Each worker loads the tokenizer once (`initializer`). `imap` hands chunks to
-    free workers but returns results in input order, so the output is the same for
-    any number of workers. "spawn" starts clean processes on every platform.
-    """
-    if workers <= 1:
-        _load_tokenizer(str(tokenizer_file))
-        yield map
-        return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_load_tokenizer,
-                      initargs=(str(tokenizer_file),)) as pool:
-        yield pool.imap
-
-
-def encode_documents(texts: list[str], imap: Callable = map,
-                     chunk_bytes: int = 1 << 18) -> Iterator[np.ndarray]:
-    """Yield the token ids of `texts`, in order, in chunks of about `chunk_bytes`."""
-    chunks = list(_chunks(texts, chunk_bytes))
-    with tqdm(total=sum(map(len, texts)), unit="B", unit_scale=True, desc="encode",
-              file=sys.stderr, disable=None, leave=False) as bar:
-        for chunk, ids in zip(chunks, imap(_encode_chunk, chunks)):
-            bar.update(sum(map(len, chunk)))
-            yield ids
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """The smallest unsigned integer that holds every token id, little-endian."""
-    return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
-
-
-def write_shards(out_dir: Path, split: str, chunks: Iterable[np.ndarray],
-                 dtype: np.dtype, shard_tokens: int) -> list[dict]:
-    """Stream token arrays into `{split}_000.bin`, `{split}_001.bin`, …
-
-    Each shard holds at most `shard_tokens` tokens, as raw integers of `dtype`, so it
-    can be memory-mapped and sliced without reading it. `atomic_open` writes each one
-    under a temporary name and renames it only when complete.
-    """
-    chunks = (chunk for chunk in chunks if chunk.size)
-    pending = next(chunks, None)  # tokens not yet written
-    shards: list[dict] = []
-    while pending is not None:
-        name, count = f"{split}_{len(shards):03d}.bin", 0
-        with atomic_open(out_dir / name, "wb") as f:
-            while pending is not None and count < shard_tokens:
-                room = shard_tokens - count
-                f.write(pending[:room].astype(dtype).tobytes())
-                count += min(room, pending.size)
-                pending = pending[room:] if pending.size > room else next(chunks, None)
-        shards.append({"file": name, "tokens": count})
-    return shards
 
 
 # --- prepare ----------------------------------------------------------------------
@@ -317,6 +235,10 @@ class PrepareSettings:
     redact: bool = True
     seed: int = 1337
     shard_tokens: int = 100_000_000
+    text_column: str = "text"  # of .jsonl, .parquet and .arrow sources
+    encoder: Encoder = "python"  # or "hf": the same ids, many times faster
+    tokens: int | None = None  # stop once the train split holds this many
+    tokenizer_sample_bytes: int = TOKENIZER_SAMPLE_BYTES
 
     def check(self) -> None:
         """Reject bad values before any work is done."""
@@ -330,10 +252,12 @@ class PrepareSettings:
         if self.near_dup_threshold is not None and not 0 < self.near_dup_threshold <= 1:
             raise UserError(f"--near-dup-threshold {self.near_dup_threshold} must be "
                             "in (0, 1]")
-        if self.max_bytes is not None and self.max_bytes <= 0:
-            raise UserError(f"--max-bytes {self.max_bytes} must be positive")
-        if self.shard_tokens <= 0:
-            raise UserError(f"--shard-tokens {self.shard_tokens} must be positive")
+        for name in ("max_bytes", "tokens", "tokenizer_sample_bytes", "shard_tokens"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} {value} must be positive")
+        if self.encoder not in ("python", "hf"):
+            raise UserError(f"--encoder {self.encoder!r} must be 'python' or 'hf'")
         if self.seed < 0:
             raise UserError(f"--seed {self.seed} must be >= 0")
         if not self.sources:
@@ -349,73 +273,172 @@ def _check_writable(out: Path) -> None:
                         "choose a writable --out") from None
 
 
-def tokenize_to_shards(out: Path, tokenizer: Tokenizer,
-                       splits: dict[str, list[Document]], shard_tokens: int,
-                       workers: int) -> dict[str, list[dict]]:
-    """Save the tokenizer, encode each split into shards, delete stale shards."""
-    tokenizer.save(out / "tokenizer.json")
-    dtype = token_dtype(tokenizer.vocab_size)
-    shards = {}
-    with encoder_pool(out / "tokenizer.json", workers) as imap:
-        for split, docs in splits.items():
-            tokens = encode_documents([d.text for d in docs], imap)
-            shards[split] = write_shards(out, split, tokens, dtype, shard_tokens)
-    written = {s["file"] for split_shards in shards.values() for s in split_shards}
-    for path in out.iterdir():  # shards left by an earlier, larger prepare
-        if SHARD_NAME.fullmatch(path.name) and path.name not in written:
-            path.unlink()
-    return shards
+def cleaned_documents(sources: list[Source], settings: PrepareSettings
+                      ) -> tuple[dict[str, SourceRecord], Iterator[Document]]:
+    """Fresh source records and the read -> clean stream that fills them in."""
+    records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
+               for s in sources}
+    documents = read_documents(sources, records, settings.max_bytes)
+    return records, clean(documents, records, settings.near_dup_threshold,
+                          settings.redact)
+
+
+def sample_documents(documents: Iterator[Document], sample_bytes: int
+                     ) -> tuple[list[Document], bool]:
+    """The first documents, up to `sample_bytes` of text, and whether that was all."""
+    sample, size = [], 0
+    for doc in documents:
+        sample.append(doc)
+        size += len(doc.text)
+        if size >= sample_bytes:
+            return sample, False
+    return sample, True
+
+
+def encode_splits(out: Path, splits: Iterable[tuple[str, Document]],
+                  settings: PrepareSettings, vocab_size: int, fingerprint: str,
+                  workers: int, total_bytes: int | None
+                  ) -> tuple[dict[str, list[dict]], Counter]:
+    """Encode (split, document) pairs into shards, resuming from `progress.json`;
+    return each split's shards and its number of documents.
+
+    Chunks before a split's saved position are not encoded again (the documents are
+    still read and cleaned: deduplication must see them). `--tokens` stops the
+    reading as soon as the train split is full.
+    """
+    positions = shards.load_progress(out, fingerprint)
+    shards.remove_leftovers(out, {s["file"] for p in positions.values()
+                                  for s in p.shards})
+    dtype = shards.token_dtype(vocab_size)
+    writers = {split: shards.ShardWriter(out, split, dtype, settings.shard_tokens,
+                                         positions.get(split),
+                                         settings.tokens if split == "train" else None)
+               for split in ("train", "val")}
+
+    documents = Counter()
+
+    def numbered() -> Iterator[tuple[tuple[int, list[str], int], list[str]]]:
+        """Chunks of documents, in order, numbered; skip those already written."""
+        pairs = ((split, doc.text) for split, doc in splits)
+        for number, chunk in enumerate(encoding.chunks(pairs, lambda p: len(p[1]))):
+            names, texts = [s for s, _ in chunk], [t for _, t in chunk]
+            if all(number < w.position.chunk for w in writers.values()):
+                documents.update(names)  # all in shards already
+            else:
+                yield (number, names, sum(map(len, texts))), texts
+
+    pool = encoding.encoder_pool(str(out / "tokenizer.json"), settings.encoder,
+                                 workers)
+    progress = Progress(total_bytes)
+    try:
+        for (number, names, size), (ids, lengths) in encoding.ordered_map(
+                encoding.encode_chunk, numbered(), pool, window=2 * workers + 2):
+            in_train = np.repeat(np.array(names) == "train", lengths)  # (ids,)
+            finished = [writers["train"].add(number, ids[in_train]),
+                        writers["val"].add(number, ids[~in_train])]
+            if any(finished):
+                shards.save_progress(out, fingerprint, writers)
+            documents.update(names)
+            progress.update(size, ids.size)
+            if writers["train"].full:
+                break
+        return ({split: writer.finish() for split, writer in writers.items()},
+                documents)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.terminate()
 
 
 def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
             cache_dir: Path | None = None, verbose: bool = False) -> dict:
-    """Run the whole pipeline into `out`; return meta.json, source records, timings."""
+    """Run the whole pipeline into `out`; return meta.json, source records, timings.
+
+    The tokenizer learns from the first `tokenizer_sample_bytes` of cleaned text.
+    A corpus that fits in that sample is split in memory (`split_documents`); a
+    larger one is read a second time and split as it streams past (`in_val`).
+    """
     settings.check()
     start = time.perf_counter()
     sources = open_sources(list(settings.sources), list(settings.sha256s),
-                           list(settings.licenses), settings.stdlib_tests, cache_dir)
+                           list(settings.licenses), settings.stdlib_tests, cache_dir,
+                           settings.text_column)
     _check_writable(out)
-    records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
-               for s in sources}
-    documents = read_documents(sources, records, settings.max_bytes)
-    docs = list(clean(tqdm(documents, desc="read+clean", unit="doc", file=sys.stderr,
-                           disable=None, leave=False), records,
-                      settings.near_dup_threshold, settings.redact))
-    if not docs:
+    records, documents = cleaned_documents(sources, settings)
+    sample, whole = sample_documents(documents, settings.tokenizer_sample_bytes)
+    if not sample:
         raise UserError("no text left after cleaning: every document was empty or "
                         "a duplicate; check --source (and --max-bytes)")
-    train, val = split_documents(docs, settings.val_fraction, settings.seed)
+    if whole:
+        train, val = split_documents(sample, settings.val_fraction, settings.seed)
+        splits = [("train", d) for d in train] + [("val", d) for d in val]
+    else:
+        train = [d for d in sample
+                 if not in_val(d, settings.val_fraction, settings.seed)]
+        records, documents = cleaned_documents(sources, settings)  # read again
+        splits = (("val" if in_val(d, settings.val_fraction, settings.seed)
+                   else "train", d) for d in documents)
     cleaned = time.perf_counter()
 
-    tokenizer = Tokenizer.train([d.text for d in train], settings.vocab_size,
-                                pattern=settings.pattern, verbose=verbose)
+    settings_hash = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True)
+                                   .encode("utf-8")).hexdigest()
+    tokenizer = _resumable_tokenizer(out, settings_hash)
+    if tokenizer is None:
+        (out / shards.PROGRESS).unlink(missing_ok=True)
+        tokenizer = Tokenizer.train([d.text for d in train], settings.vocab_size,
+                                    pattern=settings.pattern, verbose=verbose)
+    del sample, train
     trained = time.perf_counter()
     (out / "meta.json").unlink(missing_ok=True)  # the folder changes: incomplete now
-    shards = tokenize_to_shards(out, tokenizer, {"train": train, "val": val},
-                                settings.shard_tokens, workers)
+    tokenizer.save(out / "tokenizer.json")
+    fingerprint = f"{settings_hash}:{file_sha256(out / 'tokenizer.json')}"
+    total = sum(f.stat().st_size for s in sources for f in s.files)
+    written, documents = encode_splits(out, splits, settings, tokenizer.vocab_size,
+                                       fingerprint, workers,
+                                       settings.max_bytes or total)
+    if settings.val_fraction > 0 and not written["val"]:
+        raise UserError("the val split came out empty; raise --val-fraction or "
+                        "--tokens")
     outputs = {name: file_sha256(out / name) for name in
-               ["tokenizer.json", *(s["file"] for v in shards.values() for s in v)]}
+               ["tokenizer.json", *(s["file"] for v in written.values() for s in v)]}
     write_json(out / "manifest.json", compliance.build_manifest(
         list(records.values()), asdict(settings), outputs))
     meta = {
         "format": "llm-reference-data/1",
         "vocab_size": tokenizer.vocab_size,
-        "dtype": token_dtype(tokenizer.vocab_size).name,
+        "dtype": shards.token_dtype(tokenizer.vocab_size).name,
         "eot_id": tokenizer.special_tokens[EOT],
         "special_tokens": tokenizer.special_tokens,
         "pattern": settings.pattern,
         "tokenizer": "tokenizer.json",
         "manifest": "manifest.json",
-        "documents": {"train": len(train), "val": len(val)},
-        "train_tokens": sum(s["tokens"] for s in shards["train"]),
-        "val_tokens": sum(s["tokens"] for s in shards["val"]),
-        "shards": shards,
+        "documents": {"train": documents["train"], "val": documents["val"]},
+        "train_tokens": sum(s["tokens"] for s in written["train"]),
+        "val_tokens": sum(s["tokens"] for s in written["val"]),
+        "shards": written,
     }
     write_json(out / "meta.json", meta)  # last: its presence means "complete"
+    (out / shards.PROGRESS).unlink(missing_ok=True)
     end = time.perf_counter()
     return {"meta": meta, "records": list(records.values()), "seconds": {
         "read_clean": cleaned - start, "tokenizer": trained - cleaned,
         "encode_write": end - trained, "total": end - start}}
+
+
+def _resumable_tokenizer(out: Path, settings_hash: str) -> Tokenizer | None:
+    """The tokenizer of an interrupted run with the same settings, if any."""
+    try:
+        saved = json.loads((out / shards.PROGRESS).read_text(encoding="utf-8"))
+        same, sha = saved["fingerprint"].split(":")
+        if same == settings_hash and file_sha256(out / "tokenizer.json") == sha:
+            return Tokenizer.load(out / "tokenizer.json")
+    except (OSError, ValueError, KeyError, UserError):
+        pass
+    return None
 
 
 # --- load -------------------------------------------------------------------------
@@ -513,11 +536,20 @@ class Batches:
 
 
 def parse_bytes(value: str) -> int:
-    """'200000', '200k', '12M' or '1G' (powers of 1000) -> a number of bytes."""
+    """'200000', '200k', '12M' or '1G' (powers of 1000) -> a number (of bytes)."""
     units = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", value.strip().lower())
     if not match:
         raise argparse.ArgumentTypeError(f"{value!r} is not a size like 200k or 12M")
+    return int(float(match[1]) * units[match[2]])
+
+
+def parse_count(value: str) -> int:
+    """'50000', '50k', '20M', '5B' or '1T' (B: billion) -> a number of tokens."""
+    units = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmbgt]?)", value.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a count like 50M or 5B")
     return int(float(match[1]) * units[match[2]])
 
 
@@ -526,8 +558,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--source", action="append", metavar="SRC",
         help="where text comes from (repeatable): 'stdlib' (default: this Python's "
              "standard library sources and pydoc prose, offline, PSF-2.0), a file, "
-             "a folder, a glob such as 'notes/**/*.md', or an http(s) URL; .jsonl "
-             "files hold one document per line in a \"text\" field")
+             "a folder, a glob such as 'data/*.parquet', or an http(s) URL; "
+             ".jsonl(.gz/.zst), .parquet and .arrow files hold one document per "
+             "line or row (see --text-column)")
+    parser.add_argument(
+        "--text-column", default="text", metavar="NAME",
+        help="the JSON field or table column that holds the text (default: text)")
     parser.add_argument(
         "--sha256", action="append", default=[], metavar="HEX",
         help="the expected sha256 of each URL source, in the order of the URLs; "
@@ -568,7 +604,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "of replacing them by placeholders such as [EMAIL]")
     parser.add_argument(
         "--shard-tokens", type=int, default=100_000_000,
-        help="most tokens per shard file (default: 100M)")
+        help="tokens per shard file, the last one fewer; a killed prepare resumes "
+             "from its last complete shard (default: 100M)")
+    parser.add_argument(
+        "--tokens", type=parse_count, default=None, metavar="N",
+        help="stop reading once the train split holds N tokens (e.g. 50M, 5B): "
+             "a large source is read only as far as needed; default: everything")
+    parser.add_argument(
+        "--tokenizer-sample", type=parse_bytes, default=TOKENIZER_SAMPLE_BYTES,
+        metavar="SIZE", help="train the tokenizer on the first SIZE of cleaned "
+        "text (default: 200M); a larger corpus is then read a second time")
+    parser.add_argument(
+        "--encoder", choices=("python", "hf"), default="python",
+        help="python: our tokenizer (the book's code); hf: the same tokenizer.json "
+             "in Hugging Face tokenizers, same ids, many times faster")
     parser.add_argument(
         "--workers", type=int, default=2,
         help="processes that encode text in parallel; the output does not depend "
@@ -592,7 +641,9 @@ def run(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size, pattern=args.pattern,
         val_fraction=args.val_fraction, max_bytes=args.max_bytes,
         near_dup_threshold=None if args.no_near_dup else args.near_dup_threshold,
-        redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens)
+        redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens,
+        text_column=args.text_column, encoder=args.encoder, tokens=args.tokens,
+        tokenizer_sample_bytes=args.tokenizer_sample)
     result = prepare(settings, args.out, workers=args.workers,
                      cache_dir=args.cache_dir, verbose=sys.stderr.isatty())
     for warning in compliance.license_warnings(result["records"]):

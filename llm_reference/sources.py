@@ -10,8 +10,9 @@ inside that source. Three kinds of source share one pipeline:
 - a URL pinned by sha256: downloaded once into a cache folder, resumed if interrupted,
   and refused if its checksum differs from the pin.
 
-A plain file is one document; a `.jsonl` file holds one document per line, in its
-`"text"` field (the usual layout of web corpora).
+A plain file is one document; JSON Lines (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`) and
+tables (`.parquet`, `.arrow`) hold many, one per line or row, in a text field or column
+(`"text"` unless told otherwise): `readers` streams them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import glob
 import hashlib
 import http.client
 import io
-import json
 import os
 import sys
 import sysconfig
@@ -34,6 +34,7 @@ from typing import Iterator, Literal
 
 from tqdm import tqdm
 
+from . import readers
 from .errors import UserError
 
 STDLIB_LICENSE = "PSF-2.0"
@@ -69,6 +70,7 @@ class Source:
     root: Path | None = None  # document paths are relative to this folder
     sha256: str | None = None  # the pin of a URL source
     skipped: list[str] = field(default_factory=list)  # files that are not text
+    text_column: str = "text"  # the field or column of multi-document files
 
     def documents(self) -> Iterator[Document]:
         """Yield this source's documents, always in the same order."""
@@ -81,10 +83,11 @@ class Source:
         name = path.relative_to(self.root).as_posix() if self.root else str(path)
         if self.kind == "url":
             name = Path(urllib.parse.urlparse(self.id).path).name or path.name
-        raw = path.read_bytes()
-        if path.suffix == ".jsonl":
-            yield from _jsonl_documents(raw, self.id, name)
+        if readers.is_multi_document(path):
+            for text, row in readers.read_documents(path, self.text_column):
+                yield Document(text, self.id, f"{name}:{row}")
             return
+        raw = path.read_bytes()
         text = _decode_python(raw) if self.kind == "stdlib" else _decode_text(raw)
         if text is None:
             self.skipped.append(name)
@@ -108,20 +111,6 @@ def _decode_python(raw: bytes) -> str | None:
         return raw.decode(encoding)
     except (SyntaxError, UnicodeDecodeError):
         return None
-
-
-def _jsonl_documents(raw: bytes, source: str, name: str) -> Iterator[Document]:
-    for number, line in enumerate(raw.splitlines(), start=1):  # bytes: \n, \r only
-        if not line.strip():
-            continue
-        try:
-            text = json.loads(line)["text"]
-        except (ValueError, KeyError, TypeError):  # not UTF-8 JSON, or no "text"
-            text = None
-        if not isinstance(text, str):
-            raise UserError(f"{name}:{number}: expected a JSON object with a "
-                            '"text" string on every line of a .jsonl file')
-        yield Document(text, source, f"{name}:{number}")
 
 
 # --- the standard library ---------------------------------------------------------
@@ -273,6 +262,7 @@ def open_sources(
     licenses: list[str] | None = None,
     include_tests: bool = False,
     cache_dir: Path | None = None,
+    text_column: str = "text",
 ) -> list[Source]:
     """Turn `--source` values into `Source`s, downloading URLs first.
 
@@ -304,10 +294,12 @@ def open_sources(
             sources.append(Source("stdlib", "stdlib", STDLIB_LICENSE, files, root))
         elif is_url(spec):
             path = download(spec, pins[spec], cache_dir)
-            sources.append(Source(spec, "url", license_, [path], sha256=pins[spec]))
+            sources.append(Source(spec, "url", license_, [path], sha256=pins[spec],
+                                  text_column=text_column))
         else:
             root, files = local_files(spec)
-            sources.append(Source(spec, "local", license_, files, root))
+            sources.append(Source(spec, "local", license_, files, root,
+                                  text_column=text_column))
     return sources
 
 
