@@ -41,6 +41,7 @@ from .atomic import write_json
 from .compliance import SourceRecord
 from .encoding import EOT, Encoder
 from .errors import UserError
+from .filters import QualityReport
 from .progress import Progress
 from .sources import Document, Source, file_sha256, open_sources
 from .tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
@@ -152,12 +153,17 @@ class NearDuplicates:
 
 
 def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
-          near_dup_threshold: float | None = 0.85,
-          redact: bool = True) -> Iterator[Document]:
-    """Normalize, drop empty and duplicate documents, redact PII; count everything.
+          near_dup_threshold: float | None = 0.85, redact: bool = True,
+          quality: QualityReport | None = None) -> Iterator[Document]:
+    """Normalize, drop empty, duplicate and (with `quality`) low-quality documents,
+    redact PII; count everything.
 
     The first copy of a document is kept, so the result depends on source order
     (which is fixed). Duplicates go before redaction: we only scrub what we keep.
+    Memory grows with the documents kept: about 100 bytes each for the exact-
+    duplicate set, and about 2.5 kB each for near-duplicate signatures (256 64-bit
+    MinHash values plus their LSH buckets): 2.5 GB per million documents, so pass
+    --no-near-dup for larger corpora (or deduplicate per --slice).
     """
     seen: set[bytes] = set()
     near = NearDuplicates(near_dup_threshold) if near_dup_threshold else None
@@ -169,6 +175,8 @@ def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
             record.empty += 1
         elif digest in seen:
             record.exact_duplicates += 1
+        elif quality is not None and not quality.check(text):
+            continue  # counted in the quality report
         elif near is not None and near.is_duplicate(text):
             record.near_duplicates += 1
         else:
@@ -239,6 +247,7 @@ class PrepareSettings:
     encoder: Encoder = "python"  # or "hf": the same ids, many times faster
     tokens: int | None = None  # stop once the train split holds this many
     tokenizer_sample_bytes: int = TOKENIZER_SAMPLE_BYTES
+    quality_filters: bool = False  # prose heuristics (filters.py); code fails them
 
     def check(self) -> None:
         """Reject bad values before any work is done."""
@@ -274,13 +283,16 @@ def _check_writable(out: Path) -> None:
 
 
 def cleaned_documents(sources: list[Source], settings: PrepareSettings
-                      ) -> tuple[dict[str, SourceRecord], Iterator[Document]]:
-    """Fresh source records and the read -> clean stream that fills them in."""
+                      ) -> tuple[dict[str, SourceRecord], QualityReport | None,
+                                 Iterator[Document]]:
+    """Fresh source records, quality report and the read -> clean stream that fills
+    them in."""
     records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
                for s in sources}
+    quality = QualityReport() if settings.quality_filters else None
     documents = read_documents(sources, records, settings.max_bytes)
-    return records, clean(documents, records, settings.near_dup_threshold,
-                          settings.redact)
+    return records, quality, clean(documents, records, settings.near_dup_threshold,
+                                   settings.redact, quality)
 
 
 def sample_documents(documents: Iterator[Document], sample_bytes: int
@@ -368,7 +380,7 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
                            list(settings.licenses), settings.stdlib_tests, cache_dir,
                            settings.text_column)
     _check_writable(out)
-    records, documents = cleaned_documents(sources, settings)
+    records, quality, documents = cleaned_documents(sources, settings)
     sample, whole = sample_documents(documents, settings.tokenizer_sample_bytes)
     if not sample:
         raise UserError("no text left after cleaning: every document was empty or "
@@ -379,7 +391,7 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     else:
         train = [d for d in sample
                  if not in_val(d, settings.val_fraction, settings.seed)]
-        records, documents = cleaned_documents(sources, settings)  # read again
+        records, quality, documents = cleaned_documents(sources, settings)  # again
         splits = (("val" if in_val(d, settings.val_fraction, settings.seed)
                    else "train", d) for d in documents)
     cleaned = time.perf_counter()
@@ -405,8 +417,10 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
                         "--tokens")
     outputs = {name: file_sha256(out / name) for name in
                ["tokenizer.json", *(s["file"] for v in written.values() for s in v)]}
-    write_json(out / "manifest.json", compliance.build_manifest(
-        list(records.values()), asdict(settings), outputs))
+    manifest = compliance.build_manifest(list(records.values()), asdict(settings),
+                                         outputs)
+    manifest["quality_filters"] = quality.to_dict() if quality else "off"
+    write_json(out / "manifest.json", manifest)
     meta = {
         "format": "llm-reference-data/1",
         "vocab_size": tokenizer.vocab_size,
@@ -599,6 +613,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--no-near-dup", action="store_true",
         help="keep near duplicates (exact duplicates are still dropped)")
     parser.add_argument(
+        "--quality-filters", action="store_true",
+        help="drop web prose that fails the Gopher/C4/FineWeb heuristics (too "
+             "short, few stop words, many symbols, repeated lines, boilerplate); "
+             "off by default: source code fails them")
+    parser.add_argument(
         "--no-redact", action="store_true",
         help="keep emails, public IPs, phone numbers and secrets as they are instead "
              "of replacing them by placeholders such as [EMAIL]")
@@ -643,7 +662,8 @@ def run(args: argparse.Namespace) -> int:
         near_dup_threshold=None if args.no_near_dup else args.near_dup_threshold,
         redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens,
         text_column=args.text_column, encoder=args.encoder, tokens=args.tokens,
-        tokenizer_sample_bytes=args.tokenizer_sample)
+        tokenizer_sample_bytes=args.tokenizer_sample,
+        quality_filters=args.quality_filters)
     result = prepare(settings, args.out, workers=args.workers,
                      cache_dir=args.cache_dir, verbose=sys.stderr.isatty())
     for warning in compliance.license_warnings(result["records"]):
