@@ -248,6 +248,7 @@ class PrepareSettings:
     tokens: int | None = None  # stop once the train split holds this many
     tokenizer_sample_bytes: int = TOKENIZER_SAMPLE_BYTES
     quality_filters: bool = False  # prose heuristics (filters.py); code fails them
+    revision: str | None = None  # the pinned commit of hf: sources
 
     def check(self) -> None:
         """Reject bad values before any work is done."""
@@ -378,7 +379,7 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     start = time.perf_counter()
     sources = open_sources(list(settings.sources), list(settings.sha256s),
                            list(settings.licenses), settings.stdlib_tests, cache_dir,
-                           settings.text_column)
+                           settings.text_column, settings.revision)
     _check_writable(out)
     records, quality, documents = cleaned_documents(sources, settings)
     sample, whole = sample_documents(documents, settings.tokenizer_sample_bytes)
@@ -408,7 +409,8 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     (out / "meta.json").unlink(missing_ok=True)  # the folder changes: incomplete now
     tokenizer.save(out / "tokenizer.json")
     fingerprint = f"{settings_hash}:{file_sha256(out / 'tokenizer.json')}"
-    total = sum(f.stat().st_size for s in sources for f in s.files)
+    total = (None if any(s.fetch for s in sources) else
+             sum(f.stat().st_size for s in sources for f in s.files))
     written, documents = encode_splits(out, splits, settings, tokenizer.vocab_size,
                                        fingerprint, workers,
                                        settings.max_bytes or total)
@@ -572,9 +574,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--source", action="append", metavar="SRC",
         help="where text comes from (repeatable): 'stdlib' (default: this Python's "
              "standard library sources and pydoc prose, offline, PSF-2.0), a file, "
-             "a folder, a glob such as 'data/*.parquet', or an http(s) URL; "
+             "a folder, a glob such as 'data/*.parquet', an http(s) URL, or a Hub "
+             "dataset hf:ORG/NAME[:GLOB] (with --revision); "
              ".jsonl(.gz/.zst), .parquet and .arrow files hold one document per "
              "line or row (see --text-column)")
+    parser.add_argument(
+        "--revision", default=None, metavar="REV",
+        help="the commit hash (or tag) of hf:ORG/NAME[:GLOB] sources: required, so "
+             "that a run can be repeated; HF_TOKEN is used for gated datasets")
     parser.add_argument(
         "--text-column", default="text", metavar="NAME",
         help="the JSON field or table column that holds the text (default: text)")
@@ -663,7 +670,7 @@ def run(args: argparse.Namespace) -> int:
         redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens,
         text_column=args.text_column, encoder=args.encoder, tokens=args.tokens,
         tokenizer_sample_bytes=args.tokenizer_sample,
-        quality_filters=args.quality_filters)
+        quality_filters=args.quality_filters, revision=args.revision)
     result = prepare(settings, args.out, workers=args.workers,
                      cache_dir=args.cache_dir, verbose=sys.stderr.isatty())
     for warning in compliance.license_warnings(result["records"]):

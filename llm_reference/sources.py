@@ -29,12 +29,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator, Literal
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Literal
 
 from tqdm import tqdm
 
-from . import readers
+from . import hub, readers
 from .errors import UserError
 
 STDLIB_LICENSE = "PSF-2.0"
@@ -64,13 +64,14 @@ class Source:
     """One input of `prepare`, with what the provenance manifest needs to know."""
 
     id: str  # "stdlib", a path or glob as the user wrote it, or a URL
-    kind: Literal["stdlib", "local", "url"]
+    kind: Literal["stdlib", "local", "url", "hub"]
     license: str
     files: list[Path]  # the files to read, in a fixed order
     root: Path | None = None  # document paths are relative to this folder
     sha256: str | None = None  # the pin of a URL source
     skipped: list[str] = field(default_factory=list)  # files that are not text
     text_column: str = "text"  # the field or column of multi-document files
+    fetch: Callable[[PurePosixPath], Path] | None = None  # hub: download one file
 
     def documents(self) -> Iterator[Document]:
         """Yield this source's documents, always in the same order."""
@@ -83,6 +84,8 @@ class Source:
         name = path.relative_to(self.root).as_posix() if self.root else str(path)
         if self.kind == "url":
             name = Path(urllib.parse.urlparse(self.id).path).name or path.name
+        if self.fetch is not None:
+            path = self.fetch(path)  # only now, when the reader gets to it
         if readers.is_multi_document(path):
             for text, row in readers.read_documents(path, self.text_column):
                 yield Document(text, self.id, f"{name}:{row}")
@@ -263,13 +266,15 @@ def open_sources(
     include_tests: bool = False,
     cache_dir: Path | None = None,
     text_column: str = "text",
+    revision: str | None = None,
 ) -> list[Source]:
     """Turn `--source` values into `Source`s, downloading URLs first.
 
     `sha256s` pins the URLs, one per URL in the order given. `licenses` declares the
     licenses of the non-stdlib sources: one value for all of them, or one each, in
-    order; undeclared means "unknown" (the manifest then carries a warning). All
-    checks run here, before anything is written, so a mistake costs nothing.
+    order; undeclared means "unknown" (the manifest then carries a warning).
+    `revision` pins the Hub datasets (`hf:…`). All checks run here, before anything
+    is written, so a mistake costs nothing.
     """
     sha256s, licenses = sha256s or [], licenses or []
     urls = [s for s in specs if is_url(s)]
@@ -282,6 +287,9 @@ def open_sources(
                         "non-stdlib source(s); give one for all, or one per source")
     if len(set(specs)) != len(specs):
         raise UserError("a --source is given twice; list each source once")
+    if any(map(hub.is_hub, specs)) and not revision:
+        raise UserError("a hf: source needs --revision: a commit hash or tag of the "
+                        "dataset, so that the same command reads the same data")
     pins = dict(zip(urls, (_check_sha256(s) for s in sha256s)))
     declared = dict(zip(others, licenses * len(others) if len(licenses) == 1
                         else licenses))
@@ -292,6 +300,12 @@ def open_sources(
         if spec == "stdlib":
             root, files = stdlib_files(include_tests)
             sources.append(Source("stdlib", "stdlib", STDLIB_LICENSE, files, root))
+        elif hub.is_hub(spec):
+            repo, pattern = hub.parse(spec)
+            files = hub.list_files(repo, revision, pattern)
+            sources.append(Source(f"{spec}@{revision}", "hub", license_, files,
+                                  text_column=text_column,
+                                  fetch=hub.downloader(repo, revision)))
         elif is_url(spec):
             path = download(spec, pins[spec], cache_dir)
             sources.append(Source(spec, "url", license_, [path], sha256=pins[spec],
