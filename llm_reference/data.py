@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 import regex
 
-from . import compliance, encoding, shards
+from . import compliance, encoding, recipes, shards
 from .atomic import write_json
 from .compliance import SourceRecord
 from .encoding import EOT, Encoder
@@ -247,8 +247,10 @@ class PrepareSettings:
     encoder: Encoder = "python"  # or "hf": the same ids, many times faster
     tokens: int | None = None  # stop once the train split holds this many
     tokenizer_sample_bytes: int = TOKENIZER_SAMPLE_BYTES
-    quality_filters: bool = False  # prose heuristics (filters.py); code fails them
+    quality_filters: bool | None = None  # prose heuristics (filters.py); None:
+    # on for prose recipes, else off (code fails them)
     revision: str | None = None  # the pinned commit of hf: sources
+    separator: str | None = None  # cuts plain text files into documents
 
     def check(self) -> None:
         """Reject bad values before any work is done."""
@@ -266,6 +268,9 @@ class PrepareSettings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UserError(f"--{name.replace('_', '-')} {value} must be positive")
+        if self.separator == "":
+            raise UserError("--document-separator is empty; give the text that "
+                            "stands between documents, or leave it out")
         if self.encoder not in ("python", "hf"):
             raise UserError(f"--encoder {self.encoder!r} must be 'python' or 'hf'")
         if self.seed < 0:
@@ -376,16 +381,19 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     larger one is read a second time and split as it streams past (`in_val`).
     """
     settings.check()
+    settings = recipes.expand(settings)
     start = time.perf_counter()
     sources = open_sources(list(settings.sources), list(settings.sha256s),
                            list(settings.licenses), settings.stdlib_tests, cache_dir,
-                           settings.text_column, settings.revision)
+                           settings.text_column, settings.revision,
+                           settings.separator)
     _check_writable(out)
     records, quality, documents = cleaned_documents(sources, settings)
     sample, whole = sample_documents(documents, settings.tokenizer_sample_bytes)
     if not sample:
-        raise UserError("no text left after cleaning: every document was empty or "
-                        "a duplicate; check --source (and --max-bytes)")
+        raise UserError("no text left after cleaning: every document was empty, "
+                        "a duplicate or (with --quality-filters) of low quality; "
+                        "check --source (and --max-bytes)")
     if whole:
         train, val = split_documents(sample, settings.val_fraction, settings.seed)
         splits = [("train", d) for d in train] + [("val", d) for d in val]
@@ -572,8 +580,9 @@ def parse_count(value: str) -> int:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source", action="append", metavar="SRC",
-        help="where text comes from (repeatable): 'stdlib' (default: this Python's "
-             "standard library sources and pydoc prose, offline, PSF-2.0), a file, "
+        help="where text comes from (repeatable): a recipe (stdlib, the default: "
+             "this Python's standard library, offline; tinyshakespeare, "
+             "tinystories, fineweb-edu: see recipes.py), a file, "
              "a folder, a glob such as 'data/*.parquet', an http(s) URL, or a Hub "
              "dataset hf:ORG/NAME[:GLOB] (with --revision); "
              ".jsonl(.gz/.zst), .parquet and .arrow files hold one document per "
@@ -620,10 +629,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--no-near-dup", action="store_true",
         help="keep near duplicates (exact duplicates are still dropped)")
     parser.add_argument(
-        "--quality-filters", action="store_true",
+        "--quality-filters", action=argparse.BooleanOptionalAction, default=None,
         help="drop web prose that fails the Gopher/C4/FineWeb heuristics (too "
              "short, few stop words, many symbols, repeated lines, boilerplate); "
-             "off by default: source code fails them")
+             "default: on for prose recipes, off otherwise (code fails them)")
+    parser.add_argument(
+        "--document-separator", default=None, metavar="TEXT",
+        help="cut plain text files into documents at TEXT (e.g. '<|endoftext|>'); "
+             "default: one document per file")
     parser.add_argument(
         "--no-redact", action="store_true",
         help="keep emails, public IPs, phone numbers and secrets as they are instead "
@@ -670,7 +683,8 @@ def run(args: argparse.Namespace) -> int:
         redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens,
         text_column=args.text_column, encoder=args.encoder, tokens=args.tokens,
         tokenizer_sample_bytes=args.tokenizer_sample,
-        quality_filters=args.quality_filters, revision=args.revision)
+        quality_filters=args.quality_filters, revision=args.revision,
+        separator=args.document_separator)
     result = prepare(settings, args.out, workers=args.workers,
                      cache_dir=args.cache_dir, verbose=sys.stderr.isatty())
     for warning in compliance.license_warnings(result["records"]):

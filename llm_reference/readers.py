@@ -141,6 +141,24 @@ def _arrow(path: Path, column: str) -> Iterator[tuple[str, int]]:
                     yield text, row
 
 
+def separated_documents(path: Path, separator: str) -> Iterator[tuple[str, int]]:
+    """Yield (text, number) for each piece of a UTF-8 text file between
+    `separator`s (TinyStories puts "<|endoftext|>" between stories), reading it a
+    block at a time, so a file of gigabytes never sits in memory whole."""
+    number, rest = 0, ""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            while block := f.read(1 << 20):
+                *pieces, rest = (rest + block).split(separator)
+                for piece in pieces:
+                    number += 1
+                    yield piece, number
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; a --document-separator source "
+                        "must be") from None
+    yield rest, number + 1
+
+
 def _check_column(path: Path, names: list[str], column: str) -> None:
     if column not in names:
         raise UserError(f"{path} has no column {column!r} (it has "

@@ -38,6 +38,7 @@ from . import hub, readers
 from .errors import UserError
 
 STDLIB_LICENSE = "PSF-2.0"
+RECIPE_NAMES = ("stdlib", "tinyshakespeare", "tinystories", "fineweb-edu")  # recipes.py
 UNKNOWN_LICENSE = "unknown"
 # Folders of the stdlib that hold its test suites (left out unless asked for).
 STDLIB_TEST_DIRS = {"test", "tests", "idle_test"}
@@ -72,6 +73,7 @@ class Source:
     skipped: list[str] = field(default_factory=list)  # files that are not text
     text_column: str = "text"  # the field or column of multi-document files
     fetch: Callable[[PurePosixPath], Path] | None = None  # hub: download one file
+    separator: str | None = None  # splits plain text files into documents
 
     def documents(self) -> Iterator[Document]:
         """Yield this source's documents, always in the same order."""
@@ -89,6 +91,10 @@ class Source:
         if readers.is_multi_document(path):
             for text, row in readers.read_documents(path, self.text_column):
                 yield Document(text, self.id, f"{name}:{row}")
+            return
+        if self.separator is not None and self.kind != "stdlib":
+            for text, number in readers.separated_documents(path, self.separator):
+                yield Document(text, self.id, f"{name}#{number}")
             return
         raw = path.read_bytes()
         text = _decode_python(raw) if self.kind == "stdlib" else _decode_text(raw)
@@ -169,8 +175,9 @@ def local_files(spec: str) -> tuple[Path | None, list[Path]]:
         if not files:
             raise UserError(f"no files match the pattern {spec!r}; check --source")
         return None, files
-    raise UserError(f"source {spec} does not exist; pass 'stdlib', a file, "
-                    "a folder, a glob or an https:// URL to --source")
+    raise UserError(f"source {spec} does not exist; pass a recipe ("
+                    f"{', '.join(RECIPE_NAMES)}), a file, a folder, a glob, an "
+                    "https:// URL or hf:ORG/NAME to --source")
 
 
 # --- downloads --------------------------------------------------------------------
@@ -267,13 +274,15 @@ def open_sources(
     cache_dir: Path | None = None,
     text_column: str = "text",
     revision: str | None = None,
+    separator: str | None = None,
 ) -> list[Source]:
     """Turn `--source` values into `Source`s, downloading URLs first.
 
     `sha256s` pins the URLs, one per URL in the order given. `licenses` declares the
     licenses of the non-stdlib sources: one value for all of them, or one each, in
     order; undeclared means "unknown" (the manifest then carries a warning).
-    `revision` pins the Hub datasets (`hf:…`). All checks run here, before anything
+    `revision` pins the Hub datasets (`hf:…`); `separator` cuts plain text files
+    into many documents. All checks run here, before anything
     is written, so a mistake costs nothing.
     """
     sha256s, licenses = sha256s or [], licenses or []
@@ -305,15 +314,18 @@ def open_sources(
             files = hub.list_files(repo, revision, pattern)
             sources.append(Source(f"{spec}@{revision}", "hub", license_, files,
                                   text_column=text_column,
-                                  fetch=hub.downloader(repo, revision)))
+                                  fetch=hub.downloader(repo, revision),
+                                  separator=separator))
         elif is_url(spec):
             path = download(spec, pins[spec], cache_dir)
             sources.append(Source(spec, "url", license_, [path], sha256=pins[spec],
-                                  text_column=text_column))
+                                  text_column=text_column,
+                                  separator=separator))
         else:
             root, files = local_files(spec)
             sources.append(Source(spec, "local", license_, files, root,
-                                  text_column=text_column))
+                                  text_column=text_column,
+                                  separator=separator))
     return sources
 
 

@@ -351,3 +351,13 @@ def test_a_table_without_the_column_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "no column 'text'" in err
     assert "body" in err and "--text-column" in err and "\n" not in err
+
+
+def test_a_separator_cuts_a_text_file_into_documents(tmp_path):
+    stories = [f"Once upon a time {i}." * (1 + i % 7) for i in range(50)]
+    path = tmp_path / "stories.txt"
+    path.write_text("<|endoftext|>".join(stories), encoding="utf-8")
+    (source,) = open_sources([str(path)], separator="<|endoftext|>")
+    docs = list(source.documents())
+    assert [d.text for d in docs] == stories
+    assert docs[1].path == f"{path}#2"
