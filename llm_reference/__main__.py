@@ -17,6 +17,7 @@ from .errors import UserError
 # command -> (module, one-line help)
 COMMANDS = {
     "prepare": ("data", "collect, clean, scrub and tokenize a corpus into shards"),
+    "merge": ("cli.merge", "join the folders of `prepare --slice I/N` into one"),
     "train": ("train", "pretrain a GPT on prepared shards"),
     "eval": ("evaluate", "loss, perplexity, bits/byte, accuracy and cloze of a run"),
     "generate": ("generate", "sample text from a trained run"),
@@ -43,6 +44,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _module(command: str):
+    """The module of a command: a teaching module, or `cli.NAME` for a command
+    that only wires others together."""
     return importlib.import_module(f"llm_reference.{COMMANDS[command][0]}")
 
 

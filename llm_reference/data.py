@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 import regex
 
-from . import compliance, encoding, recipes, shards
+from . import compliance, encoding, recipes, shards, slices
 from .atomic import write_json
 from .compliance import SourceRecord
 from .encoding import EOT, Encoder
@@ -58,17 +58,21 @@ TOKENIZER_SAMPLE_BYTES = 200_000_000
 
 
 def read_documents(sources: list[Source], records: dict[str, SourceRecord],
-                   max_bytes: int | None = None) -> Iterator[Document]:
+                   max_bytes: int | None = None,
+                   part: tuple[int, int] | None = None) -> Iterator[Document]:
     """Yield every source's documents in order; with `max_bytes`, only those that fit.
 
     Under a cap, each document that still fits is taken and the others are passed
     over, so the sample spans the whole corpus rather than its first few files.
+    With `part` = (I, N), only the documents of slice I of N (`slices.in_slice`).
     """
     taken = 0
     for source in sources:
         record, seen = records[source.id], 0
         for doc in source.documents():
             seen += 1
+            if part is not None and not slices.in_slice(normalize(doc.text), part):
+                continue
             size = len(doc.text.encode("utf-8"))
             if max_bytes is not None and taken + size > max_bytes:
                 continue
@@ -251,6 +255,8 @@ class PrepareSettings:
     # on for prose recipes, else off (code fails them)
     revision: str | None = None  # the pinned commit of hf: sources
     separator: str | None = None  # cuts plain text files into documents
+    slice: tuple[int, int] | None = None  # (I, N): only slice I of N (slices.py)
+    tokenizer_file: str | None = None  # encode with this tokenizer.json, no training
 
     def check(self) -> None:
         """Reject bad values before any work is done."""
@@ -296,7 +302,7 @@ def cleaned_documents(sources: list[Source], settings: PrepareSettings
     records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
                for s in sources}
     quality = QualityReport() if settings.quality_filters else None
-    documents = read_documents(sources, records, settings.max_bytes)
+    documents = read_documents(sources, records, settings.max_bytes, settings.slice)
     return records, quality, clean(documents, records, settings.near_dup_threshold,
                                    settings.redact, quality)
 
@@ -408,6 +414,8 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     settings_hash = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True)
                                    .encode("utf-8")).hexdigest()
     tokenizer = _resumable_tokenizer(out, settings_hash)
+    if tokenizer is None and settings.tokenizer_file:
+        tokenizer = Tokenizer.load(settings.tokenizer_file)
     if tokenizer is None:
         (out / shards.PROGRESS).unlink(missing_ok=True)
         tokenizer = Tokenizer.train([d.text for d in train], settings.vocab_size,
@@ -654,6 +662,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE", help="train the tokenizer on the first SIZE of cleaned "
         "text (default: 200M); a larger corpus is then read a second time")
     parser.add_argument(
+        "--slice", default=None, metavar="I/N",
+        help="prepare only slice I of N (by a hash of each document), e.g. in a "
+             "Slurm array; join the N folders with `merge` (see README)")
+    parser.add_argument(
+        "--tokenizer", default=None, metavar="FILE",
+        help="encode with this tokenizer.json instead of training one (every "
+             "slice of a corpus needs the same)")
+    parser.add_argument(
         "--encoder", choices=("python", "hf"), default="python",
         help="python: our tokenizer (the book's code); hf: the same tokenizer.json "
              "in Hugging Face tokenizers, same ids, many times faster")
@@ -684,7 +700,8 @@ def run(args: argparse.Namespace) -> int:
         text_column=args.text_column, encoder=args.encoder, tokens=args.tokens,
         tokenizer_sample_bytes=args.tokenizer_sample,
         quality_filters=args.quality_filters, revision=args.revision,
-        separator=args.document_separator)
+        separator=args.document_separator, tokenizer_file=args.tokenizer,
+        slice=slices.parse_slice(args.slice) if args.slice else None)
     result = prepare(settings, args.out, workers=args.workers,
                      cache_dir=args.cache_dir, verbose=sys.stderr.isatty())
     for warning in compliance.license_warnings(result["records"]):

@@ -27,7 +27,7 @@ import numpy as np
 from .atomic import atomic_open, write_json
 
 PROGRESS = "progress.json"
-SHARD_NAME = re.compile(r"(train|val)_\d{3}\.bin")
+SHARD_NAME = re.compile(r"(train|val)_\d{3,}\.bin")
 TEMPORARY = re.compile(r"\..+\.tmp")  # what `atomic_open` writes before its rename
 
 

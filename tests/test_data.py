@@ -541,3 +541,35 @@ def test_a_corpus_larger_than_the_sample_streams_and_stops_at_tokens(big_corpus,
     assert [s["tokens"] for s in meta["shards"]["train"]] == [20_000, 10_000]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sources"][0]["documents"] < 200  # stopped reading early
+
+
+# --- slices and merge -------------------------------------------------------------
+
+
+def test_slices_merge_into_the_whole_corpus(corpus, tmp_path, capsys):
+    common = ["--source", str(corpus), "--license", "MIT", "--no-near-dup",
+              "--val-fraction", "0.25"]
+    assert prepare_cli(*common, "--vocab-size", "300", "--out",
+                       str(tmp_path / "whole")) == 0
+    tokenizer = str(tmp_path / "whole" / "tokenizer.json")
+    for i in range(3):
+        assert prepare_cli(*common, "--slice", f"{i}/3", "--tokenizer", tokenizer,
+                           "--out", str(tmp_path / f"s{i}")) == 0
+    slices = [str(tmp_path / f"s{i}") for i in range(3)]
+    assert main(["merge", *slices, "--out", str(tmp_path / "merged")]) == 0
+    whole, merged = load_meta(tmp_path / "whole"), load_meta(tmp_path / "merged")
+    assert merged["train_tokens"] + merged["val_tokens"] == (
+        whole["train_tokens"] + whole["val_tokens"])
+    assert sum(merged["documents"].values()) == sum(whole["documents"].values())
+    Batches(tmp_path / "merged", "train", 2, 8, seed=0).get(0)
+
+    capsys.readouterr()
+    assert main(["merge", slices[0], slices[0], slices[2], "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "exactly once" in capsys.readouterr().err
+    assert prepare_cli(*common, "--vocab-size", "280", "--slice", "1/3",
+                       "--out", str(tmp_path / "other")) == 0
+    assert main(["merge", slices[0], str(tmp_path / "other"), slices[2], "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "different tokenizers" in capsys.readouterr().err
+    assert prepare_cli(*common, "--slice", "3/3", "--out", str(tmp_path / "x")) == 2
