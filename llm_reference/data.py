@@ -551,17 +551,26 @@ class Batches:
 
     def get(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch number `index`: inputs x and targets y, both (B, T) int64."""
-        import torch  # here, not at the top: `prepare` and its workers start faster
         rng = np.random.Generator(np.random.PCG64([self.seed, self.rank, index]))
-        windows = rng.integers(0, self.ends[-1], size=self.batch_size)  # (B,)
-        shard = np.searchsorted(self.ends, windows, side="right")  # (B,)
-        start = windows - np.concatenate([[0], self.ends])[shard]  # (B,)
+        return inputs_and_targets(self.windows(rng, self.batch_size))
+
+    def windows(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """`count` random windows of T + 1 tokens drawn with `rng`: (count, T + 1)."""
+        windows = rng.integers(0, self.ends[-1], size=count)  # (count,)
+        shard = np.searchsorted(self.ends, windows, side="right")  # (count,)
+        start = windows - np.concatenate([[0], self.ends])[shard]  # (count,)
         T = self.context_length
-        batch = np.stack([self.shards[s][i:i + T + 1] for s, i in zip(shard, start)])
-        batch = batch.astype(np.int64)  # (B, T + 1)
-        x = torch.from_numpy(np.ascontiguousarray(batch[:, :-1]))  # (B, T)
-        y = torch.from_numpy(np.ascontiguousarray(batch[:, 1:]))  # (B, T)
-        return x, y
+        return np.stack([self.shards[s][i:i + T + 1] for s, i in zip(shard, start)]
+                        ).reshape(count, T + 1)
+
+
+def inputs_and_targets(batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows (B, T + 1) -> inputs x = tokens 0..T-1 and targets y = 1..T, int64."""
+    import torch  # here, not at the top: `prepare` and its workers start faster
+    batch = batch.astype(np.int64)  # (B, T + 1)
+    x = torch.from_numpy(np.ascontiguousarray(batch[:, :-1]))  # (B, T)
+    y = torch.from_numpy(np.ascontiguousarray(batch[:, 1:]))  # (B, T)
+    return x, y
 
 
 # --- command line -----------------------------------------------------------------
