@@ -19,17 +19,9 @@ import torch
 
 from llm_reference import data
 from llm_reference.__main__ import main
+from llm_reference.cleaning import NearDuplicates, clean, normalize, word_shingles
 from llm_reference.compliance import SourceRecord
-from llm_reference.data import (
-    Batches,
-    NearDuplicates,
-    clean,
-    load_meta,
-    load_tokenizer,
-    normalize,
-    split_documents,
-    word_shingles,
-)
+from llm_reference.data import Batches, load_meta, load_tokenizer, split_documents
 from llm_reference.errors import UserError
 from llm_reference.shards import Position, ShardWriter, token_dtype
 from llm_reference.sources import Document

@@ -9,8 +9,9 @@
 import json
 
 from llm_reference import compliance
+from llm_reference.cleaning import NearDuplicates, clean, normalize
 from llm_reference.compliance import SourceRecord
-from llm_reference.data import NearDuplicates, clean, normalize, read_documents
+from llm_reference.data import read_documents
 from llm_reference.sources import open_sources, pydoc_topics, stdlib_files
 
 BOOK = {"timeout": 600, "seed": 0,

@@ -12,8 +12,9 @@ import json
 
 import matplotlib.pyplot as plt
 
+from llm_reference.cleaning import clean
 from llm_reference.compliance import SourceRecord
-from llm_reference.data import clean, read_documents, split_documents
+from llm_reference.data import read_documents, split_documents
 from llm_reference.sources import open_sources
 from llm_reference.tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 from llm_reference.tokenizer_metrics import bytes_per_token, tokens_per_word
