@@ -18,6 +18,7 @@ from .errors import UserError
 COMMANDS = {
     "prepare": ("cli.prepare",
                 "collect, clean, scrub and tokenize a corpus into shards"),
+    "merge": ("cli.merge", "join the folders of `prepare --slice I/N` into one"),
     "train": ("cli.train", "pretrain a GPT on prepared shards"),
     "eval": ("cli.evaluate",
              "loss, perplexity, bits/byte, accuracy and cloze of a run"),
@@ -46,6 +47,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _module(command: str):
+    """The module of a command: a teaching module, or `cli.NAME` for a command
+    that only wires others together."""
     return importlib.import_module(f"llm_reference.{COMMANDS[command][0]}")
 
 

@@ -1,13 +1,9 @@
-"""Cleaning: one spelling per text, no duplicates, no personal data.
+"""Cleaning: one spelling per text, then drop empty, duplicate and (optionally)
+low-quality documents and scrub personal data, counting everything per source.
 
-`clean` takes each document through three steps and counts, in the document's
-`SourceRecord`, what each step removed or replaced:
-
-    normalize  Unicode NFC and "\\n" line ends                      (normalize)
-    dedup      drop empty documents, exact duplicates (by a hash of the text)
-               and near duplicates (MinHash LSH over word shingles) (NearDuplicates)
-    scrub      replace emails, public IPs, phones and keys by [EMAIL]…
-               placeholders                                     (compliance.redact)
+Exact duplicates are found by a SHA-256 of the normalized text; near duplicates by
+MinHash signatures of 5-word shingles, bucketed by locality-sensitive hashing
+(`NearDuplicates`). `clean` chains the steps; `prepare` (data.py) calls it.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ import regex
 
 from . import compliance
 from .compliance import SourceRecord
+from .filters import QualityReport
 from .sources import Document
 
 if TYPE_CHECKING:
@@ -95,12 +92,17 @@ class NearDuplicates:
 
 
 def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
-          near_dup_threshold: float | None = 0.85,
-          redact: bool = True) -> Iterator[Document]:
-    """Normalize, drop empty and duplicate documents, redact PII; count everything.
+          near_dup_threshold: float | None = 0.85, redact: bool = True,
+          quality: QualityReport | None = None) -> Iterator[Document]:
+    """Normalize, drop empty, duplicate and (with `quality`) low-quality documents,
+    redact PII; count everything.
 
     The first copy of a document is kept, so the result depends on source order
     (which is fixed). Duplicates go before redaction: we only scrub what we keep.
+    Memory grows with the documents kept: about 100 bytes each for the exact-
+    duplicate set, and about 2.5 kB each for near-duplicate signatures (256 64-bit
+    MinHash values plus their LSH buckets): 2.5 GB per million documents, so pass
+    --no-near-dup for larger corpora (or deduplicate per --slice).
     """
     seen: set[bytes] = set()
     near = NearDuplicates(near_dup_threshold) if near_dup_threshold else None
@@ -112,6 +114,8 @@ def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
             record.empty += 1
         elif digest in seen:
             record.exact_duplicates += 1
+        elif quality is not None and not quality.check(text):
+            continue  # counted in the quality report
         elif near is not None and near.is_duplicate(text):
             record.near_duplicates += 1
         else:

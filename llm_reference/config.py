@@ -41,6 +41,9 @@ class TrainConfig:
     """How to train: the `[train]` table of a run's config.toml."""
 
     data_dir: str = "data/stdlib"  # a folder written by `prepare`
+    # a weighted mixture of folders, e.g. {"data/web" = 0.7, "data/code" = 0.3}
+    # (mixture.py); data_dir must be one of them: it names the run's tokenizer
+    data_mix: dict[str, float] | None = None
     # batches: tokens per optimizer step = batch_size * grad_accum * context_length
     # (times the number of processes under torchrun: see `parallel`)
     batch_size: int = 16  # sequences per micro-batch (one forward/backward)
@@ -120,6 +123,13 @@ class TrainConfig:
                  "'fsdp' needs train.dtype 'bfloat16' or 'float32', not 'float16'")
         _require(self, "device", DEVICE_PATTERN.fullmatch(self.device) is not None,
                  "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        if self.data_mix is not None:
+            for folder, weight in self.data_mix.items():
+                _require(self, "data_mix", type(weight) in (int, float) and weight > 0,
+                         f"the weight of {folder!r} must be a number > 0")
+            _require(self, "data_mix", self.data_dir in self.data_mix,
+                     f"must include train.data_dir ({self.data_dir!r}), whose "
+                     "tokenizer the run keeps")
 
 
 @dataclass
@@ -293,7 +303,8 @@ def _check_types(table: str, config: Any) -> None:
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        allowed = typing.get_args(hints[f.name]) or (hints[f.name],)
+        allowed = tuple(typing.get_origin(t) or t for t in  # dict[str, float] -> dict
+                        typing.get_args(hints[f.name]) or (hints[f.name],))
         if value is None and type(None) in allowed:
             continue
         if float in allowed and type(value) is int:
@@ -306,4 +317,4 @@ def _check_types(table: str, config: Any) -> None:
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string",
-               bool: "true/false"}
+               bool: "true/false", dict: "a table"}

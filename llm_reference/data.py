@@ -1,13 +1,15 @@
 """Data: from raw sources to memory-mapped token shards, and batches drawn from them.
 
-`prepare` runs one pipeline, each stage a small function below:
+`prepare` runs one streaming pipeline, each stage a small function:
 
-    read      sources -> documents, capped at --max-bytes          (read_documents)
+    read      sources -> documents (readers.py), --max-bytes, --slice (read_documents)
     clean     Unicode NFC, drop empty, exact and near duplicates,
-              replace emails, public IPs, phones, keys by [EMAIL]…  (cleaning.clean)
-    split     each document to train or val, by a hash             (split_documents)
-    tokenize  train a BPE tokenizer on train, encode in parallel   (tokenize_to_shards)
-    shard     write train_000.bin, …, val_000.bin, then meta.json  (write_shards)
+              low quality (filters.py); scrub emails, IPs, keys    (cleaning.clean)
+    split     each document to train or val, by a hash             (in_val)
+    tokenize  train a BPE tokenizer on a sample of train           (Tokenizer.train)
+    encode    chunks of documents in worker processes              (encoding.py)
+    shard     fixed-size train_000.bin, …, val_000.bin, resumable  (shards.ShardWriter)
+    finish    manifest.json, then meta.json                        (prepare)
 
 A prepared folder holds the shards (raw little-endian uint16, or uint32 for a
 vocabulary above 65536), `tokenizer.json`, `manifest.json` (provenance) and, written
@@ -20,50 +22,54 @@ that knows its step sees exactly the batches it would have seen.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import multiprocessing
-import re
-import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
-from . import compliance
-from .atomic import atomic_open, write_json
-from .cleaning import clean
+from . import compliance, encoding, recipes, shards, slices
+from .atomic import write_json
+from .cleaning import clean, normalize
 from .compliance import SourceRecord
+from .encoding import EOT, Encoder
 from .errors import UserError
+from .filters import QualityReport
+from .progress import Progress
 from .sources import Document, Source, file_sha256, open_sources
 from .tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
 if TYPE_CHECKING:
     import torch
 
-EOT = "<|endoftext|>"
-SHARD_NAME = re.compile(r"(train|val)_\d{3}\.bin")
+# Text the tokenizer learns from: enough for stable merges at a 50k vocabulary, and
+# it bounds the memory of training (a word-count table) on corpora of any size.
+TOKENIZER_SAMPLE_BYTES = 200_000_000
 
 # --- read -------------------------------------------------------------------------
 
 
 def read_documents(sources: list[Source], records: dict[str, SourceRecord],
-                   max_bytes: int | None = None) -> Iterator[Document]:
+                   max_bytes: int | None = None,
+                   part: tuple[int, int] | None = None) -> Iterator[Document]:
     """Yield every source's documents in order; with `max_bytes`, only those that fit.
 
     Under a cap, each document that still fits is taken and the others are passed
     over, so the sample spans the whole corpus rather than its first few files.
+    With `part` = (I, N), only the documents of slice I of N (`slices.in_slice`).
     """
     taken = 0
     for source in sources:
         record, seen = records[source.id], 0
         for doc in source.documents():
             seen += 1
+            if part is not None and not slices.in_slice(normalize(doc.text), part):
+                continue
             size = len(doc.text.encode("utf-8"))
             if max_bytes is not None and taken + size > max_bytes:
                 continue
@@ -79,118 +85,36 @@ def read_documents(sources: list[Source], records: dict[str, SourceRecord],
 # --- split ------------------------------------------------------------------------
 
 
+def in_val(doc: Document, val_fraction: float, seed: int) -> bool:
+    """Whether `doc` goes to val: a hash of (seed, text), uniform in [0, 1), below
+    `val_fraction`. It does not depend on any other document, so adding a source
+    never moves a document from val into train, and a stream can be split as it
+    flows."""
+    return _unit(doc, seed) < val_fraction
+
+
+def _unit(doc: Document, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}\0{doc.text}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def split_documents(docs: list[Document], val_fraction: float,
                     seed: int) -> tuple[list[Document], list[Document]]:
-    """Send each document to val with probability `val_fraction`, decided by a hash.
+    """Split a corpus that fits in memory by `in_val`; never leave val empty.
 
-    A hash of (seed, text) instead of a shuffle: a document's split does not depend
-    on the other documents, so adding a source never moves a document from val into
-    train. Whole documents go one way, so val text is never seen in training. If the
-    hash sends none to val, the document with the smallest hash goes.
+    Whole documents go one way, so val text is never seen in training. If the hash
+    sends none to val, the document with the smallest hash goes.
     """
-    def unit(doc: Document) -> float:  # uniform in [0, 1)
-        digest = hashlib.sha256(f"{seed}\0{doc.text}".encode("utf-8")).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
-
-    keys = [unit(doc) for doc in docs]
-    in_val = [key < val_fraction for key in keys]
-    if val_fraction > 0 and not any(in_val) and len(docs) > 1:
-        in_val[keys.index(min(keys))] = True
-    train = [doc for doc, v in zip(docs, in_val) if not v]
-    val = [doc for doc, v in zip(docs, in_val) if v]
+    keys = [_unit(doc, seed) for doc in docs]
+    to_val = [key < val_fraction for key in keys]
+    if val_fraction > 0 and not any(to_val) and len(docs) > 1:
+        to_val[keys.index(min(keys))] = True
+    train = [doc for doc, v in zip(docs, to_val) if not v]
+    val = [doc for doc, v in zip(docs, to_val) if v]
     if val_fraction > 0 and not (train and val):
         raise UserError(f"{len(docs)} document(s) left after cleaning: too few to "
                         "split into train and val; add text or pass --val-fraction 0")
     return train, val
-
-
-# --- tokenize ---------------------------------------------------------------------
-
-_worker_tokenizer: Tokenizer | None = None  # each encoding process loads its own
-
-
-def _load_tokenizer(path: str) -> None:
-    global _worker_tokenizer
-    _worker_tokenizer = Tokenizer.load(path)
-
-
-def _encode_chunk(texts: list[str]) -> np.ndarray:
-    """Token ids of some documents, each preceded by <|endoftext|>."""
-    eot = _worker_tokenizer.special_tokens[EOT]
-    ids: list[int] = []
-    for text in texts:
-        ids.append(eot)
-        ids.extend(_worker_tokenizer.encode(text))  # special tokens in text: plain text
-    return np.array(ids, dtype=np.uint32)
-
-
-def _chunks(texts: list[str], chunk_bytes: int) -> Iterator[list[str]]:
-    chunk, size = [], 0
-    for text in texts:
-        chunk.append(text)
-        size += len(text)
-        if size >= chunk_bytes:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
-@contextlib.contextmanager
-def encoder_pool(tokenizer_file: Path, workers: int) -> Iterator[Callable]:
-    """An ordered `map` that runs `_encode_chunk` in `workers` processes.
-
-    Each worker loads the tokenizer once (`initializer`). `imap` hands chunks to
-    free workers but returns results in input order, so the output is the same for
-    any number of workers. "spawn" starts clean processes on every platform.
-    """
-    if workers <= 1:
-        _load_tokenizer(str(tokenizer_file))
-        yield map
-        return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_load_tokenizer,
-                      initargs=(str(tokenizer_file),)) as pool:
-        yield pool.imap
-
-
-def encode_documents(texts: list[str], imap: Callable = map,
-                     chunk_bytes: int = 1 << 18) -> Iterator[np.ndarray]:
-    """Yield the token ids of `texts`, in order, in chunks of about `chunk_bytes`."""
-    chunks = list(_chunks(texts, chunk_bytes))
-    with tqdm(total=sum(map(len, texts)), unit="B", unit_scale=True, desc="encode",
-              file=sys.stderr, disable=None, leave=False) as bar:
-        for chunk, ids in zip(chunks, imap(_encode_chunk, chunks)):
-            bar.update(sum(map(len, chunk)))
-            yield ids
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """The smallest unsigned integer that holds every token id, little-endian."""
-    return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
-
-
-def write_shards(out_dir: Path, split: str, chunks: Iterable[np.ndarray],
-                 dtype: np.dtype, shard_tokens: int) -> list[dict]:
-    """Stream token arrays into `{split}_000.bin`, `{split}_001.bin`, …
-
-    Each shard holds at most `shard_tokens` tokens, as raw integers of `dtype`, so it
-    can be memory-mapped and sliced without reading it. `atomic_open` writes each one
-    under a temporary name and renames it only when complete.
-    """
-    chunks = (chunk for chunk in chunks if chunk.size)
-    pending = next(chunks, None)  # tokens not yet written
-    shards: list[dict] = []
-    while pending is not None:
-        name, count = f"{split}_{len(shards):03d}.bin", 0
-        with atomic_open(out_dir / name, "wb") as f:
-            while pending is not None and count < shard_tokens:
-                room = shard_tokens - count
-                f.write(pending[:room].astype(dtype).tobytes())
-                count += min(room, pending.size)
-                pending = pending[room:] if pending.size > room else next(chunks, None)
-        shards.append({"file": name, "tokens": count})
-    return shards
 
 
 # --- prepare ----------------------------------------------------------------------
@@ -212,6 +136,16 @@ class PrepareSettings:
     redact: bool = True
     seed: int = 1337
     shard_tokens: int = 100_000_000
+    text_column: str = "text"  # of .jsonl, .parquet and .arrow sources
+    encoder: Encoder = "python"  # or "hf": the same ids, many times faster
+    tokens: int | None = None  # stop once the train split holds this many
+    tokenizer_sample_bytes: int = TOKENIZER_SAMPLE_BYTES
+    quality_filters: bool | None = None  # prose heuristics (filters.py); None:
+    # on for prose recipes, else off (code fails them)
+    revision: str | None = None  # the pinned commit of hf: sources
+    separator: str | None = None  # cuts plain text files into documents
+    slice: tuple[int, int] | None = None  # (I, N): only slice I of N (slices.py)
+    tokenizer_file: str | None = None  # encode with this tokenizer.json, no training
 
     def check(self) -> None:
         """Reject bad values before any work is done."""
@@ -225,10 +159,15 @@ class PrepareSettings:
         if self.near_dup_threshold is not None and not 0 < self.near_dup_threshold <= 1:
             raise UserError(f"--near-dup-threshold {self.near_dup_threshold} must be "
                             "in (0, 1]")
-        if self.max_bytes is not None and self.max_bytes <= 0:
-            raise UserError(f"--max-bytes {self.max_bytes} must be positive")
-        if self.shard_tokens <= 0:
-            raise UserError(f"--shard-tokens {self.shard_tokens} must be positive")
+        for name in ("max_bytes", "tokens", "tokenizer_sample_bytes", "shard_tokens"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} {value} must be positive")
+        if self.separator == "":
+            raise UserError("--document-separator is empty; give the text that "
+                            "stands between documents, or leave it out")
+        if self.encoder not in ("python", "hf"):
+            raise UserError(f"--encoder {self.encoder!r} must be 'python' or 'hf'")
         if self.seed < 0:
             raise UserError(f"--seed {self.seed} must be >= 0")
         if not self.sources:
@@ -244,73 +183,183 @@ def _check_writable(out: Path) -> None:
                         "choose a writable --out") from None
 
 
-def tokenize_to_shards(out: Path, tokenizer: Tokenizer,
-                       splits: dict[str, list[Document]], shard_tokens: int,
-                       workers: int) -> dict[str, list[dict]]:
-    """Save the tokenizer, encode each split into shards, delete stale shards."""
-    tokenizer.save(out / "tokenizer.json")
-    dtype = token_dtype(tokenizer.vocab_size)
-    shards = {}
-    with encoder_pool(out / "tokenizer.json", workers) as imap:
-        for split, docs in splits.items():
-            tokens = encode_documents([d.text for d in docs], imap)
-            shards[split] = write_shards(out, split, tokens, dtype, shard_tokens)
-    written = {s["file"] for split_shards in shards.values() for s in split_shards}
-    for path in out.iterdir():  # shards left by an earlier, larger prepare
-        if SHARD_NAME.fullmatch(path.name) and path.name not in written:
-            path.unlink()
-    return shards
+def cleaned_documents(sources: list[Source], settings: PrepareSettings
+                      ) -> tuple[dict[str, SourceRecord], QualityReport | None,
+                                 Iterator[Document]]:
+    """Fresh source records, quality report and the read -> clean stream that fills
+    them in."""
+    records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
+               for s in sources}
+    quality = QualityReport() if settings.quality_filters else None
+    documents = read_documents(sources, records, settings.max_bytes, settings.slice)
+    return records, quality, clean(documents, records, settings.near_dup_threshold,
+                                   settings.redact, quality)
+
+
+def sample_documents(documents: Iterator[Document], sample_bytes: int
+                     ) -> tuple[list[Document], bool]:
+    """The first documents, up to `sample_bytes` of text, and whether that was all."""
+    sample, size = [], 0
+    for doc in documents:
+        sample.append(doc)
+        size += len(doc.text)
+        if size >= sample_bytes:
+            return sample, False
+    return sample, True
+
+
+def encode_splits(out: Path, splits: Iterable[tuple[str, Document]],
+                  settings: PrepareSettings, vocab_size: int, fingerprint: str,
+                  workers: int, total_bytes: int | None
+                  ) -> tuple[dict[str, list[dict]], Counter]:
+    """Encode (split, document) pairs into shards, resuming from `progress.json`;
+    return each split's shards and its number of documents.
+
+    Chunks before a split's saved position are not encoded again (the documents are
+    still read and cleaned: deduplication must see them). `--tokens` stops the
+    reading as soon as the train split is full.
+    """
+    positions = shards.load_progress(out, fingerprint)
+    shards.remove_leftovers(out, {s["file"] for p in positions.values()
+                                  for s in p.shards})
+    dtype = shards.token_dtype(vocab_size)
+    writers = {split: shards.ShardWriter(out, split, dtype, settings.shard_tokens,
+                                         positions.get(split),
+                                         settings.tokens if split == "train" else None)
+               for split in ("train", "val")}
+
+    documents = Counter()
+
+    def numbered() -> Iterator[tuple[tuple[int, list[str], int], list[str]]]:
+        """Chunks of documents, in order, numbered; skip those already written."""
+        pairs = ((split, doc.text) for split, doc in splits)
+        for number, chunk in enumerate(encoding.chunks(pairs, lambda p: len(p[1]))):
+            names, texts = [s for s, _ in chunk], [t for _, t in chunk]
+            if all(number < w.position.chunk for w in writers.values()):
+                documents.update(names)  # all in shards already
+            else:
+                yield (number, names, sum(map(len, texts))), texts
+
+    pool = encoding.encoder_pool(str(out / "tokenizer.json"), settings.encoder,
+                                 workers)
+    progress = Progress(total_bytes)
+    try:
+        for (number, names, size), (ids, lengths) in encoding.ordered_map(
+                encoding.encode_chunk, numbered(), pool, window=2 * workers + 2):
+            in_train = np.repeat(np.array(names) == "train", lengths)  # (ids,)
+            finished = [writers["train"].add(number, ids[in_train]),
+                        writers["val"].add(number, ids[~in_train])]
+            if any(finished):
+                shards.save_progress(out, fingerprint, writers)
+            documents.update(names)
+            progress.update(size, ids.size)
+            if writers["train"].full:
+                break
+        return ({split: writer.finish() for split, writer in writers.items()},
+                documents)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.terminate()
 
 
 def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
             cache_dir: Path | None = None, verbose: bool = False) -> dict:
-    """Run the whole pipeline into `out`; return meta.json, source records, timings."""
+    """Run the whole pipeline into `out`; return meta.json, source records, timings.
+
+    The tokenizer learns from the first `tokenizer_sample_bytes` of cleaned text.
+    A corpus that fits in that sample is split in memory (`split_documents`); a
+    larger one is read a second time and split as it streams past (`in_val`).
+    """
     settings.check()
+    settings = recipes.expand(settings)
     start = time.perf_counter()
     sources = open_sources(list(settings.sources), list(settings.sha256s),
-                           list(settings.licenses), settings.stdlib_tests, cache_dir)
+                           list(settings.licenses), settings.stdlib_tests, cache_dir,
+                           settings.text_column, settings.revision,
+                           settings.separator)
     _check_writable(out)
-    records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
-               for s in sources}
-    documents = read_documents(sources, records, settings.max_bytes)
-    docs = list(clean(tqdm(documents, desc="read+clean", unit="doc", file=sys.stderr,
-                           disable=None, leave=False), records,
-                      settings.near_dup_threshold, settings.redact))
-    if not docs:
-        raise UserError("no text left after cleaning: every document was empty or "
-                        "a duplicate; check --source (and --max-bytes)")
-    train, val = split_documents(docs, settings.val_fraction, settings.seed)
+    records, quality, documents = cleaned_documents(sources, settings)
+    sample, whole = sample_documents(documents, settings.tokenizer_sample_bytes)
+    if not sample:
+        raise UserError("no text left after cleaning: every document was empty, "
+                        "a duplicate or (with --quality-filters) of low quality; "
+                        "check --source (and --max-bytes)")
+    if whole:
+        train, val = split_documents(sample, settings.val_fraction, settings.seed)
+        splits = [("train", d) for d in train] + [("val", d) for d in val]
+    else:
+        train = [d for d in sample
+                 if not in_val(d, settings.val_fraction, settings.seed)]
+        records, quality, documents = cleaned_documents(sources, settings)  # again
+        splits = (("val" if in_val(d, settings.val_fraction, settings.seed)
+                   else "train", d) for d in documents)
     cleaned = time.perf_counter()
 
-    tokenizer = Tokenizer.train([d.text for d in train], settings.vocab_size,
-                                pattern=settings.pattern, verbose=verbose)
+    settings_hash = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True)
+                                   .encode("utf-8")).hexdigest()
+    tokenizer = _resumable_tokenizer(out, settings_hash)
+    if tokenizer is None and settings.tokenizer_file:
+        tokenizer = Tokenizer.load(settings.tokenizer_file)
+    if tokenizer is None:
+        (out / shards.PROGRESS).unlink(missing_ok=True)
+        tokenizer = Tokenizer.train([d.text for d in train], settings.vocab_size,
+                                    pattern=settings.pattern, verbose=verbose)
+    del sample, train
     trained = time.perf_counter()
     (out / "meta.json").unlink(missing_ok=True)  # the folder changes: incomplete now
-    shards = tokenize_to_shards(out, tokenizer, {"train": train, "val": val},
-                                settings.shard_tokens, workers)
+    tokenizer.save(out / "tokenizer.json")
+    fingerprint = f"{settings_hash}:{file_sha256(out / 'tokenizer.json')}"
+    total = (None if any(s.fetch for s in sources) else
+             sum(f.stat().st_size for s in sources for f in s.files))
+    written, documents = encode_splits(out, splits, settings, tokenizer.vocab_size,
+                                       fingerprint, workers,
+                                       settings.max_bytes or total)
+    if settings.val_fraction > 0 and not written["val"]:
+        raise UserError("the val split came out empty; raise --val-fraction or "
+                        "--tokens")
     outputs = {name: file_sha256(out / name) for name in
-               ["tokenizer.json", *(s["file"] for v in shards.values() for s in v)]}
-    write_json(out / "manifest.json", compliance.build_manifest(
-        list(records.values()), asdict(settings), outputs))
+               ["tokenizer.json", *(s["file"] for v in written.values() for s in v)]}
+    manifest = compliance.build_manifest(list(records.values()), asdict(settings),
+                                         outputs)
+    manifest["quality_filters"] = quality.to_dict() if quality else "off"
+    write_json(out / "manifest.json", manifest)
     meta = {
         "format": "llm-reference-data/1",
         "vocab_size": tokenizer.vocab_size,
-        "dtype": token_dtype(tokenizer.vocab_size).name,
+        "dtype": shards.token_dtype(tokenizer.vocab_size).name,
         "eot_id": tokenizer.special_tokens[EOT],
         "special_tokens": tokenizer.special_tokens,
         "pattern": settings.pattern,
         "tokenizer": "tokenizer.json",
         "manifest": "manifest.json",
-        "documents": {"train": len(train), "val": len(val)},
-        "train_tokens": sum(s["tokens"] for s in shards["train"]),
-        "val_tokens": sum(s["tokens"] for s in shards["val"]),
-        "shards": shards,
+        "documents": {"train": documents["train"], "val": documents["val"]},
+        "train_tokens": sum(s["tokens"] for s in written["train"]),
+        "val_tokens": sum(s["tokens"] for s in written["val"]),
+        "shards": written,
     }
     write_json(out / "meta.json", meta)  # last: its presence means "complete"
+    (out / shards.PROGRESS).unlink(missing_ok=True)
     end = time.perf_counter()
     return {"meta": meta, "records": list(records.values()), "seconds": {
         "read_clean": cleaned - start, "tokenizer": trained - cleaned,
         "encode_write": end - trained, "total": end - start}}
+
+
+def _resumable_tokenizer(out: Path, settings_hash: str) -> Tokenizer | None:
+    """The tokenizer of an interrupted run with the same settings, if any."""
+    try:
+        saved = json.loads((out / shards.PROGRESS).read_text(encoding="utf-8"))
+        same, sha = saved["fingerprint"].split(":")
+        if same == settings_hash and file_sha256(out / "tokenizer.json") == sha:
+            return Tokenizer.load(out / "tokenizer.json")
+    except (OSError, ValueError, KeyError, UserError):
+        pass
+    return None
 
 
 # --- load -------------------------------------------------------------------------
@@ -391,14 +440,23 @@ class Batches:
 
     def get(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch number `index`: inputs x and targets y, both (B, T) int64."""
-        import torch  # here, not at the top: `prepare` and its workers start faster
         rng = np.random.Generator(np.random.PCG64([self.seed, self.rank, index]))
-        windows = rng.integers(0, self.ends[-1], size=self.batch_size)  # (B,)
-        shard = np.searchsorted(self.ends, windows, side="right")  # (B,)
-        start = windows - np.concatenate([[0], self.ends])[shard]  # (B,)
+        return inputs_and_targets(self.windows(rng, self.batch_size))
+
+    def windows(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """`count` random windows of T + 1 tokens drawn with `rng`: (count, T + 1)."""
+        windows = rng.integers(0, self.ends[-1], size=count)  # (count,)
+        shard = np.searchsorted(self.ends, windows, side="right")  # (count,)
+        start = windows - np.concatenate([[0], self.ends])[shard]  # (count,)
         T = self.context_length
-        batch = np.stack([self.shards[s][i:i + T + 1] for s, i in zip(shard, start)])
-        batch = batch.astype(np.int64)  # (B, T + 1)
-        x = torch.from_numpy(np.ascontiguousarray(batch[:, :-1]))  # (B, T)
-        y = torch.from_numpy(np.ascontiguousarray(batch[:, 1:]))  # (B, T)
-        return x, y
+        return np.stack([self.shards[s][i:i + T + 1] for s, i in zip(shard, start)]
+                        ).reshape(count, T + 1)
+
+
+def inputs_and_targets(batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows (B, T + 1) -> inputs x = tokens 0..T-1 and targets y = 1..T, int64."""
+    import torch  # here, not at the top: `prepare` and its workers start faster
+    batch = batch.astype(np.int64)  # (B, T + 1)
+    x = torch.from_numpy(np.ascontiguousarray(batch[:, :-1]))  # (B, T)
+    y = torch.from_numpy(np.ascontiguousarray(batch[:, 1:]))  # (B, T)
+    return x, y

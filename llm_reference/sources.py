@@ -10,8 +10,9 @@ inside that source. Three kinds of source share one pipeline:
 - a URL pinned by sha256: downloaded once into a cache folder, resumed if interrupted,
   and refused if its checksum differs from the pin.
 
-A plain file is one document; a `.jsonl` file holds one document per line, in its
-`"text"` field (the usual layout of web corpora).
+A plain file is one document; JSON Lines (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`) and
+tables (`.parquet`, `.arrow`) hold many, one per line or row, in a text field or column
+(`"text"` unless told otherwise): `readers` streams them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import glob
 import hashlib
 import http.client
 import io
-import json
 import os
 import sys
 import sysconfig
@@ -29,14 +29,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator, Literal
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Literal
 
 from tqdm import tqdm
 
+from . import hub, readers
 from .errors import UserError
 
 STDLIB_LICENSE = "PSF-2.0"
+RECIPE_NAMES = ("stdlib", "tinyshakespeare", "tinystories", "fineweb-edu")  # recipes.py
 UNKNOWN_LICENSE = "unknown"
 # Folders of the stdlib that hold its test suites (left out unless asked for).
 STDLIB_TEST_DIRS = {"test", "tests", "idle_test"}
@@ -63,12 +65,15 @@ class Source:
     """One input of `prepare`, with what the provenance manifest needs to know."""
 
     id: str  # "stdlib", a path or glob as the user wrote it, or a URL
-    kind: Literal["stdlib", "local", "url"]
+    kind: Literal["stdlib", "local", "url", "hub"]
     license: str
     files: list[Path]  # the files to read, in a fixed order
     root: Path | None = None  # document paths are relative to this folder
     sha256: str | None = None  # the pin of a URL source
     skipped: list[str] = field(default_factory=list)  # files that are not text
+    text_column: str = "text"  # the field or column of multi-document files
+    fetch: Callable[[PurePosixPath], Path] | None = None  # hub: download one file
+    separator: str | None = None  # splits plain text files into documents
 
     def documents(self) -> Iterator[Document]:
         """Yield this source's documents, always in the same order."""
@@ -81,10 +86,17 @@ class Source:
         name = path.relative_to(self.root).as_posix() if self.root else str(path)
         if self.kind == "url":
             name = Path(urllib.parse.urlparse(self.id).path).name or path.name
-        raw = path.read_bytes()
-        if path.suffix == ".jsonl":
-            yield from _jsonl_documents(raw, self.id, name)
+        if self.fetch is not None:
+            path = self.fetch(path)  # only now, when the reader gets to it
+        if readers.is_multi_document(path):
+            for text, row in readers.read_documents(path, self.text_column):
+                yield Document(text, self.id, f"{name}:{row}")
             return
+        if self.separator is not None and self.kind != "stdlib":
+            for text, number in readers.separated_documents(path, self.separator):
+                yield Document(text, self.id, f"{name}#{number}")
+            return
+        raw = path.read_bytes()
         text = _decode_python(raw) if self.kind == "stdlib" else _decode_text(raw)
         if text is None:
             self.skipped.append(name)
@@ -108,20 +120,6 @@ def _decode_python(raw: bytes) -> str | None:
         return raw.decode(encoding)
     except (SyntaxError, UnicodeDecodeError):
         return None
-
-
-def _jsonl_documents(raw: bytes, source: str, name: str) -> Iterator[Document]:
-    for number, line in enumerate(raw.splitlines(), start=1):  # bytes: \n, \r only
-        if not line.strip():
-            continue
-        try:
-            text = json.loads(line)["text"]
-        except (ValueError, KeyError, TypeError):  # not UTF-8 JSON, or no "text"
-            text = None
-        if not isinstance(text, str):
-            raise UserError(f"{name}:{number}: expected a JSON object with a "
-                            '"text" string on every line of a .jsonl file')
-        yield Document(text, source, f"{name}:{number}")
 
 
 # --- the standard library ---------------------------------------------------------
@@ -177,8 +175,9 @@ def local_files(spec: str) -> tuple[Path | None, list[Path]]:
         if not files:
             raise UserError(f"no files match the pattern {spec!r}; check --source")
         return None, files
-    raise UserError(f"source {spec} does not exist; pass 'stdlib', a file, "
-                    "a folder, a glob or an https:// URL to --source")
+    raise UserError(f"source {spec} does not exist; pass a recipe ("
+                    f"{', '.join(RECIPE_NAMES)}), a file, a folder, a glob, an "
+                    "https:// URL or hf:ORG/NAME to --source")
 
 
 # --- downloads --------------------------------------------------------------------
@@ -273,13 +272,18 @@ def open_sources(
     licenses: list[str] | None = None,
     include_tests: bool = False,
     cache_dir: Path | None = None,
+    text_column: str = "text",
+    revision: str | None = None,
+    separator: str | None = None,
 ) -> list[Source]:
     """Turn `--source` values into `Source`s, downloading URLs first.
 
     `sha256s` pins the URLs, one per URL in the order given. `licenses` declares the
     licenses of the non-stdlib sources: one value for all of them, or one each, in
-    order; undeclared means "unknown" (the manifest then carries a warning). All
-    checks run here, before anything is written, so a mistake costs nothing.
+    order; undeclared means "unknown" (the manifest then carries a warning).
+    `revision` pins the Hub datasets (`hf:…`); `separator` cuts plain text files
+    into many documents. All checks run here, before anything
+    is written, so a mistake costs nothing.
     """
     sha256s, licenses = sha256s or [], licenses or []
     urls = [s for s in specs if is_url(s)]
@@ -292,6 +296,9 @@ def open_sources(
                         "non-stdlib source(s); give one for all, or one per source")
     if len(set(specs)) != len(specs):
         raise UserError("a --source is given twice; list each source once")
+    if any(map(hub.is_hub, specs)) and not revision:
+        raise UserError("a hf: source needs --revision: a commit hash or tag of the "
+                        "dataset, so that the same command reads the same data")
     pins = dict(zip(urls, (_check_sha256(s) for s in sha256s)))
     declared = dict(zip(others, licenses * len(others) if len(licenses) == 1
                         else licenses))
@@ -302,12 +309,23 @@ def open_sources(
         if spec == "stdlib":
             root, files = stdlib_files(include_tests)
             sources.append(Source("stdlib", "stdlib", STDLIB_LICENSE, files, root))
+        elif hub.is_hub(spec):
+            repo, pattern = hub.parse(spec)
+            files = hub.list_files(repo, revision, pattern)
+            sources.append(Source(f"{spec}@{revision}", "hub", license_, files,
+                                  text_column=text_column,
+                                  fetch=hub.downloader(repo, revision),
+                                  separator=separator))
         elif is_url(spec):
             path = download(spec, pins[spec], cache_dir)
-            sources.append(Source(spec, "url", license_, [path], sha256=pins[spec]))
+            sources.append(Source(spec, "url", license_, [path], sha256=pins[spec],
+                                  text_column=text_column,
+                                  separator=separator))
         else:
             root, files = local_files(spec)
-            sources.append(Source(spec, "local", license_, files, root))
+            sources.append(Source(spec, "local", license_, files, root,
+                                  text_column=text_column,
+                                  separator=separator))
     return sources
 
 

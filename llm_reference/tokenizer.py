@@ -201,23 +201,44 @@ class Tokenizer:
                 ids.extend(self._encode_ordinary(part))
         return ids
 
-    def encode_iterable(self, texts: Iterable[str]) -> Iterator[int]:
+    def encode_iterable(self, texts: Iterable[str],
+                        allowed_special: AllowedSpecial = "none") -> Iterator[int]:
         """Encode a stream of text chunks (a file's lines, say) lazily: the ids equal
-        `encode("".join(texts))`, yet only the text since the last cut is held.
+        `encode("".join(texts), allowed_special)`, yet only the text since the last
+        cut is held.
 
         We cut where the text after a point cannot change how the text before it is
         pre-tokenized (`_SAFE_CUT`). Memory grows only with the longest stretch that
-        has no such point. Special tokens are ordinary text here.
+        has no such point. An allowed special token is a cut of its own, but only
+        once the text from its start holds the longest special token: until then a
+        longer one might still match there, or a token split across two chunks
+        (`<|endof` + `text|>`) might still be completed.
         """
-        buffer = ""
+        specials = self._allowed(allowed_special)
+        by_length = sorted(specials, key=len, reverse=True)  # longest match wins
+        matcher = (regex.compile("|".join(map(regex.escape, by_length)))
+                   if specials else None)
+        longest = len(by_length[0]) if specials else 1
+        buffer, searched = "", 0  # `searched`: buffer[:searched] has no safe cut
         for chunk in texts:
-            start = max(len(buffer) - 1, 0)  # earlier cut points were already tried
             buffer += chunk
-            cut = _SAFE_CUT.search(buffer, start)
+            settled = len(buffer) - longest + 1  # a special starting before is whole
+            done = 0
+            for match in matcher.finditer(buffer) if matcher else ():
+                if match.start() >= settled:
+                    break
+                yield from self._encode_ordinary(buffer[done:match.start()])
+                yield self.special_tokens[match.group()]
+                done = match.end()
+            if done:
+                buffer, settled, searched = buffer[done:], settled - done, 0
+            end = max(settled, 0)  # buffer[:end] is ordinary text for sure
+            cut = _SAFE_CUT.search(buffer, max(searched - 1, 0), end)
+            searched = end
             if cut and cut.start() > 0:
                 yield from self._encode_ordinary(buffer[: cut.start()])
-                buffer = buffer[cut.start():]
-        yield from self._encode_ordinary(buffer)
+                buffer, searched = buffer[cut.start():], end - cut.start()
+        yield from self.encode(buffer, specials or "none")
 
     def _allowed(self, allowed_special: AllowedSpecial) -> set[str]:
         """The special tokens `encode` may emit, from its `allowed_special` argument."""

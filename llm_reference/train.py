@@ -54,10 +54,11 @@ from .config import (
     resolve_device,
     to_toml,
 )
-from .data import Batches, load_meta
+from .data import load_meta
 from .errors import UserError
 from .evaluate import mean_loss
 from .metrics_plot import plot_metrics, read_metrics
+from .mixture import make_batches
 from .model import GPT
 from .optim import make_optimizer
 from .schedule import lr_at
@@ -119,10 +120,12 @@ class Trainer:
             t.inject_spike_at, t.inject_spike_scale, t.inject_nan_at)
         T = self.model_config.context_length
         rank, world_size = self.ctx.rank, self.ctx.world_size
-        self.train_batches = Batches(t.data_dir, "train", t.batch_size, T, seed=t.seed,
-                                     rank=rank, world_size=world_size)
+        self.train_batches = make_batches(t.data_dir, t.data_mix, "train",
+                                          t.batch_size, T, seed=t.seed, rank=rank,
+                                          world_size=world_size)
         # one fixed validation set for all processes; `evaluate` splits it
-        self.val_batches = Batches(t.data_dir, "val", t.batch_size, T, seed=t.seed)
+        self.val_batches = make_batches(t.data_dir, t.data_mix, "val", t.batch_size,
+                                        T, seed=t.seed)
         self.tokens_per_step = t.batch_size * t.grad_accum * T * world_size
         self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
         self.peak_flops = peak_flops(self.device, t.dtype)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,9 @@ from llm_reference import data
 from llm_reference.__main__ import main
 from llm_reference.cleaning import NearDuplicates, clean, normalize, word_shingles
 from llm_reference.compliance import SourceRecord
-from llm_reference.data import (
-    Batches,
-    load_meta,
-    load_tokenizer,
-    split_documents,
-    token_dtype,
-    write_shards,
-)
+from llm_reference.data import Batches, load_meta, load_tokenizer, split_documents
 from llm_reference.errors import UserError
+from llm_reference.shards import Position, ShardWriter, token_dtype
 from llm_reference.sources import Document
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi "
@@ -138,26 +133,52 @@ def test_token_dtype():
     assert token_dtype(65537) == np.dtype("<u4")
 
 
-def test_write_shards_splits_streams_across_files(tmp_path):
+def write_all(out, split, chunks, shard_tokens, start=None, limit=None):
+    writer = ShardWriter(out, split, np.dtype("<u2"), shard_tokens, start, limit)
+    positions = [vars(writer.position).copy() for n, ids in enumerate(chunks)
+                 if writer.add(n, ids)]
+    return writer.finish(), positions
+
+
+def test_shard_writer_cuts_a_stream_into_fixed_size_files(tmp_path):
     chunks = [np.arange(i * 7, i * 7 + 7, dtype=np.uint32) for i in range(5)]  # 35
-    shards = write_shards(tmp_path, "train", iter(chunks + [np.array([], np.uint32)]),
-                          np.dtype("<u2"), shard_tokens=10)
+    shards, positions = write_all(tmp_path, "train",
+                                  chunks + [np.array([], np.uint32)], 10)
     assert shards == [{"file": f"train_{i:03d}.bin", "tokens": n}
                       for i, n in enumerate([10, 10, 10, 5])]
     tokens = np.concatenate([np.fromfile(tmp_path / s["file"], dtype="<u2")
                              for s in shards])
     assert tokens.tolist() == list(range(35))
     assert sorted(p.name for p in tmp_path.iterdir()) == [s["file"] for s in shards]
-    assert write_shards(tmp_path, "val", iter([]), np.dtype("<u2"), 10) == []
+    # shard 1 ends after 3 ids of chunk 1, shard 2 after 6 of chunk 2, shard 3 after
+    # 2 of chunk 4
+    assert [(p["chunk"], p["offset"]) for p in positions] == [(1, 3), (2, 6), (4, 2)]
+    assert write_all(tmp_path, "val", [], 10)[0] == []
+
+
+def test_shard_writer_resumes_from_a_position_with_the_same_bytes(tmp_path):
+    chunks = [np.arange(i * 7, i * 7 + 7, dtype=np.uint32) for i in range(5)]
+    whole, positions = write_all(tmp_path / "a", "train", chunks, 10)
+    expected = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
+    second = Position(**positions[0])  # stopped after one shard
+    (tmp_path / "b").mkdir()
+    for shard in second.shards:
+        (tmp_path / "b" / shard["file"]).write_bytes(expected[shard["file"]])
+    resumed, _ = write_all(tmp_path / "b", "train", chunks, 10, start=second)
+    assert resumed == whole
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == expected
+
+
+def test_shard_writer_stops_at_its_limit(tmp_path):
+    chunks = [np.arange(7, dtype=np.uint32)] * 5
+    shards, _ = write_all(tmp_path, "train", chunks, 10, limit=23)
+    assert [s["tokens"] for s in shards] == [10, 10, 3]
 
 
 def test_an_interrupted_shard_never_appears_under_its_name(tmp_path):
-    def chunks():
-        yield np.arange(15, dtype=np.uint32)
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        write_shards(tmp_path, "train", chunks(), np.dtype("<u2"), shard_tokens=10)
+    writer = ShardWriter(tmp_path, "train", np.dtype("<u2"), 10)
+    writer.add(0, np.arange(15, dtype=np.uint32))
+    writer.abort()
     assert [p.name for p in tmp_path.iterdir()] == ["train_000.bin"]  # full one only
 
 
@@ -265,13 +286,13 @@ def test_interrupted_prepare_leaves_a_folder_marked_incomplete(corpus, tmp_path,
               "--out", str(out)]
     assert prepare_cli(*common) == 0
 
-    def broken(texts, imap=map, chunk_bytes=0):
-        yield np.arange(10, dtype=np.uint32)
+    def broken(texts):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "encode_documents", broken)
-    assert prepare_cli(*common) == 130  # the dispatcher's answer to Ctrl-C
+    monkeypatch.setattr(data.encoding, "encode_chunk", broken)
+    assert prepare_cli(*common, "--workers", "1") == 130  # the answer to Ctrl-C
     assert not (out / "meta.json").exists()
+    assert not list(out.glob(".*"))  # no temporary shard left behind
     with pytest.raises(UserError, match="not a prepared data folder"):
         load_meta(out)
 
@@ -449,3 +470,98 @@ def test_checksum_mismatch_through_the_cli(tmp_path):
     assert url in result.stderr and wrong in result.stderr
     assert hashlib.sha256(body).hexdigest() in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- streaming, resuming, encoders ------------------------------------------------
+
+
+@pytest.fixture
+def big_corpus(tmp_path) -> Path:
+    """About 600 kB of distinct documents in one .jsonl.gz file."""
+    import gzip
+
+    path = tmp_path / "big.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for i in range(200):
+            f.write(json.dumps({"text": make_text(1000 + i, words=500)}) + "\n")
+    return path
+
+
+def shard_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if p.suffix == ".bin" or p.name == "tokenizer.json"}
+
+
+def test_a_killed_prepare_resumes_to_the_same_bytes(big_corpus, tmp_path):
+    args = ["prepare", "--source", str(big_corpus), "--license", "MIT",
+            "--vocab-size", "300", "--shard-tokens", "20000", "--no-near-dup",
+            "--workers", "1"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-m", "llm_reference", *args,
+                              "--out", str(out)], stderr=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL)
+    while not (out / "progress.json").exists() and child.poll() is None:
+        time.sleep(0.005)
+    child.kill()
+    child.wait()
+    assert not (out / "meta.json").exists(), "finished before it could be killed"
+    first = (out / "train_000.bin").stat().st_mtime_ns
+    assert main([*args, "--out", str(out)]) == 0
+    assert (out / "train_000.bin").stat().st_mtime_ns == first  # kept, not redone
+    assert shard_bytes(out) == shard_bytes(tmp_path / "whole")
+    assert not list(out.glob(".*")) and not (out / "progress.json").exists()
+
+
+def test_hf_encoder_writes_the_same_shards(big_corpus, tmp_path):
+    common = ["--source", str(big_corpus), "--license", "MIT", "--vocab-size", "400",
+              "--no-near-dup", "--shard-tokens", "50000"]
+    assert prepare_cli(*common, "--out", str(tmp_path / "py")) == 0
+    assert prepare_cli(*common, "--encoder", "hf", "--out", str(tmp_path / "hf")) == 0
+    assert shard_bytes(tmp_path / "py") == shard_bytes(tmp_path / "hf")
+
+
+def test_a_corpus_larger_than_the_sample_streams_and_stops_at_tokens(big_corpus,
+                                                                     tmp_path):
+    out = tmp_path / "out"
+    assert prepare_cli("--source", str(big_corpus), "--license", "MIT",
+                       "--vocab-size", "300", "--tokenizer-sample", "50k",
+                       "--tokens", "30k", "--shard-tokens", "20000", "--out",
+                       str(out)) == 0
+    meta = load_meta(out)
+    assert meta["train_tokens"] == 30_000
+    assert [s["tokens"] for s in meta["shards"]["train"]] == [20_000, 10_000]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sources"][0]["documents"] < 200  # stopped reading early
+
+
+# --- slices and merge -------------------------------------------------------------
+
+
+def test_slices_merge_into_the_whole_corpus(corpus, tmp_path, capsys):
+    common = ["--source", str(corpus), "--license", "MIT", "--no-near-dup",
+              "--val-fraction", "0.25"]
+    assert prepare_cli(*common, "--vocab-size", "300", "--out",
+                       str(tmp_path / "whole")) == 0
+    tokenizer = str(tmp_path / "whole" / "tokenizer.json")
+    for i in range(3):
+        assert prepare_cli(*common, "--slice", f"{i}/3", "--tokenizer", tokenizer,
+                           "--out", str(tmp_path / f"s{i}")) == 0
+    slices = [str(tmp_path / f"s{i}") for i in range(3)]
+    assert main(["merge", *slices, "--out", str(tmp_path / "merged")]) == 0
+    whole, merged = load_meta(tmp_path / "whole"), load_meta(tmp_path / "merged")
+    assert merged["train_tokens"] + merged["val_tokens"] == (
+        whole["train_tokens"] + whole["val_tokens"])
+    assert sum(merged["documents"].values()) == sum(whole["documents"].values())
+    Batches(tmp_path / "merged", "train", 2, 8, seed=0).get(0)
+
+    capsys.readouterr()
+    assert main(["merge", slices[0], slices[0], slices[2], "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "exactly once" in capsys.readouterr().err
+    assert prepare_cli(*common, "--vocab-size", "280", "--slice", "1/3",
+                       "--out", str(tmp_path / "other")) == 0
+    assert main(["merge", slices[0], str(tmp_path / "other"), slices[2], "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "different tokenizers" in capsys.readouterr().err
+    assert prepare_cli(*common, "--slice", "3/3", "--out", str(tmp_path / "x")) == 2

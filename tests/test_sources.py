@@ -276,3 +276,88 @@ def test_licenses_one_for_all_or_one_each(tmp_path):
         open_sources([a, b], licenses=["MIT", "MIT", "MIT"])
     with pytest.raises(UserError, match="twice"):
         open_sources([a, a])
+
+
+# --- compressed and columnar files ------------------------------------------------
+
+TEXTS = ["first document\n", "second, with a \u2028 inside", "third " * 50]
+
+
+def write_format(path: Path, texts: list[str], column: str = "text") -> Path:
+    """Write `texts` as the file format `path`'s name asks for."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    lines = "".join(json.dumps({column: t, "id": n}) + "\n" for n, t in
+                    enumerate(texts)).encode("utf-8")
+    table = pa.table({"id": list(range(len(texts))), column: texts})
+    if path.name.endswith(".jsonl.gz"):
+        path.write_bytes(gzip.compress(lines))
+    elif path.name.endswith(".jsonl.zst"):
+        path.write_bytes(zstandard.ZstdCompressor().compress(lines))
+    elif path.suffix == ".parquet":
+        pq.write_table(table, path, row_group_size=2)
+    elif path.name.endswith(".stream.arrow"):  # what `datasets` saves
+        with pa.ipc.new_stream(str(path), table.schema) as writer:
+            writer.write_table(table, max_chunksize=2)
+    else:
+        with pa.ipc.new_file(str(path), table.schema) as writer:
+            writer.write_table(table, max_chunksize=2)
+    return path
+
+
+@pytest.mark.parametrize("name", ["d.jsonl.gz", "d.jsonl.zst", "d.parquet",
+                                  "d.arrow", "d.stream.arrow"])
+def test_compressed_and_columnar_files_stream_their_documents(tmp_path, name):
+    write_format(tmp_path / name, TEXTS)
+    (source,) = open_sources([str(tmp_path / name)])
+    docs = list(source.documents())
+    assert [d.text for d in docs] == TEXTS
+    assert [d.path for d in docs] == [f"{tmp_path / name}:{i}" for i in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("name", ["d.jsonl.gz", "d.parquet", "d.arrow"])
+def test_text_column_picks_another_field(tmp_path, name):
+    write_format(tmp_path / name, TEXTS, column="content")
+    (source,) = open_sources([str(tmp_path / name)], text_column="content")
+    assert [d.text for d in source.documents()] == TEXTS
+    (source,) = open_sources([str(tmp_path / name)])
+    with pytest.raises(UserError, match="text"):
+        list(source.documents())
+
+
+@pytest.mark.parametrize("name", ["d.jsonl.gz", "d.jsonl.zst", "d.parquet",
+                                  "d.arrow"])
+def test_a_truncated_file_is_one_line_and_exit_2(tmp_path, name, capsys):
+    from llm_reference.__main__ import main
+
+    path = write_format(tmp_path / name, TEXTS * 20)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert main(["prepare", "--source", str(path), "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "corrupt or truncated" in err and name in err
+
+
+def test_a_table_without_the_column_is_one_line_and_exit_2(tmp_path, capsys):
+    from llm_reference.__main__ import main
+
+    path = write_format(tmp_path / "d.parquet", TEXTS, column="body")
+    assert main(["prepare", "--source", str(path), "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "no column 'text'" in err
+    assert "body" in err and "--text-column" in err and "\n" not in err
+
+
+def test_a_separator_cuts_a_text_file_into_documents(tmp_path):
+    stories = [f"Once upon a time {i}." * (1 + i % 7) for i in range(50)]
+    path = tmp_path / "stories.txt"
+    path.write_text("<|endoftext|>".join(stories), encoding="utf-8")
+    (source,) = open_sources([str(path)], separator="<|endoftext|>")
+    docs = list(source.documents())
+    assert [d.text for d in docs] == stories
+    assert docs[1].path == f"{path}#2"

@@ -201,6 +201,28 @@ def test_encode_iterable_equals_encode(pair, data):
     assert list(ours.encode_iterable(chunks)) == ours.encode(text)
 
 
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_encode_iterable_with_special_tokens_across_chunks(pair, data):
+    ours, _ = pair
+    pieces = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|end", "oftext|>",
+              "<|", "|>", "<", "a b", " ", "\n", "x1"]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=12)))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
+    chunks = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])]
+    allowed = data.draw(st.sampled_from(["none", "all", {"<|endoftext|>"}]))
+    assert (list(ours.encode_iterable(chunks, allowed_special=allowed))
+            == ours.encode(text, allowed_special=allowed))
+
+
+def test_encode_iterable_joins_a_special_token_split_in_two(pair):
+    ours, _ = pair
+    eot = ours.special_tokens["<|endoftext|>"]
+    ids = list(ours.encode_iterable(["hi <|endof", "text|> there"], "all"))
+    assert ids == ours.encode("hi <|endoftext|> there", "all") and eot in ids
+
+
 def test_encode_iterable_streams_a_file_lazily(pair, corpus, tmp_path):
     ours, _ = pair
     path = tmp_path / "corpus.txt"

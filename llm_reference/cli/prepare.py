@@ -20,13 +20,32 @@ def parse_bytes(value: str) -> int:
     return int(float(match[1]) * units[match[2]])
 
 
+def parse_count(value: str) -> int:
+    """'50000', '50k', '20M', '5B' or '1T' (B: billion) -> a number of tokens."""
+    units = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmbgt]?)", value.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a count like 50M or 5B")
+    return int(float(match[1]) * units[match[2]])
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source", action="append", metavar="SRC",
-        help="where text comes from (repeatable): 'stdlib' (default: this Python's "
-             "standard library sources and pydoc prose, offline, PSF-2.0), a file, "
-             "a folder, a glob such as 'notes/**/*.md', or an http(s) URL; .jsonl "
-             "files hold one document per line in a \"text\" field")
+        help="where text comes from (repeatable): a recipe (stdlib, the default: "
+             "this Python's standard library, offline; tinyshakespeare, "
+             "tinystories, fineweb-edu: see recipes.py), a file, "
+             "a folder, a glob such as 'data/*.parquet', an http(s) URL, or a Hub "
+             "dataset hf:ORG/NAME[:GLOB] (with --revision); "
+             ".jsonl(.gz/.zst), .parquet and .arrow files hold one document per "
+             "line or row (see --text-column)")
+    parser.add_argument(
+        "--revision", default=None, metavar="REV",
+        help="the commit hash (or tag) of hf:ORG/NAME[:GLOB] sources: required, so "
+             "that a run can be repeated; HF_TOKEN is used for gated datasets")
+    parser.add_argument(
+        "--text-column", default="text", metavar="NAME",
+        help="the JSON field or table column that holds the text (default: text)")
     parser.add_argument(
         "--sha256", action="append", default=[], metavar="HEX",
         help="the expected sha256 of each URL source, in the order of the URLs; "
@@ -62,12 +81,42 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--no-near-dup", action="store_true",
         help="keep near duplicates (exact duplicates are still dropped)")
     parser.add_argument(
+        "--quality-filters", action=argparse.BooleanOptionalAction, default=None,
+        help="drop web prose that fails the Gopher/C4/FineWeb heuristics (too "
+             "short, few stop words, many symbols, repeated lines, boilerplate); "
+             "default: on for prose recipes, off otherwise (code fails them)")
+    parser.add_argument(
+        "--document-separator", default=None, metavar="TEXT",
+        help="cut plain text files into documents at TEXT (e.g. '<|endoftext|>'); "
+             "default: one document per file")
+    parser.add_argument(
         "--no-redact", action="store_true",
         help="keep emails, public IPs, phone numbers and secrets as they are instead "
              "of replacing them by placeholders such as [EMAIL]")
     parser.add_argument(
         "--shard-tokens", type=int, default=100_000_000,
-        help="most tokens per shard file (default: 100M)")
+        help="tokens per shard file, the last one fewer; a killed prepare resumes "
+             "from its last complete shard (default: 100M)")
+    parser.add_argument(
+        "--tokens", type=parse_count, default=None, metavar="N",
+        help="stop reading once the train split holds N tokens (e.g. 50M, 5B): "
+             "a large source is read only as far as needed; default: everything")
+    parser.add_argument(
+        "--tokenizer-sample", type=parse_bytes, default=None, metavar="SIZE",
+        help="train the tokenizer on the first SIZE of cleaned text (default: "
+             "200M); a larger corpus is then read a second time")
+    parser.add_argument(
+        "--slice", default=None, metavar="I/N",
+        help="prepare only slice I of N (by a hash of each document), e.g. in a "
+             "Slurm array; join the N folders with `merge` (see README)")
+    parser.add_argument(
+        "--tokenizer", default=None, metavar="FILE",
+        help="encode with this tokenizer.json instead of training one (every "
+             "slice of a corpus needs the same)")
+    parser.add_argument(
+        "--encoder", choices=("python", "hf"), default="python",
+        help="python: our tokenizer (the book's code); hf: the same tokenizer.json "
+             "in Hugging Face tokenizers, same ids, many times faster")
     parser.add_argument(
         "--workers", type=int, default=2,
         help="processes that encode text in parallel; the output does not depend "
@@ -83,16 +132,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import compliance
+    from .. import compliance, slices
     from ..data import PrepareSettings, prepare
 
+    sample = {} if args.tokenizer_sample is None else {
+        "tokenizer_sample_bytes": args.tokenizer_sample}
     settings = PrepareSettings(
         sources=tuple(args.source or ["stdlib"]), licenses=tuple(args.license),
         sha256s=tuple(args.sha256), stdlib_tests=args.stdlib_tests,
         vocab_size=args.vocab_size, pattern=args.pattern,
         val_fraction=args.val_fraction, max_bytes=args.max_bytes,
         near_dup_threshold=None if args.no_near_dup else args.near_dup_threshold,
-        redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens)
+        redact=not args.no_redact, seed=args.seed, shard_tokens=args.shard_tokens,
+        text_column=args.text_column, encoder=args.encoder, tokens=args.tokens,
+        quality_filters=args.quality_filters, revision=args.revision,
+        separator=args.document_separator, tokenizer_file=args.tokenizer,
+        slice=slices.parse_slice(args.slice) if args.slice else None, **sample)
     out = Path(args.out)
     result = prepare(settings, out, workers=args.workers, cache_dir=args.cache_dir,
                      verbose=sys.stderr.isatty())
