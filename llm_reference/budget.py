@@ -87,15 +87,16 @@ def parse_budget(text: str, catalog: dict[str, Hardware] | None = None) -> Budge
     return Budget(text, hw.key, count, seconds)
 
 
-def check_duration(text: str, hw: Hardware, count: int, seconds: float) -> None:
+def check_duration(text: str, hw: Hardware, count: int, seconds: float,
+                   dollars: str = "") -> None:
     """Refuse a budget longer than MAX_DAYS; suggest the same device-hours on more
-    devices in at most a month."""
+    devices in at most a month (for a dollar budget, the same dollars)."""
     days = seconds / 86400
     if days <= MAX_DAYS:
         return
-    devices = math.ceil(count * days / 30)
-    suggestion = (f"{devices}x{hw.key}:30d" if hw.device == "cuda"
-                  else f"{hw.key}:{MAX_DAYS}d")
+    devices = f"{math.ceil(count * days / 30)}x{hw.key}"
+    suggestion = (f"${dollars}@{devices}" if dollars else f"{devices}:30d"
+                  if hw.device == "cuda" else f"{hw.key}:{MAX_DAYS}d")
     raise UserError(f"budget {text!r}: {days:,.0f} days is longer than the "
                     f"{MAX_DAYS} days we plan (the longest published runs took ~2 "
                     f"months); spread it over more devices, e.g. {suggestion}")
@@ -122,5 +123,5 @@ def parse_dollars(text: str, catalog: dict[str, Hardware]) -> Budget:
         raise UserError(f"budget {text!r}: {hw.key} is your own machine and has "
                         f"no hourly price; give a duration, e.g. {hw.key}:30m")
     seconds = dollars / (count * hw.price_usd[1]) * 3600
-    check_duration(text, hw, count, seconds)
+    check_duration(text, hw, count, seconds, amount)
     return Budget(text, hw.key, count, seconds, dollars)

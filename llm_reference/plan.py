@@ -373,8 +373,8 @@ def refusal(plan: Plan) -> str | None:
     far below ln(8192) = 9.0. So tokens per parameter is the test.
     """
     if plan.tokens_per_param < MIN_TOKENS_PER_PARAM:
-        return (f"it trains {fmt_count(plan.params)} parameters (the smallest model "
-                f"that fits) on only {fmt_count(plan.tokens)} tokens, "
+        return (f"it trains {fmt_count(plan.params)} parameters on only "
+                f"{fmt_count(plan.tokens)} tokens, "
                 f"{plan.tokens_per_param:.2f} per parameter (< "
                 f"{MIN_TOKENS_PER_PARAM:g}), too few to learn from")
     return None
@@ -413,8 +413,9 @@ def check_assumptions(mfu: float, tokens_per_param: float) -> None:
     command line's options)."""
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu {mfu}: must be in (0, 1], e.g. 0.4")
-    if tokens_per_param <= 0:
-        raise UserError(f"--tokens-per-param {tokens_per_param}: must be > 0, e.g. 20")
+    if tokens_per_param < MIN_TOKENS_PER_PARAM:
+        raise UserError(f"--tokens-per-param {tokens_per_param}: must be >= "
+                        f"{MIN_TOKENS_PER_PARAM:g}, e.g. 20")
 
 
 def sequences_per_rank(compute: float, context_length: int, count: int) -> int:

@@ -54,7 +54,7 @@ def test_dollar_budget_buys_hours_at_the_high_price():
     ("$200@cpu", "no hourly price"),
     ("1xH100:10000d", "longer than the 90 days"),
     ("cpu:100d", "longer than the 90 days"),
-    ("$100000000@1xH100", "longer than the 90 days"),
+    ("$100000000@1xH100", "devices, e.g. $100000000@"),
 ])
 def test_bad_budgets_say_what_is_wrong(text, fragment):
     with pytest.raises(UserError) as info:

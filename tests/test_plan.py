@@ -186,6 +186,7 @@ def test_beginner_plans_checkpoint_at_least_every_ten_minutes(budget):
     (("cpu:1s",), "training steps"),
     (("1xH100:8h", None, 20.0, 0.0), "--mfu"),
     (("1xH100:8h", None, 0.0), "--tokens-per-param"),
+    (("1xH100:8h", None, 0.5), "must be >= 1"),
     (("cpu:30m", "wizard"), "unknown track"),
 ])
 def test_plan_errors(args, fragment):
