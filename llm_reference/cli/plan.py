@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         plan = make_plan(budget, args.track, args.tokens_per_param, args.mfu,
                          catalog)
     if plan.hardware.device == "cpu":
-        plan.notes.append(cpu_source(mine, path, args.measure))
+        plan.notes.append(cpu_source(plan, mine, path, args.measure))
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -106,7 +106,9 @@ def calibrate(plan: Plan, path: Path) -> dict:
     if plan.hardware.device != "cpu":
         raise UserError(f"--calibrate times this machine's CPU, not a "
                         f"{plan.hardware.key}; plan a CPU budget, e.g. cpu:30m")
-    section = hardware.calibrate_cpu(plan.config, plan.train["batch_size"])
+    # up to 16 sequences: a CPU's tokens/s barely grows past that, and it keeps
+    # the measurement under a minute on a slow machine
+    section = hardware.calibrate_cpu(plan.config, min(16, plan.train["batch_size"]))
     write_json(path, {"_about": "this machine's CPU, timed by `python -m "
                       "llm_reference plan --calibrate`; plans use it instead of "
                       "the package's calibration.json. Delete it to go back.",
@@ -116,7 +118,7 @@ def calibrate(plan: Plan, path: Path) -> dict:
     return section
 
 
-def cpu_source(mine: dict | None, path: Path, measured: bool) -> str:
+def cpu_source(plan: Plan, mine: dict | None, path: Path, measured: bool) -> str:
     """Where the plan's CPU speed comes from, for its notes."""
     if measured:
         return "CPU speed: measured by --measure just now (CPU time, not saved)"
@@ -124,8 +126,11 @@ def cpu_source(mine: dict | None, path: Path, measured: bool) -> str:
         return (f"CPU speed: measured here on {mine['date']} ({path}): "
                 f"{mine['tokens_per_second']:,.0f} tokens/s for {mine['shape']}")
     shipped = hardware.CALIBRATION.get("cpu", hardware.DEFAULT_CPU)
+    hw = plan.hardware
+    tokens_per_s = hw.peak_tflops * 1e12 * plan.mfu / plan.flops_per_token
     return (f"CPU speed: the package's default, measured on another machine "
-            f"({shipped['date']}); run `plan --calibrate` to time yours")
+            f"({shipped['date']}), {tokens_per_s:,.0f} tokens/s for this model; "
+            "run `plan --calibrate` to time yours")
 
 
 def print_plan(plan: Plan) -> None:
