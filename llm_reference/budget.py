@@ -1,12 +1,14 @@
 """Compute budgets as people write them: `1xH100:8h`, `cpu:30m`, `$200@1xA100`.
 
 A budget is some devices of the hardware catalog for some time. A dollar budget
-names the devices too, and buys as many hours as the cheapest listed provider
-sells for that amount. Every mistake is a one-line UserError that shows the form.
+names the devices too, and buys as many hours as the most expensive listed
+provider sells for that amount, so that the plan never costs more than the
+budget. Every mistake is a one-line UserError that shows the form.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -29,6 +31,11 @@ BUDGET_HELP = ("COUNTxGPU:DURATION (1xH100:8h, 8xH100:24h), cpu:DURATION (cpu:30
                "or $DOLLARS@COUNTxGPU ($200@1xA100); durations in s, m, h or d, "
                "e.g. 90m or 1h30m")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The longest budget we plan: 90 days. Llama 3 405B, among the largest runs
+# published, trained for ~54 days (Meta 2024, section 3.3.4, on 16K H100s); a
+# plan much longer than that is a typo or a job for more devices, and hardware,
+# prices and software all change over a longer run.
+MAX_DAYS = 90
 
 
 def parse_duration(text: str, budget: str = "") -> float:
@@ -75,12 +82,30 @@ def parse_budget(text: str, catalog: dict[str, Hardware] | None = None) -> Budge
     if not colon or not devices:
         raise UserError(f"budget {text!r}: expected {BUDGET_HELP}")
     hw, count = parse_devices(devices, text, catalog)
-    return Budget(text, hw.key, count, parse_duration(duration.strip(), text))
+    seconds = parse_duration(duration.strip(), text)
+    check_duration(text, hw, count, seconds)
+    return Budget(text, hw.key, count, seconds)
+
+
+def check_duration(text: str, hw: Hardware, count: int, seconds: float,
+                   dollars: str = "") -> None:
+    """Refuse a budget longer than MAX_DAYS; suggest the same device-hours on more
+    devices in at most a month (for a dollar budget, the same dollars)."""
+    days = seconds / 86400
+    if days <= MAX_DAYS:
+        return
+    devices = f"{math.ceil(count * days / 30)}x{hw.key}"
+    suggestion = (f"${dollars}@{devices}" if dollars else f"{devices}:30d"
+                  if hw.device == "cuda" else f"{hw.key}:{MAX_DAYS}d")
+    raise UserError(f"budget {text!r}: {days:,.0f} days is longer than the "
+                    f"{MAX_DAYS} days we plan (the longest published runs took ~2 "
+                    f"months); spread it over more devices, e.g. {suggestion}")
 
 
 def parse_dollars(text: str, catalog: dict[str, Hardware]) -> Budget:
-    """`$200@1xA100`: the hours $200 buys at the low end of the device's price range
-    (the cheapest listed provider); the plan shows what the high end would cost."""
+    """`$200@1xA100`: the hours $200 buys at the high end of the device's price
+    range, so that the run costs at most $200 wherever it is rented; the plan
+    shows the price range and what the cheapest listed provider would charge."""
     amount, at, devices = text[1:].partition("@")
     if not at:
         raise UserError(f"budget {text!r}: a dollar budget names the hardware "
@@ -97,5 +122,6 @@ def parse_dollars(text: str, catalog: dict[str, Hardware]) -> Budget:
     if hw.price_usd[0] <= 0:
         raise UserError(f"budget {text!r}: {hw.key} is your own machine and has "
                         f"no hourly price; give a duration, e.g. {hw.key}:30m")
-    hours = dollars / (count * hw.price_usd[0])
-    return Budget(text, hw.key, count, hours * 3600, dollars)
+    seconds = dollars / (count * hw.price_usd[1]) * 3600
+    check_duration(text, hw, count, seconds, amount)
+    return Budget(text, hw.key, count, seconds, dollars)

@@ -17,9 +17,11 @@ from .model_config import ModelConfig
 # weights and gradients (2 + 2) plus K = 12 bytes of fp32 optimizer state (master
 # weights 4, Adam's momentum 4 and variance 4) = 16. PyTorch autocast, which our
 # trainer uses, keeps fp32 weights and gradients and casts weights to 16 bits on
-# the fly, caching the copies for the step: 4 + 4 + 4 + 4 + 2 = 18. DDP adds a
-# bucket copy of the gradients (+4, 22) unless gradient_as_bucket_view=True. So:
-# 16-20 bytes per parameter whatever the precision, 16 in pure fp32.
+# the fly, caching the copies for the step: 4 + 4 + 4 + 4 + 2 = 18. DDP keeps
+# the gradients in its communication buckets; our trainer wraps the model with
+# gradient_as_bucket_view=True, so the gradients *are* views of the buckets and
+# nothing is added (without it DDP keeps a second copy: +4, 22). So: 16-18 bytes
+# per parameter whatever the precision, 16 in pure fp32.
 BYTES_PER_PARAM: dict[str, dict[str, int]] = {
     "float32": {"weights": 4, "gradients": 4, "adam_m": 4, "adam_v": 4},
     "autocast": {"weights": 4, "gradients": 4, "adam_m": 4, "adam_v": 4,
@@ -28,6 +30,11 @@ BYTES_PER_PARAM: dict[str, dict[str, int]] = {
               "adam_m": 4, "adam_v": 4},
 }
 USABLE_MEMORY = 0.9  # of a device's memory: the CUDA context, allocator fragmentation
+# The model computes its cross-entropy over chunks of this many tokens (B x T
+# flattened), so only one chunk's logits exist at a time: with V = 32768 a chunk
+# is 8192 x 32768 x 4 bytes = 1 GiB of fp32 logits, where the whole batch of a
+# 16 x 2048 micro-batch would be 4 GiB (plus as much again for their gradient).
+LOSS_CHUNK_TOKENS = 8192
 
 
 def state_bytes_per_param(dtype: str) -> int:
@@ -64,8 +71,10 @@ def training_memory(config: ModelConfig, micro_batch: int, dtype: str = "bfloat1
     - activations: n_layer x activation_bytes_per_layer; with activation
       checkpointing a layer keeps only its input (2 s b h bytes) and one layer at a
       time is recomputed in full during the backward pass;
-    - logits: s b V in the compute precision plus the fp32 copy that the
-      cross-entropy's softmax makes (Korthikanti et al. count 4 s b V for it).
+    - logits: the model computes its loss LOSS_CHUNK_TOKENS tokens at a time
+      and keeps no (B, T, V) logits through the backward pass, so at most one
+      chunk is alive: its fp32 logits and their gradient, 8 bytes per logit
+      (instead of the whole s b V that an unchunked loss keeps).
     """
     c = config
     s, L, d, V = c.context_length, c.n_layer, c.d_model, c.vocab_size
@@ -76,7 +85,7 @@ def training_memory(config: ModelConfig, micro_batch: int, dtype: str = "bfloat1
         activations = L * s * micro_batch * d * act_bytes + layer
     else:
         activations = L * layer
-    logits = s * micro_batch * V * (act_bytes + 4)
+    logits = min(LOSS_CHUNK_TOKENS, s * micro_batch) * V * (4 + 4)
     return {"model_states": states, "activations": activations, "logits": logits,
             "total": states + activations + logits}
 

@@ -37,6 +37,7 @@ from .memory import USABLE_MEMORY, training_memory
 from .model_config import ModelConfig
 from .scaling import (
     FITTED_PARAMS,
+    HYPERPARAMETER_FLOPS,
     LOSS_FIT,
     batch_size_tokens,
     compute_optimal,
@@ -208,11 +209,22 @@ class Plan:
     activation_checkpointing: bool
     expected_loss: float
     mfu: float
+    compute: float  # the FLOPs the budget buys (what the scaling laws are fed)
     notes: list[str] = field(default_factory=list)
 
     @property
     def tokens_per_param(self) -> float:
         return self.tokens / self.params
+
+    @property
+    def extrapolated(self) -> list[str]:
+        """The numbers that come from a scaling law outside its fitted range."""
+        out = []
+        if not FITTED_PARAMS[0] <= self.params <= FITTED_PARAMS[1]:
+            out.append("expected loss")
+        if self.compute < HYPERPARAMETER_FLOPS[0]:
+            out += ["batch size", "learning rate"]
+        return out
 
     @property
     def config(self) -> ModelConfig:
@@ -256,9 +268,12 @@ class Plan:
             ("time", fmt_duration(self.seconds) + (
                 f" ({gpu_hours:,.0f} GPU-hours)" if self.budget.count > 1 else "")),
             ("cost", "$0 (your own machine)" if high == 0
-             else f"${low:,.2f} - ${high:,.2f}"),
-            ("expected loss", f"{self.expected_loss:.2f} nats/token "
-                              f"({LOSS_FIT.name}; indicative only)"),
+             else f"${low:,.2f} - ${high:,.2f} (at ${self.hardware.price_usd[0]:g}"
+                  f" - ${self.hardware.price_usd[1]:g} per device-hour)"),
+            ("expected loss", f"{self.expected_loss:.2f} nats/token ({LOSS_FIT.name}; "
+                              + ("extrapolated, not a prediction)"
+                                 if "expected loss" in self.extrapolated
+                                 else "indicative only)")),
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -278,21 +293,37 @@ class Plan:
                     "memory_bytes": self.memory, "parallelism": self.parallelism,
                     "activation_checkpointing": self.activation_checkpointing,
                     "expected_loss": self.expected_loss, "loss_fit": LOSS_FIT.name,
-                    "mfu": self.mfu},
+                    "mfu": self.mfu, "compute": self.compute,
+                    "extrapolated": self.extrapolated},
                 "notes": self.notes}
 
 
 def make_plan(budget: Budget | str, track: str | None = None,
               tokens_per_param: float = 20.0, mfu: float | None = None,
               catalog: dict[str, Hardware] | None = None) -> Plan:
-    """Turn a budget into a model, a [train] table and the estimates behind them."""
+    """Turn a budget into a model, a [train] table and the estimates behind them.
+
+    A plan that would teach nothing is refused (`refusal`), with a budget that
+    would work: the smallest of this one doubled up to twenty times.
+    """
     catalog = catalog or HARDWARE
     if isinstance(budget, str):
         budget = parse_budget(budget, catalog)
-    hw = catalog[budget.hardware]
     t = get_track(track or track_for_budget(budget, catalog))
-    mfu = hw.mfu if mfu is None else mfu
+    mfu = catalog[budget.hardware].mfu if mfu is None else mfu
     check_assumptions(mfu, tokens_per_param)
+    plan = plan_budget(budget, t, tokens_per_param, mfu, catalog)
+    reason = refusal(plan)
+    if reason:
+        raise UserError(f"budget {budget.text!r} ({t.name} track): {reason}; "
+                        f"{working_budget(budget, t, tokens_per_param, mfu, catalog)}")
+    return plan
+
+
+def plan_budget(budget: Budget, t: Track, tokens_per_param: float, mfu: float,
+                catalog: dict[str, Hardware]) -> Plan:
+    """The five steps, without judging the result."""
+    hw = catalog[budget.hardware]
     # 1. budget -> FLOPs
     device_flops = hw.peak_tflops * 1e12 * mfu  # achieved FLOP/s of one device
     available = budget.seconds * (1 - RESERVE)
@@ -305,7 +336,8 @@ def make_plan(budget: Budget | str, track: str | None = None,
     # 5. steps, evaluation, time
     run = schedule(config, layout, budget, device_flops, available)
     parallelism = parallelism_for(budget, layout, hw)
-    train = train_table(run, layout, hw, learning_rate(compute))
+    train = train_table(run, layout, hw, learning_rate(compute),
+                        CHECKPOINT_SECONDS[t.name == "beginner"])
     if parallelism == "fsdp":  # the trainer's default under torchrun is DDP
         train["parallel"] = "fsdp"
     params = count_parameters(config)
@@ -318,9 +350,62 @@ def make_plan(budget: Budget | str, track: str | None = None,
         cost_usd=(hours * hw.price_usd[0], hours * hw.price_usd[1]),
         memory=layout.memory, parallelism=parallelism,
         activation_checkpointing=layout.checkpointing,
-        expected_loss=LOSS_FIT.loss(params, run.tokens), mfu=mfu)
+        expected_loss=LOSS_FIT.loss(params, run.tokens), mfu=mfu, compute=compute)
     plan.notes = _notes(plan)
     return plan
+
+
+# A model trained on fewer tokens than it has parameters has not seen enough text
+# to learn much beyond unigram statistics: at 20 tokens per parameter we are at
+# the compute-optimal point, and below ~1 the budget is too small for the track's
+# smallest model (its embeddings alone may outweigh the tokens).
+MIN_TOKENS_PER_PARAM = 1.0
+
+
+def refusal(plan: Plan) -> str | None:
+    """Why the plan is not worth running, or None.
+
+    Durations beyond budget.MAX_DAYS are refused when the budget is read. We do
+    not refuse on the expected loss: outside its fitted range (70M-16B parameters)
+    the loss fit is an extrapolation, not evidence (it predicts more than
+    ln(vocab) for the 2M-parameter `cpu:30m` model, which trains well below it);
+    inside its range, one token per parameter already gives less than 5.6 nats,
+    far below ln(8192) = 9.0. So tokens per parameter is the test.
+    """
+    if plan.tokens_per_param < MIN_TOKENS_PER_PARAM:
+        return (f"it trains {fmt_count(plan.params)} parameters on only "
+                f"{fmt_count(plan.tokens)} tokens, "
+                f"{plan.tokens_per_param:.2f} per parameter (< "
+                f"{MIN_TOKENS_PER_PARAM:g}), too few to learn from")
+    return None
+
+
+def working_budget(budget: Budget, t: Track, tokens_per_param: float, mfu: float,
+                   catalog: dict[str, Hardware]) -> str:
+    """'try cpu:2h', the smallest doubling of `budget` whose plan is not refused."""
+    hw = catalog[budget.hardware]
+    for doubling in range(1, 21):
+        devices = f"{budget.count}x{hw.key}" if hw.device == "cuda" else hw.key
+        if budget.dollars is not None:
+            text = f"${math.ceil(budget.dollars * 2**doubling):,}@{devices}"
+        else:
+            text = f"{devices}:{budget_duration(budget.seconds * 2**doubling)}"
+        try:
+            bigger = parse_budget(text, catalog)
+            if refusal(plan_budget(bigger, t, tokens_per_param, mfu, catalog)) is None:
+                return f"try {text}"
+        except UserError:  # past the longest duration we plan
+            break
+    return "no budget of this hardware works for this track: pick another track"
+
+
+def budget_duration(seconds: float) -> str:
+    """A duration a budget string can hold, rounded up: 5000 -> '84m'."""
+    if seconds <= 2 * 3600 and seconds % 3600:
+        return f"{math.ceil(seconds / 60)}m"
+    if seconds <= 2 * 86400:
+        return f"{math.ceil(seconds / 3600)}h"
+    return f"{math.ceil(seconds / 86400)}d"
 
 
 def check_assumptions(mfu: float, tokens_per_param: float) -> None:
@@ -328,8 +413,9 @@ def check_assumptions(mfu: float, tokens_per_param: float) -> None:
     command line's options)."""
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu {mfu}: must be in (0, 1], e.g. 0.4")
-    if tokens_per_param <= 0:
-        raise UserError(f"--tokens-per-param {tokens_per_param}: must be > 0, e.g. 20")
+    if tokens_per_param < MIN_TOKENS_PER_PARAM:
+        raise UserError(f"--tokens-per-param {tokens_per_param}: must be >= "
+                        f"{MIN_TOKENS_PER_PARAM:g}, e.g. 20")
 
 
 def sequences_per_rank(compute: float, context_length: int, count: int) -> int:
@@ -404,13 +490,20 @@ def parallelism_for(budget: Budget, layout: Layout, hw: Hardware) -> str:
     return "fsdp"
 
 
-def train_table(run: Schedule, layout: Layout, hw: Hardware, lr: float
-                ) -> dict[str, Any]:
+# Seconds of expected wall time between checkpoints: on a laptop (the beginner
+# track) a run is stopped by a lid or a Ctrl-C and should lose at most ~10
+# minutes; on rented GPUs a checkpoint of a big model takes long enough to write
+# that every 30 minutes is the usual compromise. Indexed by `is beginner`.
+CHECKPOINT_SECONDS = (1800, 600)
+
+
+def train_table(run: Schedule, layout: Layout, hw: Hardware, lr: float,
+                checkpoint_seconds: float) -> dict[str, Any]:
     """The [train] table: the schedule, AdamW's usual settings and the device's."""
     step_rate = run.steps / run.seconds  # steps per wall-clock second
     every = run.eval_interval
-    # a checkpoint about every 30 minutes, on an evaluation step
-    checkpoint_every = max(every, round(1800 * step_rate / every) * every)
+    # a checkpoint at least every checkpoint_seconds of expected wall time
+    checkpoint_every = max(1, int(checkpoint_seconds * step_rate))
     train = {
         "batch_size": layout.micro_batch, "grad_accum": layout.grad_accum,
         "max_steps": run.steps, "lr": significant(lr),
@@ -438,14 +531,26 @@ def _notes(plan: Plan) -> list[str]:
                      f"batch_size and grad_accum are per GPU ({plan.parallelism})")
     if plan.activation_checkpointing:
         notes.append("needs activation checkpointing to fit (+1/3 compute, counted)")
-    if not FITTED_PARAMS[0] <= plan.params <= FITTED_PARAMS[1]:
+    if plan.budget.dollars is not None:
+        low, high = hw.price_usd
+        notes.append(f"the duration is fitted to the high price, ${high:g} per "
+                     f"device-hour, so the run costs at most "
+                     f"${plan.budget.dollars:,.2f}; at ${low:g} it costs "
+                     f"${plan.cost_usd[0]:,.2f}")
+    if "expected loss" in plan.extrapolated:
         uniform = math.log(m["vocab_size"])  # the loss of guessing uniformly
         notes.append(f"{fmt_count(plan.params)} parameters is outside the loss fit's "
                      f"range ({fmt_count(FITTED_PARAMS[0])}-"
                      f"{fmt_count(FITTED_PARAMS[1])}): the expected loss is an "
                      "extrapolation, not a prediction"
                      + (f", here even above ln(vocab_size) = {uniform:.2f}, the loss "
-                        "of uniform guessing" if plan.expected_loss > uniform else ""))
+                        "of uniform guessing; expect your run to go well below it"
+                        if plan.expected_loss > uniform else ""))
+    if "batch size" in plan.extrapolated:
+        notes.append(f"{plan.compute:.2g} FLOPs is below the "
+                     f"{HYPERPARAMETER_FLOPS[0]:.0e} FLOPs of the batch-size and "
+                     "learning-rate fits: the batch size is extrapolated and the "
+                     "learning rate held at its value there")
     corpus = CALIBRATION.get("default_corpus", {})
     if corpus.get("tokens"):
         epochs = plan.tokens / corpus["tokens"]

@@ -78,6 +78,11 @@ LOSS_FIT = BESIROGLU_2024
 FITTED_PARAMS = (7e7, 1.6e10)  # the range of model sizes behind the fits
 
 
+# The compute range of DeepSeek LLM's hyperparameter grid searches (section 3.1):
+# batch size and learning rate are fitted on budgets from 1e17 to 2e19 FLOPs.
+HYPERPARAMETER_FLOPS = (1e17, 2e19)
+
+
 def batch_size_tokens(flops: float) -> float:
     """Global batch in tokens for a compute budget: B = 0.292 C^0.3271.
 
@@ -95,4 +100,4 @@ def learning_rate(flops: float) -> float:
     Their grid searches started at 1e17 FLOPs; below that we hold the rate at its
     1e17 value (2.3e-3) instead of extrapolating to ever larger rates.
     """
-    return 0.3118 * max(flops, 1e17) ** -0.1250
+    return 0.3118 * max(flops, HYPERPARAMETER_FLOPS[0]) ** -0.1250

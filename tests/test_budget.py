@@ -25,13 +25,14 @@ def test_parse_budget(text, hardware, count, seconds):
     assert budget.dollars is None
 
 
-def test_dollar_budget_buys_hours_at_the_low_price():
+def test_dollar_budget_buys_hours_at_the_high_price():
+    # the run then costs at most the budget at any listed provider
     budget = parse_budget("$200@1xA100")
-    low = HARDWARE["A100-80GB"].price_usd[0]
+    high = HARDWARE["A100-80GB"].price_usd[1]
     assert budget.hardware == "A100-80GB" and budget.dollars == 200
-    assert budget.seconds == pytest.approx(200 / low * 3600)
+    assert budget.seconds == pytest.approx(200 / high * 3600)
     assert parse_budget("$1,000@8xH100").seconds == pytest.approx(
-        1000 / (8 * HARDWARE["H100"].price_usd[0]) * 3600)
+        1000 / (8 * HARDWARE["H100"].price_usd[1]) * 3600)
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -51,6 +52,9 @@ def test_dollar_budget_buys_hours_at_the_low_price():
     ("$abc@1xH100", "not an amount"),
     ("$0@1xH100", "must be > 0"),
     ("$200@cpu", "no hourly price"),
+    ("1xH100:10000d", "longer than the 90 days"),
+    ("cpu:100d", "longer than the 90 days"),
+    ("$100000000@1xH100", "devices, e.g. $100000000@"),
 ])
 def test_bad_budgets_say_what_is_wrong(text, fragment):
     with pytest.raises(UserError) as info:

@@ -8,6 +8,8 @@ import torch
 
 from llm_reference import hardware as H
 from llm_reference.errors import UserError
+from llm_reference.flops import flops_per_token
+from llm_reference.model_config import ModelConfig
 
 
 def test_hardware_catalog():
@@ -65,3 +67,63 @@ def test_measure_cpu():
     assert section["threads"] == torch.get_num_threads()
     assert math.isfinite(section["bandwidth_gbs"]) and section["source"]
     assert H.cpu_hardware(section).date == section["date"]
+
+
+@pytest.mark.parametrize("device_name, key", [
+    ("NVIDIA L40S", "L40S"),
+    ("NVIDIA L40", "L40"),
+    ("NVIDIA L4", "L4"),
+    ("NVIDIA H100 PCIe", "H100-PCIe"),
+    ("NVIDIA H100 NVL", "H100-NVL"),
+    ("NVIDIA H100 80GB HBM3", "H100"),
+    ("NVIDIA H100 SXM5 80GB", "H100"),
+    ("NVIDIA H200", "H200"),
+    ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+    ("NVIDIA A100-SXM4-80GB", "A100-80GB"),
+    ("NVIDIA A100 80GB PCIe", "A100-80GB"),
+    ("Tesla T4", "T4"),
+    ("NVIDIA GeForce RTX 4090", "RTX4090"),
+])
+def test_gpu_names_match_whole_model_names(device_name, key):
+    # the strings torch.cuda.get_device_name() returns on these cards
+    assert H.hardware_for_device_name(device_name).key == key
+
+
+@pytest.mark.parametrize("device_name", [
+    "NVIDIA GeForce RTX 4080", "NVIDIA H200 NVL", "NVIDIA B200", "Tesla V100-SXM2-16GB",
+    "NVIDIA A100", "cpu", ""])
+def test_unknown_gpus_get_no_row(device_name):
+    assert H.hardware_for_device_name(device_name) is None
+
+
+def test_tf32_peak_for_fp32_matmuls():
+    h100 = H.HARDWARE["H100"]
+    assert h100.peak_tflops_for("float32", tf32=True) == 494.7
+    assert h100.peak_tflops_for("float32") == 67.0
+    assert h100.peak_tflops_for("bfloat16", tf32=True) == 989.4
+    assert H.HARDWARE["T4"].tf32_tflops == H.HARDWARE["T4"].fp32_tflops  # Turing
+    for hw in H.HARDWARE.values():
+        assert hw.fp32_tflops <= hw.tf32_tflops <= hw.bf16_tflops
+
+
+def test_calibrate_times_the_planned_shape_in_wall_clock():
+    tiny = ModelConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2,
+                       d_model=32)
+    section = H.calibrate_cpu(tiny, micro_batch=2, steps=2)
+    assert section["tokens_per_second"] > 0 and "1 layers" in section["shape"]
+    # the planner's achieved rate is the measured one
+    cpu = H.cpu_hardware(section)
+    assert cpu.peak_tflops * 1e12 * cpu.mfu == pytest.approx(
+        section["tokens_per_second"] * flops_per_token(tiny), rel=0.01)
+    assert "wall-clock" in section["source"] and "here" in cpu.name
+
+
+def test_user_calibration_file(tmp_path):
+    path = tmp_path / "calibration.json"
+    assert H.load_user_calibration(path) is None  # never calibrated
+    path.write_text('{"cpu": {"mfu": 0.5}}')
+    with pytest.raises(UserError, match="--calibrate"):
+        H.load_user_calibration(path)
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="cannot read"):
+        H.load_user_calibration(path)

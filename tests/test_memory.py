@@ -47,3 +47,15 @@ def test_checkpointing_and_sharding_save_memory():
     assert plain["model_states"] == count_parameters(model) * 18
     assert plain["total"] == sum(plain[k] for k in ("model_states", "activations",
                                                     "logits"))
+
+
+def test_logits_are_one_chunk_of_fp32_logits_and_their_gradient():
+    # the chunked cross-entropy keeps one chunk alive, never the whole (B, T, V)
+    model = ModelConfig(vocab_size=32768, context_length=2048, n_layer=2,
+                        n_head=4, d_model=256)
+    big = memory.training_memory(model, micro_batch=16)
+    assert big["logits"] == memory.LOSS_CHUNK_TOKENS * 32768 * (4 + 4)
+    small = memory.training_memory(model, micro_batch=1)  # 2048 < one chunk
+    assert small["logits"] == 2048 * 32768 * 8
+    # DDP with gradient_as_bucket_view=True adds no copy: same per-device states
+    assert big["model_states"] == count_parameters(model) * 18

@@ -1,6 +1,7 @@
 """The planner: the design's tracks, plans that fit and train, and its command line."""
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -87,11 +88,13 @@ def test_preset_plans_fit_memory_and_time(track, budget):
     assert t["warmup_steps"] < t["max_steps"] and t["min_lr"] < t["lr"]
 
 
-def test_dollar_plan_costs_what_was_given_at_the_low_price():
-    plan = P.make_plan("$200@1xA100")
+@pytest.mark.parametrize("budget", ["$200@1xA100", "$500@1xA100", "$1,000@8xH100"])
+def test_dollar_plan_never_costs_more_than_the_budget(budget):
+    plan = P.make_plan(budget)
     low, high = plan.hardware.price_usd
-    assert plan.cost_usd[0] <= 200 + 1e-6
-    assert plan.cost_usd[1] == pytest.approx(plan.cost_usd[0] * high / low)
+    assert plan.cost_usd[1] <= plan.budget.dollars + 1e-6
+    assert plan.cost_usd[0] == pytest.approx(plan.cost_usd[1] * low / high)
+    assert any("fitted to the high price" in note for note in plan.notes)
 
 
 def test_beginner_plan_is_a_small_cpu_model_that_trains():
@@ -145,10 +148,45 @@ def test_activation_checkpointing_when_states_barely_fit():
     assert P.fit_memory(huge, hardware.HARDWARE["RTX4090"], 1, 8) is None
 
 
+@pytest.fixture(autouse=True)
+def no_user_calibration(tmp_path, monkeypatch):
+    """The CLI reads the user's calibration file; tests plan with the package's."""
+    monkeypatch.setattr(hardware, "USER_CALIBRATION_PATH", tmp_path / "mine.json")
+
+
+@pytest.mark.parametrize("budget, track, fragment", [
+    ("cpu:30m", "researcher", "0.66 per parameter (< 1), too few to learn from; "
+                              "try cpu:1h"),
+    ("cpu:5m", "practitioner", "per parameter (< 1)"),
+])
+def test_a_plan_that_cannot_learn_is_refused_with_a_budget_that_works(
+        budget, track, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)) as info:
+        P.make_plan(budget, track)
+    suggestion = str(info.value).rsplit("try ", 1)[1]
+    assert P.make_plan(suggestion, track).tokens_per_param >= P.MIN_TOKENS_PER_PARAM
+
+
+def test_extrapolated_numbers_are_named():
+    tiny, big = P.make_plan("cpu:30m"), P.make_plan("8xH100:24h")
+    assert tiny.extrapolated == ["expected loss", "batch size", "learning rate"]
+    assert big.extrapolated == []
+    assert "extrapolated, not a prediction" in dict(tiny.summary())["expected loss"]
+    assert any("even above ln(vocab_size)" in note for note in tiny.notes)
+
+
+@pytest.mark.parametrize("budget", ["cpu:30m", "cpu:4h"])
+def test_beginner_plans_checkpoint_at_least_every_ten_minutes(budget):
+    plan = P.make_plan(budget)
+    step_seconds = plan.seconds / plan.train["max_steps"]
+    assert plan.train["checkpoint_interval"] * step_seconds <= 600
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("cpu:1s",), "training steps"),
     (("1xH100:8h", None, 20.0, 0.0), "--mfu"),
     (("1xH100:8h", None, 0.0), "--tokens-per-param"),
+    (("1xH100:8h", None, 0.5), "must be >= 1"),
     (("cpu:30m", "wizard"), "unknown track"),
 ])
 def test_plan_errors(args, fragment):
@@ -194,6 +232,9 @@ def test_cli_table(capsys):
 @pytest.mark.parametrize("argv, fragment", [
     (["plan", "--budget", "1xH100"], "expected"),
     (["plan", "--save-calibration"], "--measure"),
+    (["plan", "--calibrate", "--measure"], "--calibrate"),
+    (["plan", "--budget", "1xH100:8h", "--calibrate"], "plan a CPU budget"),
+    (["plan", "--budget", "1xH100:10000d"], "longer than the 90 days"),
     (["plan", "--budget", "cpu:30m", "--mfu", "2"], "--mfu"),
 ])
 def test_cli_errors(argv, fragment, capsys):
@@ -217,6 +258,39 @@ def test_cli_measure_plans_with_the_measurement(tmp_path, monkeypatch, capsys):
     assert hardware.load_calibration(path) == hardware.CALIBRATION  # not saved
     assert main(["plan", "--measure", "--save-calibration"]) == 0
     assert hardware.load_calibration(path)["cpu"] == fast
+
+
+@pytest.mark.slow
+def test_cli_calibrate_saves_and_later_plans_use_it(tmp_path, capsys):
+    path = tmp_path / "cache" / "calibration.json"
+    argv = ["plan", "--budget", "cpu:30m", "--json", "--calibration", str(path)]
+    assert main(argv + ["--calibrate"]) == 0
+    calibrated = json.loads(capsys.readouterr().out)
+    section = hardware.load_user_calibration(path)
+    assert section["tokens_per_second"] > 0
+    assert calibrated["estimates"]["mfu"] == section["mfu"]
+    assert any("measured here on" in n for n in calibrated["notes"])
+    assert main(argv) == 0  # a later plan reads the file
+    assert json.loads(capsys.readouterr().out)["estimates"]["mfu"] == section["mfu"]
+    assert main(["plan", "--budget", "cpu:30m", "--json"]) == 0  # no file: shipped
+    shipped = json.loads(capsys.readouterr().out)
+    assert any("measured on another machine" in n for n in shipped["notes"])
+
+
+def test_cli_plans_with_the_users_calibration(tmp_path, capsys):
+    # a file as `plan --calibrate` writes it (calibrate_cpu is tested on its own)
+    section = {"description": "x86_64, 2 threads, measured here", "threads": 2,
+               "peak_fp32_tflops": 0.1, "mfu": 0.25, "memory_gib": 8.0,
+               "bandwidth_gbs": 10.0, "tokens_per_second": 2000.0,
+               "shape": "2 layers, d_model 128", "date": "2026-12-06 03:00 UTC",
+               "source": "plan --calibrate on 2026-12-06 03:00 UTC: wall-clock"}
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"cpu": section}))
+    argv = ["plan", "--budget", "cpu:30m", "--json", "--calibration", str(path)]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["estimates"]["mfu"] == section["mfu"]
+    assert any(f"measured here on {section['date']}" in n for n in data["notes"])
 
 
 def test_the_planner_needs_no_torch():
