@@ -30,11 +30,13 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class StopSignals:
     """Within `with StopSignals() as stop:`, SIGINT and SIGTERM set `stop.received`
-    (the first signal's number) instead of interrupting. Only the main thread can
-    handle signals; elsewhere this does nothing."""
+    (the first signal's number) instead of interrupting; with `announce`, a line
+    on stderr says so. Only the main thread can handle signals; elsewhere this
+    does nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool = True) -> None:
         self.received: int | None = None
+        self.announce = announce
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
@@ -58,7 +60,8 @@ class StopSignals:
                        "since the last checkpoint)\n")
         else:
             message = f"\n{name}: already stopping at the end of this step\n"
-        os.write(2, message.encode())  # print() is not safe inside a handler
+        if self.announce:
+            os.write(2, message.encode())  # print() is not safe inside a handler
 
 
 class Stopped(SystemExit):

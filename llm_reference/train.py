@@ -322,9 +322,9 @@ class Trainer:
         """
         t = self.config.train
         val_loss = None
-        with (RunLog(self.run_dir, self.config, self.step,
-                     distributed.is_main()) as log,
-              preemption.StopSignals() as signals):
+        main = distributed.is_main()  # the one process that reports
+        with (RunLog(self.run_dir, self.config, self.step, main) as log,
+              preemption.StopSignals(announce=main) as signals):
             while self.step < t.max_steps:
                 result = self.train_step()
                 if result.anomaly is None:
