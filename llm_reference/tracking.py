@@ -17,6 +17,7 @@ of metrics.jsonl becomes scalars at its step: a step's `loss`, `lr`, `grad_norm`
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from pathlib import Path
@@ -41,8 +42,9 @@ class Trackers:
             self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         if wandb:
             require("wandb", "train.wandb")
-            import wandb as wandb_module
-
+            # imported by name: an optional package, which nothing else (nor a
+            # starter repo's requirements, read from our imports) depends on
+            wandb_module = importlib.import_module("wandb")
             self.wandb = wandb_module.init(
                 project=os.environ.get("WANDB_PROJECT", "llm-from-scratch"),
                 name=run_dir.name, dir=str(run_dir), config=config,

@@ -446,7 +446,8 @@ def train(
     except preemption.Stopped as stopped:
         if distributed.is_main():
             print(stopped.message, file=sys.stderr)
-        raise
+        # dropping its traceback lets `cleanup` free the trainer (see there)
+        raise stopped.with_traceback(None) from None
     finally:
         distributed.cleanup()
 
