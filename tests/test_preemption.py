@@ -31,31 +31,34 @@ def data_dir(tmp_path_factory) -> Path:
     return make_data(tmp_path_factory.mktemp("preemption"))
 
 
-class SignalAt:
-    """Training batches that send this process `signum` as batch `index` is read
-    (what a scheduler's SIGTERM looks like from inside, at a known moment)."""
+class SignalledTrainer(Trainer):
+    """A trainer that sends its own process `signum` during step `at` (what a
+    scheduler's SIGTERM or a Ctrl-C looks like from inside, at a known moment; sent
+    from the main thread, so it arrives before the step ends)."""
 
-    def __init__(self, batches, index: int, signum: int):
-        self.batches, self.index, self.signum = batches, index, signum
+    def __init__(self, *args, at: int, signum: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.at, self.signum = at, signum
 
-    def get(self, i: int):
-        if i == self.index:
+    def train_step(self):
+        result = super().train_step()
+        if self.step == self.at:
             os.kill(os.getpid(), self.signum)
-        return self.batches.get(i)
+        return result
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143),
                                           (signal.SIGINT, 130)])
 def test_a_signal_saves_a_checkpoint_at_the_step_boundary(data_dir, tmp_path,
                                                           signum, code):
-    trainer = Trainer(tiny_config(data_dir, max_steps=30, checkpoint_interval=100),
-                      tmp_path)
-    trainer.train_batches = SignalAt(trainer.train_batches, 8, signum)
+    trainer = SignalledTrainer(tiny_config(data_dir, max_steps=30,
+                                           checkpoint_interval=100), tmp_path,
+                               at=8, signum=signum)
     handlers = [signal.getsignal(s) for s in preemption.SIGNALS]
     with pytest.raises(preemption.Stopped) as stopped:
         trainer.fit()
     assert stopped.value.code == code
-    assert 8 <= trainer.step < 30  # stopped early, at a step boundary
+    assert trainer.step == 8  # stopped at the end of the step it came in
     saved = checkpoint.list_checkpoints(tmp_path)
     assert [checkpoint.checkpoint_step(p) for p in saved] == [trainer.step]
     assert checkpoint.read_state(saved[0])["data_position"] == trainer.data_position
