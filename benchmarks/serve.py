@@ -176,12 +176,12 @@ def random_run(root: Path) -> Path:
 
 @contextmanager
 def server_process(run: Path, clients: int, max_tokens: int,
-                   threads: int) -> Iterator[str]:
+                   threads: int, device: str = "cpu") -> Iterator[str]:
     """Start `python -m llm_reference serve` on a free loopback port; yield its URL."""
     command = [sys.executable, "-m", "llm_reference", "serve", "--run", str(run),
                "--host", "127.0.0.1", "--port", "0", "--model-name", "bench",
                "--max-concurrency", str(clients), "--max-tokens-cap",
-               str(max_tokens), "--device", "cpu"]
+               str(max_tokens), "--device", device]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, env=env)
@@ -211,6 +211,9 @@ def main() -> None:
                         help="torch CPU threads (default 1)")
     parser.add_argument("--quick", action="store_true",
                         help="2 clients x 3 seconds")
+    parser.add_argument("--device", default="cpu",
+                        help="where both the server and the direct loop run "
+                             "(default: cpu)")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.seconds = 2, 3
@@ -221,7 +224,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or random_run(Path(tmp))
-        model, tokenizer, state = load_model(run)
+        model, tokenizer, state = load_model(run, device=args.device)
         c = model.config
         print(f"model: {run.name} step {state['step']}; {c.n_layer} layers x d_model "
               f"{c.d_model}, context {c.context_length}, vocab {c.vocab_size}, "
@@ -232,7 +235,8 @@ def main() -> None:
               "thread(s), loopback")
         direct = direct_request(model, tokenizer, args.max_tokens)
         ours, peer = Load(), Load()
-        with server_process(run, args.clients, args.max_tokens, args.threads) as url:
+        with server_process(run, args.clients, args.max_tokens, args.threads,
+                            args.device) as url:
             request = http_request(url + "/completions", args.max_tokens, args.stream)
             request(0), direct(0)  # warm up
             for _ in range(ROUNDS):  # alternate, so both see the same machine load

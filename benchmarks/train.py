@@ -61,7 +61,11 @@ def make_step(model: torch.nn.Module, device: torch.device, dtype: str,
               compile_model: bool, batch: tuple[torch.Tensor, torch.Tensor]):
     """A closure doing one forward + backward + AdamW step on a fixed batch."""
     optimizer = make_optimizer(model, lr=1e-4, weight_decay=0.1)
-    forward = torch.compile(model) if compile_model else model
+    forward = model
+    if compile_model and isinstance(model, GPT):
+        model.compile()  # as the trainer does: each block and the loss
+    elif compile_model:
+        forward = torch.compile(model)
     autocast = (torch.autocast(device.type, dtype=getattr(torch, dtype))
                 if dtype != "float32" else contextlib.nullcontext())
     x, y = batch

@@ -6,18 +6,25 @@ A checkpoint is a folder `RUN/checkpoints/step_NNNNNNN/` holding
 - `optimizer.safetensors`: AdamW's per-parameter state, flattened to tensors named
   `"{param index}.{exp_avg | exp_avg_sq | step}"`;
 - `state.json`: the step, the data position (index of the next micro-batch), the
-  resolved config, the random-number generators' states, the optimizer's
-  hyper-parameters and whatever else the trainer adds (stability monitor, grad scaler).
+  resolved config, the random-number generators' states (one set per process of a
+  torchrun job), the optimizer's hyper-parameters, the sha256 of both safetensors
+  files and whatever else the trainer adds (stability monitor, grad scaler).
 
 safetensors and JSON hold only numbers and text, so loading a checkpoint cannot run
 code, unlike a pickle. The folder is written under a temporary name and renamed when
 complete: a run killed mid-save leaves the previous checkpoints intact and no folder
 that looks finished but is not. Only the last `keep_last` checkpoints are kept.
+
+A checkpoint is verified before it is used: state.json must parse, each safetensors
+header must parse, each file must still have the sha256 it was written with (a disk
+that filled up, a copy cut short, a file overwritten), and the weights must have the
+shapes the model expects. Any failure is one line naming the file and what to do.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import random
@@ -25,16 +32,18 @@ import shutil
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as load_weights
 
 from .atomic import write_json
 from .errors import UserError
 from .model import GPT, ModelConfig
+from .precision import enable_tf32
 
 CHECKPOINTS = "checkpoints"
 
@@ -102,8 +111,9 @@ def write_checkpoint(
         save_file(weights, tmp / "model.safetensors")
         save_file(optimizer_tensors(optimizer_state), tmp / "optimizer.safetensors")
         write_json(tmp / "state.json", {
-            **state, "step": step, "optimizer": optimizer_state["param_groups"],
-            "rng": rng_state()})
+            "rng": [rng_state()], **state, "step": step,
+            "optimizer": optimizer_state["param_groups"],
+            "sha256": {name: file_sha256(tmp / name) for name in FILES}})
         for file in tmp.iterdir():  # on disk before the rename makes it visible
             _fsync(file)
         _replace_dir(tmp, final)
@@ -125,7 +135,7 @@ def load_checkpoint(
     `set_rng_state` when continuing a run.
     """
     path = Path(path)
-    state = read_state(path)
+    state = verify_checkpoint(path, shapes_of(model))
     device = next(model.parameters()).device
     load_weights(model, str(path / "model.safetensors"), device=str(device))
     if optimizer is not None:
@@ -133,12 +143,13 @@ def load_checkpoint(
     return state
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
-                                              dict[str, Any], dict[str, Any]]:
+def read_checkpoint(path: str | Path, shapes: dict[str, tuple[int, ...]] | None = None
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """(weights, optimizer state dict, state) of a checkpoint folder, on the CPU:
-    what `write_checkpoint` was given, plus the step and RNG states in `state`."""
+    what `write_checkpoint` was given, plus the step and RNG states in `state`.
+    The checkpoint is verified first, its weights against `shapes` if given."""
     path = Path(path)
-    state = read_state(path)
+    state = verify_checkpoint(path, shapes)
     optimizer_state = read_optimizer_state(path / "optimizer.safetensors",
                                            state["optimizer"])
     return load_file(path / "model.safetensors"), optimizer_state, state
@@ -146,10 +157,78 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
 
 def read_state(path: str | Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        state = json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"checkpoint {path} is unreadable ({e}); "
                         "delete it to fall back to an earlier one") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise UserError(f"checkpoint {path}: state.json has no step; "
+                        "delete it to fall back to an earlier one")
+    return state
+
+
+# ------------------------------------------------------------------ verification
+
+FILES = ("model.safetensors", "optimizer.safetensors")
+
+
+def verify_checkpoint(path: str | Path,
+                      shapes: dict[str, tuple[int, ...]] | None = None
+                      ) -> dict[str, Any]:
+    """Check a checkpoint before use and return its state; a UserError if it is
+    damaged: state.json, each file's safetensors header and recorded sha256
+    (checkpoints written before hashes were recorded skip that test), and, given
+    `shapes` ({name: shape} of the model to load into), the weights' shapes."""
+    path = Path(path)
+    state = read_state(path)
+    recorded = state.get("sha256", {})
+    for name in FILES:
+        header = read_header(path / name)
+        if name in recorded and file_sha256(path / name) != recorded[name]:
+            _damaged(path / name, "its sha256 differs from the one recorded when "
+                     "it was written: the file changed or was cut short")
+        if name == "model.safetensors" and shapes is not None:
+            check_shapes(path / name, header, shapes)
+    return state
+
+
+def read_header(file: Path) -> dict[str, tuple[int, ...]]:
+    """{tensor name: shape} from a safetensors file's header (no data is read)."""
+    try:
+        with safe_open(file, framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (OSError, SafetensorError) as e:
+        _damaged(file, str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def check_shapes(file: Path, found: dict[str, tuple[int, ...]],
+                 expected: dict[str, tuple[int, ...]]) -> None:
+    """The weights in `file` must be exactly the model's, name for name."""
+    missing, extra = expected.keys() - found.keys(), found.keys() - expected.keys()
+    if missing or extra:
+        what = (f"lacks {sorted(missing)[0]}" if missing
+                else f"has {sorted(extra)[0]}, which the model has not")
+        _damaged(file, f"it {what}; it is not a checkpoint of this model")
+    for name, shape in expected.items():
+        if found[name] != tuple(shape):
+            _damaged(file, f"{name} has shape {list(found[name])}, the model's is "
+                     f"{list(shape)}; it is not a checkpoint of this model")
+
+
+def shapes_of(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """{name: shape} of what `model.state_dict()` saves (full shapes, also when
+    FSDP has sharded the model)."""
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def file_sha256(file: Path) -> str:
+    with open(file, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _damaged(file: Path, why: str) -> NoReturn:
+    raise UserError(f"checkpoint file {file} is damaged ({why}); delete "
+                    f"{file.parent} to fall back to an earlier checkpoint")
 
 
 def load_model(
@@ -165,6 +244,8 @@ def load_model(
     path = find_checkpoint(run_dir, step)
     state = read_state(path)
     model = GPT(ModelConfig.from_dict(state["config"]["model"])).to(device)
+    verify_checkpoint(path, shapes_of(model))
+    enable_tf32(torch.device(device))
     load_weights(model, str(path / "model.safetensors"), device=device)
     tokenizer_path = Path(run_dir) / "tokenizer.json"
     if not tokenizer_path.is_file():
@@ -207,8 +288,9 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def rng_state() -> dict[str, Any]:
-    """The states of every random-number generator training uses, as JSON."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """The states of every random-number generator this process uses, as JSON:
+    Python's, NumPy's, the CPU's and, given a CUDA `device`, that GPU's."""
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
@@ -216,20 +298,28 @@ def rng_state() -> dict[str, Any]:
         "numpy": [name, keys.tolist(), pos, has_gauss, cached],
         "torch": _b64(torch.get_rng_state()),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
+    if device is not None and device.type == "cuda":
+        state["cuda"] = _b64(torch.cuda.get_rng_state(device))
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the generators saved by `rng_state`."""
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore the generators saved by `rng_state` (the GPU's onto `device`)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(_unb64(state["torch"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
+    if isinstance(state.get("cuda"), str) and device is not None \
+            and device.type == "cuda":
+        torch.cuda.set_rng_state(_unb64(state["cuda"]), device)
+
+
+def rng_states(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-process RNG states of a checkpoint's state, rank 0 first (older
+    checkpoints saved rank 0's alone, as one dict)."""
+    rng = state["rng"]
+    return rng if isinstance(rng, list) else [rng]
 
 
 def _b64(t: torch.Tensor) -> str:

@@ -63,7 +63,15 @@ class TrainConfig:
     eval_interval: int = 100  # steps between validation-loss evaluations
     eval_steps: int = 10  # validation batches per evaluation (always the same ones)
     checkpoint_interval: int = 500  # steps between checkpoints
+    # ... and at least every this many minutes of wall time (0: steps only), so a
+    # stopped or killed run loses little work, whatever a step costs here
+    checkpoint_minutes: float = 10.0
     keep_last: int = 3  # checkpoints kept on disk
+    # reporting: off a terminal, one progress line every log_seconds (on one, a
+    # bar); optional trackers (see tracking.py), off unless turned on here
+    log_seconds: float = 10.0
+    tensorboard: bool = False  # event files in RUN/tensorboard/
+    wandb: bool = False  # Weights & Biases, offline: RUN/wandb/
     # numerics and hardware
     dtype: str = "float32"  # autocast dtype: "float32" | "bfloat16" | "float16"
     compile: bool = False  # torch.compile the model
@@ -100,8 +108,9 @@ class TrainConfig:
             _require(self, key, getattr(self, key) >= 0, "must be >= 0")
         for key in ("lr", "spike_z", "inject_spike_scale"):
             _require(self, key, getattr(self, key) > 0, "must be > 0")
-        for key in ("weight_decay", "grad_clip"):
+        for key in ("weight_decay", "grad_clip", "checkpoint_minutes"):
             _require(self, key, getattr(self, key) >= 0, "must be >= 0")
+        _require(self, "log_seconds", self.log_seconds > 0, "must be > 0")
         _require(self, "min_lr", 0 <= self.min_lr <= self.lr,
                  f"must be in [0, train.lr = {self.lr}]")
         for key in ("beta1", "beta2", "spike_ema_beta"):

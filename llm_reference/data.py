@@ -40,7 +40,7 @@ from .compliance import SourceRecord
 from .encoding import EOT, Encoder
 from .errors import UserError
 from .filters import QualityReport
-from .progress import Progress
+from .prepare_progress import PrepareProgress
 from .sources import Document, Source, file_sha256, open_sources
 from .tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
@@ -242,7 +242,7 @@ def encode_splits(out: Path, splits: Iterable[tuple[str, Document]],
 
     pool = encoding.encoder_pool(str(out / "tokenizer.json"), settings.encoder,
                                  workers)
-    progress = Progress(total_bytes)
+    progress = PrepareProgress(total_bytes)
     try:
         for (number, names, size), (ids, lengths) in encoding.ordered_map(
                 encoding.encode_chunk, numbered(), pool, window=2 * workers + 2):

@@ -32,6 +32,8 @@ here does nothing, and a single-process run is exactly what it was.
 
 from __future__ import annotations
 
+import gc
+import inspect
 import os
 import sys
 from dataclasses import dataclass
@@ -82,8 +84,16 @@ def setup(device: torch.device) -> Context:
 
 
 def cleanup() -> None:
-    """Leave the process group (a no-op in a single-process run)."""
+    """Leave the process group (a no-op in a single-process run).
+
+    Garbage is collected first: a sharded model lives in reference cycles (FSDP's
+    hooks refer back to their modules) that keep the group's C++ object alive. If
+    it outlived this call, it would be destroyed during interpreter shutdown, when
+    Gloo's worker threads can no longer take the GIL to free their tensors, and
+    the process would abort with "terminate called without an active exception".
+    """
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -116,10 +126,43 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return x / dist.get_world_size()
 
 
+def agree(values: list[int]) -> list[int]:
+    """The largest of each value over all processes: decisions every process must
+    take together (stop on a signal that only some received, save on a clock that
+    only some saw run out) become one. Unchanged in a single process."""
+    if not dist.is_initialized():
+        return values
+    x = torch.tensor(values, dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x.tolist()
+
+
+def gather(obj: Any) -> list[Any]:
+    """Every process's `obj` (JSON-able), in rank order; [obj] in a single process."""
+    if not dist.is_initialized():
+        return [obj]
+    objects: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(objects, obj)
+    return objects
+
+
+def _collective_device() -> torch.device:
+    """Where tensors of a collective live: NCCL moves GPU memory only."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 # ------------------------------------------------------------------- the model
 
+# DDP's switch for re-sending buffers every forward: renamed in PyTorch 2.13
+BUFFER_SYNC = ("forward_sync_buffers"
+               if "forward_sync_buffers" in inspect.signature(DDP).parameters
+               else "broadcast_buffers")
 
-def wrap_model(model: nn.Module, ctx: Context, parallel: str = "ddp") -> nn.Module:
+
+def wrap_model(model: nn.Module, ctx: Context, parallel: str = "ddp",
+               dtype: str = "float32") -> nn.Module:
     """The module to run forward and backward: `model` itself in a single process,
     else `model` in DDP, or `model` sharded in place by FSDP2.
 
@@ -131,19 +174,39 @@ def wrap_model(model: nn.Module, ctx: Context, parallel: str = "ddp") -> nn.Modu
     if parallel == "ddp":
         # DDP starts by copying rank 0's weights to every replica, then registers a
         # hook per parameter that all-reduces gradients as the backward makes them.
+        # The gradients live inside DDP's all-reduce buckets (no second copy), and
+        # buffers are not re-sent every forward: ours (RoPE tables) never change.
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        return DDP(model, device_ids=device_ids)
+        return DDP(model, device_ids=device_ids, gradient_as_bucket_view=True,
+                   **{BUFFER_SYNC: False})
     if parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
+        mesh = init_device_mesh(ctx.device.type, (dist.get_world_size(),))
+        policy = fsdp_precision(dtype)
         # One shard group per block: only the block that runs has its full weights
         # gathered. The root group holds the rest (embeddings, final norm, head).
         for block in model.blocks:
-            fully_shard(block, mesh=mesh)
-        fully_shard(model, mesh=mesh)
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(model, mesh=mesh, mp_policy=policy)
         return model
     raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {parallel!r}")
+
+
+def fsdp_precision(dtype: str) -> Any:
+    """FSDP2's mixed precision for `train.dtype`.
+
+    In bfloat16 the weights are gathered in bf16 (half the bytes of fp32 over the
+    wire and in memory while a block runs; autocast would cast them anyway), and
+    gradients are reduce-scattered in float32, as a sum over many processes in
+    bf16 would lose their small parts. The shards the optimizer updates stay fp32.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if dtype == "bfloat16":
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16,
+                                    reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy()  # float32 throughout
 
 
 def sync_gradients(model: nn.Module, sync: bool) -> None:

@@ -15,6 +15,7 @@ heads), K (key/value heads), D (head_dim = C / H) and V (vocab_size).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from . import flops
+from .cross_entropy import IGNORE_INDEX, chunked_cross_entropy
 from .errors import UserError
 from .model_config import ModelConfig
 
@@ -81,7 +83,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
     cos and sin are (T, D), the rows for this call's positions. After the rotation
     the dot product q·k depends only on the distance between the two positions.
+    The tables are float32; they are cast to x's dtype so that bf16 q and k stay bf16.
     """
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return x * cos + rotate_half(x) * sin
 
 
@@ -150,6 +154,19 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return weights @ v  # (B, H, T, D): a weighted sum of the values
 
 
+def flash_attention_applies(q: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    """Whether SDPA can run its flash kernel on q (B, H, T, D): a CUDA GPU of compute
+    capability 8.0 or more (Ampere), 16-bit q, head_dim <= 256 and no explicit mask.
+    The other kernels take grouped k/v heads only by falling back to plain math."""
+    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+            and q.size(-1) <= 256 and mask is None and _is_ampere_or_newer(q.device))
+
+
+@torch.compiler.assume_constant_result  # a fact of the GPU: no graph break
+def _is_ampere_or_newer(device: torch.device) -> bool:
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with H query heads and K key/value heads.
 
@@ -191,9 +208,15 @@ class CausalSelfAttention(nn.Module):
             # see every cached key; a multi-token chunk after a cache needs the
             # offset mask.
             mask = causal_mask(T, past + T, x.device) if past and T > 1 else None
+            if K != H and not flash_attention_applies(q, mask):
+                # only the flash kernel shares k/v heads itself (enable_gqa); the
+                # others would fall back to the T x T math kernel, so give them
+                # one k/v head per query head instead
+                k = k.repeat_interleave(H // K, dim=1)  # (B, H, S, D)
+                v = v.repeat_interleave(H // K, dim=1)
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=past == 0,
-                enable_gqa=K != H)  # (B, H, T, D)
+                enable_gqa=k.size(1) != H)  # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
         return self.resid_dropout(self.proj(y))
 
@@ -295,11 +318,12 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 kv_cache: KVCache | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Next-token logits (B, T, V) for token ids idx (B, T), and the loss.
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(logits (B, T, V), None) for token ids idx (B, T); (None, loss) with targets.
 
         With `targets` (B, T) the loss is the mean cross-entropy over positions whose
-        target is not -100 (the ignore index, used to mask prompts when finetuning).
+        target is not -100 (the ignore index, used to mask prompts when finetuning),
+        computed without holding all the logits, which training does not need.
         With a `kv_cache`, idx holds only the new tokens: they sit at positions
         cache.pos .. cache.pos + T - 1 and attend to everything cached before them.
         """
@@ -327,16 +351,44 @@ class GPT(nn.Module):
                 x = block(x, rope, kv_cache)  # (B, T, C)
         if kv_cache is not None:
             kv_cache.advance(T)
-        x = self.norm_f(x)
+        x = self.norm_f(x)  # (B, T, C)
+        if targets is None:
+            return self.head(x), None  # (B, T, V)
+        # training: the loss alone; the (B, T, V) logits never exist whole
+        return None, self.loss(x, targets)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, V) of final hidden states x (B, T, C)."""
         if self.lm_head is not None:
-            logits = self.lm_head(x)  # (B, T, V)
-        else:
-            logits = F.linear(x, self.tok_emb.weight)  # (B, T, V), tied head
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
-                                   ignore_index=-100)
-        return logits, loss
+            return self.lm_head(x)
+        return F.linear(x, self.tok_emb.weight)  # the tied head
+
+    def loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the head's logits on x (B, T, C) against targets
+        (B, T), skipping targets of -100, chunk by chunk (see cross_entropy.py).
+
+        A head that is not a plain matrix (an int8 or LoRA-adapted lm_head) gets
+        the ordinary cross-entropy of its full logits.
+        """
+        head = self.lm_head
+        if head is None or type(head) is nn.Linear:
+            weight = self.tok_emb.weight if head is None else head.weight  # (V, C)
+            return chunked_cross_entropy(x.flatten(0, 1), weight, targets.flatten())
+        return F.cross_entropy(head(x).flatten(0, 1), targets.flatten(),
+                               ignore_index=IGNORE_INDEX)
+
+    def compile(self, **options: Any) -> None:
+        """`torch.compile` each block and the loss, in place.
+
+        Not the whole forward: DDP and FSDP2 hook into the modules (FSDP2 gathers a
+        block's weights just before it runs), and a graph compiled around those
+        hooks is one Dynamo gives up on, running the model eagerly. One graph per
+        block leaves the hooks between graphs; the blocks share their code, so they
+        share the compiled graph too.
+        """
+        for block in self.blocks:
+            block.compile(**options)
+        self.loss = torch.compile(self.loss, **options)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Number of parameters; tied weights count once.

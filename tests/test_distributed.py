@@ -10,6 +10,7 @@ and the same checkpoint files, and loads a DDP checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from llm_reference.data import Batches
 from llm_reference.errors import UserError
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.plan import make_plan
-from llm_reference.train import Trainer
+from llm_reference.train import Trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD_SIZE, GRAD_ACCUM, STEPS = 2, 2, 6
@@ -156,6 +157,9 @@ def test_rank_zero_alone_writes_logs_checkpoints_and_reports(ddp_run):
         "checkpoints", "config.toml", "loss.png", "metrics.jsonl", "tokenizer.json"]
     state = checkpoint.read_state(run / "checkpoints" / "step_0000006")
     assert state["data_position"] == STEPS * GRAD_ACCUM  # per rank
+    # each rank's own random-number generators, seeded by rank: not rank 0's twice
+    rngs = checkpoint.rng_states(state)
+    assert len(rngs) == WORLD_SIZE and rngs[0]["torch"] != rngs[1]["torch"]
     model, _, _ = checkpoint.load_model(run)  # a plain checkpoint: eval, generate…
     assert model.num_parameters() > 0
 
@@ -209,6 +213,28 @@ def test_fsdp_resumes_from_a_ddp_checkpoint(ddp_run, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-7, msg=name)
 
 
+@pytest.mark.slow
+def test_a_two_process_run_resumes_in_one_process_and_back(ddp_run, tmp_path):
+    """Resuming on another number of processes: each one that the checkpoint has
+    RNG states for takes its own, and a new one seeds its own."""
+    full, _ = ddp_run
+    one = tmp_path / "one"
+    shutil.copytree(full, one)
+    shutil.rmtree(one / "checkpoints" / "step_0000006")
+    config = load_config(config_file=one / "config.toml",
+                         overrides=["train.max_steps=9"])
+    train(config, one, resume=True)  # 2 processes -> 1: rank 0's states
+    state = checkpoint.read_state(checkpoint.find_checkpoint(one))
+    assert state["step"] == 9 and len(checkpoint.rng_states(state)) == 1
+    config_text = (one / "config.toml").read_text()
+    (one / "config.toml").write_text(config_text.replace("max_steps = 9",
+                                                         "max_steps = 12"))
+    torchrun("train", "--out", str(one), "--resume")  # 1 -> 2: rank 1 seeds its own
+    rngs = checkpoint.rng_states(checkpoint.read_state(checkpoint.find_checkpoint(one)))
+    assert len(rngs) == WORLD_SIZE and rngs[0]["torch"] != rngs[1]["torch"]
+    assert sorted(losses(one)) == list(range(1, 13))
+
+
 # --- rank-0 I/O and the helpers, in this process -------------------------------------
 
 
@@ -253,6 +279,70 @@ def test_ddp_all_reduces_on_the_last_micro_batch_only(data_dir, tmp_path,
     trainer.train_step()
     buckets = len(set(reduced))
     assert buckets >= 1 and len(reduced) == 2 * buckets  # not 3 x per step
+
+
+def test_ddp_keeps_gradients_in_its_buckets_and_does_not_resend_buffers(
+        data_dir, tmp_path, group_of_one):
+    ctx = distributed.Context(torch.device("cpu"), world_size=2)
+    config = tiny_config(data_dir)
+    config.model["position"] = "rope"
+    trainer = Trainer(config, tmp_path, ctx)
+    ddp = trainer.wrapped
+    assert ddp.gradient_as_bucket_view is True  # no second copy of the gradients
+    # the RoPE tables are buffers that never change: not broadcast every forward
+    assert getattr(ddp, distributed.BUFFER_SYNC) is False
+    trainer.train_step()
+    trainer.train_step()  # a view into the bucket survives zero_grad(set_to_none)
+    assert all(p.grad is None for p in trainer.model.parameters())
+
+
+def test_fsdp_gathers_bfloat16_weights_and_reduces_in_float32(group_of_one):
+    """FSDP2's mixed-precision policy: a block runs on bf16 copies of its weights
+    (half the all-gather), while the optimizer's shards stay float32."""
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=64, context_length=8, n_layer=2, n_head=2,
+                            d_model=16))
+    ctx = distributed.Context(torch.device("cpu"), world_size=2)
+    distributed.wrap_model(model, ctx, "fsdp", "bfloat16")
+    seen = []
+    model.blocks[0].mlp.up.register_forward_pre_hook(
+        lambda module, args: seen.append(module.weight.dtype))
+    x = torch.randint(0, 64, (2, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = model(x, x)
+    loss.backward()
+    assert seen == [torch.bfloat16]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+    policy = distributed.fsdp_precision("bfloat16")
+    assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16,
+                                                        torch.float32)
+    assert distributed.fsdp_precision("float32").param_dtype is None
+
+
+@pytest.mark.slow
+def test_fsdp_with_compile_runs_compiled_graphs_without_a_skipped_frame(
+        data_dir, tmp_path, group_of_one):
+    """torch.compile of the sharded model as a whole made Dynamo skip its forward
+    ("frame skipped: forward": FSDP2's hooks inside the loop over blocks), and the
+    model ran eagerly. Compiling each block and the loss leaves the hooks outside."""
+    pytest.importorskip("torch._inductor")
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile on CPU needs a C compiler")
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    ctx = distributed.Context(torch.device("cpu"), world_size=2)
+    config = tiny_config(data_dir, parallel="fsdp", compile=True)
+    config.model["n_layer"] = 3
+    trainer = Trainer(config, tmp_path, ctx)
+    assert distributed.is_sharded(trainer.model)
+    results = [trainer.train_step() for _ in range(2)]
+    assert all(math.isfinite(r.loss) for r in results)
+    assert not counters["unimplemented"]  # no graph break, no skipped frame
+    # one graph for the three blocks (they share their code) and one for the loss
+    assert counters["stats"]["unique_graphs"] == 2
 
 
 def test_single_process_setup_changes_nothing(monkeypatch):

@@ -162,16 +162,19 @@ def test_prompt_targets_do_not_change_the_loss_and_get_no_gradient(tokenizer):
     assert torch.equal(y, y_other)
     assert model(x, y)[1].item() == model(x, y_other)[1].item()
     # The loss is the mean cross-entropy over the assistant's tokens only ...
-    logits, loss = model(x, y)
-    logits.retain_grad()
+    logits, _ = model(x)
     trained = y[0] != IGNORE_INDEX
     manual = F.cross_entropy(logits[0, trained], y[0, trained])
+    hidden = []  # the final hidden states (1, T, C), whose gradient we look at
+    model.norm_f.register_forward_hook(
+        lambda module, args, out: out.retain_grad() or hidden.append(out))
+    _, loss = model(x, y)
     assert loss.item() == pytest.approx(manual.item(), rel=1e-6)
     assert trained.sum() == sum(mask[1:]) < len(ids) - 1
     # ... and masked positions send back exactly zero gradient.
     loss.backward()
-    assert torch.count_nonzero(logits.grad[0, ~trained]) == 0
-    assert torch.count_nonzero(logits.grad[0, trained]) > 0
+    assert torch.count_nonzero(hidden[0].grad[0, ~trained]) == 0
+    assert torch.count_nonzero(hidden[0].grad[0, trained]) > 0
 
 
 def test_pack_examples_fills_rows_with_eot_separators():

@@ -103,16 +103,21 @@ def record(name: str):
     return hook
 
 
+hooks = []
 for name, module in [("tok_emb", tiny.tok_emb), ("pos_emb", tiny.pos_emb),
                      ("blocks.0.norm1", tiny.blocks[0].norm1),
                      ("blocks.0.attn", tiny.blocks[0].attn),
                      ("blocks.0.mlp.up", tiny.blocks[0].mlp.up),
                      ("blocks.0.mlp", tiny.blocks[0].mlp),
                      ("blocks.3", tiny.blocks[3]), ("norm_f", tiny.norm_f)]:
-    module.register_forward_hook(record(name))
+    hooks.append(module.register_forward_hook(record(name)))
 idx = torch.randint(0, configs["tiny"].vocab_size, (2, 8))  # (B, T)
 with torch.no_grad():
-    logits, loss = tiny(idx, targets=torch.roll(idx, -1, dims=1))
+    logits, _ = tiny(idx)
+    for hook in hooks:
+        hook.remove()
+    # with targets the model returns the loss alone, not the logits
+    _, loss = tiny(idx, targets=torch.roll(idx, -1, dims=1))
 for name, shape in shapes:
     print(f"{name:16} {shape}")
 print(f"{'logits':16} {tuple(logits.shape)}")

@@ -42,7 +42,8 @@ for V in (256, 512, 8192, 50304):
                             d_model=64))
     idx = torch.randint(0, V, (8, 64))
     with torch.no_grad():
-        logits, loss = model(idx, targets=torch.randint(0, V, (8, 64)))
+        logits, _ = model(idx)  # with targets the model returns the loss alone
+        _, loss = model(idx, targets=torch.randint(0, V, (8, 64)))
     print(f"V = {V:6,}: loss {loss.item():.3f}, ln V = {math.log(V):.3f}, "
           f"logits std {logits.std():.3f}, perplexity {loss.exp().item():8,.0f}")
 
