@@ -3,6 +3,7 @@ masking, the k3 KL, the tasks, the `rl` command, and a short run whose reward ri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -198,3 +199,78 @@ def make_addition_run(root: Path, sft_steps: int, seed: int = 0) -> Path:
                                 warmup_steps=5, eval_interval=1000, seed=seed)
     finetune(base, root / "sft", settings, data=data, device="cpu")
     return root / "sft"
+
+
+@pytest.fixture(scope="module")
+def addition_run(tmp_path_factory) -> Path:
+    return make_addition_run(tmp_path_factory.mktemp("addition"), sft_steps=200)
+
+
+def rewards_of(out: Path) -> list[float]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["reward_mean"] for line in lines]
+
+
+@pytest.mark.slow
+def test_grpo_raises_the_reward_on_a_fixed_seed(addition_run, tmp_path):
+    task = addition_task(100, digits=1, seed=0, val_fraction=0.2)
+    settings = GRPOSettings(max_steps=100, prompts_per_step=8, group_size=8,
+                            lr=1e-3, kl_beta=0.0, max_new_tokens=6,
+                            eval_interval=50, eval_problems=20, save_interval=50,
+                            seed=0)
+    result = grpo(addition_run, tmp_path / "grpo", task, settings, device="cpu")
+    rewards = rewards_of(tmp_path / "grpo")
+    assert len(rewards) == 100
+    assert sum(rewards[-25:]) / 25 > sum(rewards[:25]) / 25 + 0.05
+    assert 0 <= result["held_out_accuracy"]["after"] <= 1
+    records = [json.loads(x) for x in (tmp_path / "grpo/metrics.jsonl").open()]
+    assert {"reward_mean", "reward_std", "kl", "completion_length",
+            "train_accuracy"} <= set(records[0])
+    assert "val_accuracy" in records[49] and "val_accuracy" in records[99]
+    assert (tmp_path / "grpo/reward.png").stat().st_size > 0
+    model, _, state = checkpoint.load_model(tmp_path / "grpo")
+    assert state["step"] == 100 and state["grpo"]["settings"]["group_size"] == 8
+
+
+@pytest.mark.slow
+def test_resume_continues_on_the_same_trajectory(addition_run, tmp_path):
+    task = addition_task(100, digits=1, seed=0, val_fraction=0.2)
+    settings = GRPOSettings(max_steps=6, prompts_per_step=4, group_size=4,
+                            grad_accum=2, lr=1e-3, kl_beta=0.04, max_new_tokens=4,
+                            eval_interval=3, eval_problems=5, save_interval=3, seed=1)
+    grpo(addition_run, tmp_path / "full", task, settings, device="cpu")
+    first = dataclasses.replace(settings, max_steps=3)
+    grpo(addition_run, tmp_path / "part", task, first, device="cpu")
+    grpo(addition_run, tmp_path / "part", task, settings, device="cpu", resume=True)
+    full, part = rewards_of(tmp_path / "full"), rewards_of(tmp_path / "part")
+    assert part == full
+    kls = [json.loads(x)["kl"] for x in (tmp_path / "full/metrics.jsonl").open()]
+    assert kls[0] == pytest.approx(0.0, abs=1e-6)  # policy == reference at first
+    assert kls[-1] > 0
+    with pytest.raises(UserError, match="already holds a GRPO run"):
+        grpo(addition_run, tmp_path / "full", task, settings, device="cpu")
+
+
+def test_rl_command_errors_are_one_line(addition_run, tmp_path, capsys):
+    base = ["rl", "--run", str(addition_run), "--out", str(tmp_path / "o"),
+            "--device", "cpu"]
+    cases = [(["--group-size", "1"], "--group-size 1: must be >= 2"),
+             (["--task", "gsm8k"], "--task gsm8k needs --data"),
+             (["--digits", "1", "--problems", "10", "--val-fraction", "0"],
+              "no held-out problems"),
+             (["--reward", "nosuchmodule:f"], "cannot import it")]
+    for extra, message in cases:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err
+    rewards = tmp_path / "text_reward.py"
+    rewards.write_text("def reward(completion, problem, finished):\n"
+                       "    return 'good'\n")
+    import sys
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(base + ["--reward", "text_reward:reward", "--digits", "1",
+                            "--problems", "50", "--max-steps", "1"]) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "returned 'good'" in capsys.readouterr().err
