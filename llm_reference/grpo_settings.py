@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .errors import UserError
 
 ADVANTAGES = ("grpo", "dr_grpo")
+TASKS = ("addition", "gsm8k")  # `rl_tasks.py`
 
 
 @dataclass

@@ -28,7 +28,6 @@ from .dpo import read_jsonl
 from .errors import UserError
 from .sft_data import is_held_out
 
-TASKS = ("addition", "gsm8k")
 ANSWER_MARK = "####"  # GSM8K's separator between the reasoning and the answer
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..grpo_settings import ADVANTAGES, GRPOSettings
-from ..rl_tasks import TASKS
+from ..grpo_settings import ADVANTAGES, TASKS, GRPOSettings
 from .common import add_device, add_force, add_out, add_run, resolve_device
 
 DESCRIPTION = """\
@@ -30,7 +29,7 @@ example:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = DESCRIPTION
+    parser.description = f"{parser.description}.\n\n{DESCRIPTION}"
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     d = GRPOSettings()
     add = parser.add_argument
