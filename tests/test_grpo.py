@@ -27,6 +27,7 @@ from llm_reference.grpo import (
     group_advantages,
     grpo,
     grpo_loss,
+    grpo_step,
     kl_k3,
     score,
     token_logprobs,
@@ -131,6 +132,30 @@ def test_token_logprobs_score_the_next_token():
     logits, _ = model(ids[:, :-1])
     expected = logits.log_softmax(-1)[0, torch.arange(3), ids[0, 1:]]
     assert torch.allclose(token_logprobs(model, ids)[0], expected, atol=1e-6)
+
+
+def test_gradient_accumulation_gives_the_gradient_of_one_batch():
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=11, context_length=16, n_layer=1, n_head=1,
+                         d_model=8)
+    start = GPT(config)
+    groups = [[Rollout([1, 2], [3, 4, 5], "", True, reward=1.0),
+               Rollout([1, 2], [6], "", True, reward=0.0)],
+              [Rollout([7, 8, 9], [3], "", True, reward=0.5),
+               Rollout([7, 8, 9], [4, 4], "", False, reward=0.0)]]
+    after = []  # the weights after two SGD updates
+    for accum in (1, 2):
+        model = GPT(config)
+        model.load_state_dict(start.state_dict())
+        settings = GRPOSettings(prompts_per_step=2, group_size=2, grad_accum=accum,
+                                grad_clip=0.0, advantage="dr_grpo",
+                                updates_per_batch=2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        grpo_step(model, start, optimizer, groups, settings, 0, torch.device("cpu"))
+        after.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.allclose(after[0], after[1], atol=1e-6)
+    assert not torch.allclose(after[0], torch.cat(
+        [p.flatten() for p in start.parameters()]))
 
 
 # -------------------------------------------------------------------- tasks
