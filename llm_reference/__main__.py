@@ -24,6 +24,7 @@ COMMANDS = {
              "loss, perplexity, bits/byte, accuracy and cloze of a run"),
     "generate": ("cli.generate", "sample text from a trained run"),
     "finetune": ("cli.finetune", "instruction SFT, LoRA or DPO on top of a run"),
+    "rl": ("cli.rl", "GRPO: reinforcement learning from verifiable rewards"),
     "quantize": ("cli.quantize", "int8 weight-only quantization with a report"),
     "serve": ("cli.serve", "OpenAI-compatible HTTP server for a run"),
     "release": ("cli.release", "model card, weights, tokenizer and manifest for a run"),

@@ -17,6 +17,7 @@ DEVICE_COMMANDS = {
     "generate": ["--run", "RUN"],
     "finetune": ["--run", "RUN", "--out", "OUT"],
     "quantize": ["--run", "RUN", "--out", "OUT"],
+    "rl": ["--run", "RUN", "--out", "OUT"],
     "serve": ["--run", "RUN"],
     "release": ["--run", "RUN", "--out", "OUT"],
 }
