@@ -262,8 +262,8 @@ def _check_options(model: GPT, prompt_ids: Sequence[int], max_new_tokens: int,
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True,
-                        help="run folder written by `train` (config.toml, "
-                             "checkpoints/, tokenizer.json)")
+                        help="model folder: a run (from `train`, `finetune` or "
+                             "`import`), or a quantized, release or HF folder")
     parser.add_argument("--step", type=int, default=None,
                         help="checkpoint step to load (default: the latest)")
     parser.add_argument("--prompt", default="",
@@ -294,7 +294,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model  # the trainer's module: only needed here
+    from .artifacts import load_model  # reads every model folder: only needed here
 
     model, tokenizer, _ = load_model(args.run, step=args.step, device=args.device)
     eot = tokenizer.special_tokens.get("<|endoftext|>")

@@ -45,6 +45,11 @@ class ModelConfig:
     `n_kv_head=None` means one key/value head per query head (MHA). `d_ff=None` means
     4 * d_model for GELU and ~8/3 * d_model rounded up to a multiple of 64 for SwiGLU
     (same parameter count as the GELU MLP, since SwiGLU has three matrices, not two).
+
+    Three fields exist so that open models load as they are (see hf.py): `d_head`
+    (None = d_model / n_head; Qwen3 uses wider heads), `qkv_bias` (None = `bias`;
+    Qwen2 has biases on q, k and v only) and `qk_norm` (Qwen3's RMSNorm of each
+    query and key head before RoPE).
     """
 
     vocab_size: int = 8192
@@ -54,12 +59,15 @@ class ModelConfig:
     n_kv_head: int | None = None
     d_model: int = 256
     d_ff: int | None = None
+    d_head: int | None = None
     position: str = "learned"  # "learned" | "rope"
     rope_theta: float = 10000.0
     norm: str = "layernorm"  # "layernorm" | "rmsnorm"
     norm_eps: float = 1e-5
     mlp: str = "gelu"  # "gelu" | "swiglu"
     bias: bool = True
+    qkv_bias: bool | None = None
+    qk_norm: bool = False
     tie_weights: bool = True
     dropout: float = 0.0
     attention: str = "sdpa"  # "sdpa" | "explicit"
@@ -74,7 +82,12 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_head
+        """Channels per head: d_head, or d_model / n_head when it is None."""
+        return self.d_model // self.n_head if self.d_head is None else self.d_head
+
+    @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
 
     @property
     def ff_dim(self) -> int:
@@ -99,6 +112,7 @@ class ModelConfig:
         """All fields with n_kv_head and d_ff resolved (TOML has no null)."""
         d = dataclasses.asdict(self)
         d["n_kv_head"], d["d_ff"] = self.kv_heads, self.ff_dim
+        d["d_head"], d["qkv_bias"] = self.head_dim, self.has_qkv_bias
         return d
 
     def _validate(self) -> None:
@@ -107,9 +121,9 @@ class ModelConfig:
             raise UserError(f"model.{field} = {value!r}: {why}")
 
         for field in ("vocab_size", "context_length", "n_layer", "n_head", "d_model",
-                      "n_kv_head", "d_ff"):
+                      "n_kv_head", "d_ff", "d_head"):
             value = getattr(self, field)
-            if value is None and field in ("n_kv_head", "d_ff"):
+            if value is None and field in ("n_kv_head", "d_ff", "d_head"):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 fail(field, "must be a positive integer")
@@ -117,8 +131,10 @@ class ModelConfig:
                                ("mlp", MLPS), ("attention", ATTENTIONS)):
             if getattr(self, field) not in choices:
                 fail(field, f"must be one of {', '.join(map(repr, choices))}")
-        for field in ("bias", "tie_weights"):
-            if not isinstance(getattr(self, field), bool):
+        for field in ("bias", "qkv_bias", "qk_norm", "tie_weights"):
+            value = getattr(self, field)
+            if not isinstance(value, bool) and not (field == "qkv_bias"
+                                                    and value is None):
                 fail(field, "must be true or false")
         for field in ("rope_theta", "norm_eps", "dropout"):
             value = getattr(self, field)
@@ -131,13 +147,12 @@ class ModelConfig:
             fail("norm_eps", "must be > 0")
         if not 0.0 <= self.dropout < 1.0:
             fail("dropout", "must be in [0, 1)")
-        if self.d_model % self.n_head:
+        if self.d_head is None and self.d_model % self.n_head:
             fail("n_head", f"must divide d_model = {self.d_model}")
         if self.n_head % self.kv_heads:
             fail("n_kv_head", f"must divide n_head = {self.n_head} (1 = MQA)")
         if self.position == "rope" and self.head_dim % 2:
-            fail("n_head", f"RoPE needs an even head_dim, got d_model / n_head = "
-                           f"{self.head_dim}")
+            fail("n_head", f"RoPE needs an even head_dim, got {self.head_dim}")
 
 
 # ---------------------------------------------------------------------------- norms
@@ -280,17 +295,26 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.explicit = config.attention == "explicit"
         qkv_dim = (self.n_head + 2 * self.n_kv_head) * self.head_dim
-        self.qkv = nn.Linear(config.d_model, qkv_dim, bias=config.bias)  # q, k, v fused
-        self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.qkv = nn.Linear(config.d_model, qkv_dim,  # q, k, v fused
+                             bias=config.has_qkv_bias)
+        self.proj = nn.Linear(self.n_head * self.head_dim, config.d_model,
+                              bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.q_norm = self.k_norm = None
+        if config.qk_norm:  # one RMSNorm over D, shared by all query (key) heads
+            self.q_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
                 kv_cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         H, K, D = self.n_head, self.n_kv_head, self.head_dim
         q, k, v = self.qkv(x).split([H * D, K * D, K * D], dim=-1)
-        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, K, D).transpose(1, 2)  # (B, K, T, D)
+        q, k = q.view(B, T, H, D), k.view(B, T, K, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.transpose(1, 2)  # (B, H, T, D)
+        k = k.transpose(1, 2)  # (B, K, T, D)
         v = v.view(B, T, K, D).transpose(1, 2)  # (B, K, T, D)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
@@ -309,7 +333,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=past == 0,
                 enable_gqa=K != H)  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
+        y = y.transpose(1, 2).reshape(B, T, H * D)  # (B, T, H*D): heads side by side
         return self.resid_dropout(self.proj(y))
 
 

@@ -627,7 +627,8 @@ def is_loopback(host: str) -> bool:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR",
-                        help="run folder written by `train` (or `finetune`)")
+                        help="model folder: a run (from `train`, `finetune` or "
+                             "`import`), or a quantized, release or HF folder")
     parser.add_argument("--step", type=int, metavar="N",
                         help="serve the checkpoint of step N (default: the latest)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -654,7 +655,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
+    from .artifacts import load_model
     from .config import resolve_device
 
     settings = ServerSettings(
@@ -666,11 +667,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host} without an API key: anyone who can "
               "reach this port can use the model; set LLM_API_KEY", file=sys.stderr)
     device = resolve_device(args.device)
-    model, tokenizer, state = load_model(args.run, args.step, device=str(device))
+    model, tokenizer, info = load_model(args.run, args.step, device=str(device))
     engine = Engine(model, tokenizer, settings)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    print(f"serving {settings.model_name!r} (step {state['step']}, {device}) at "
+    source = (f"step {info['step']}" if info["kind"] == "run" else
+              f"{info['kind']} folder")
+    print(f"serving {settings.model_name!r} ({source}, {device}) at "
           f"http://{host}:{port}/v1", flush=True)
     try:
         uvicorn_server(create_app(engine)).run(sockets=[sock])
