@@ -24,6 +24,8 @@ COMMANDS = {
     "quantize": ("quantize", "int8 weight-only quantization with a report"),
     "serve": ("serve", "OpenAI-compatible HTTP server for a run"),
     "release": ("release", "model card, weights, tokenizer and manifest for a run"),
+    "export": ("cli.export", "write a run as a Hugging Face model folder"),
+    "import": ("cli.import_hf", "turn a Hugging Face model folder into a run"),
     "plan": ("plan", "turn a compute budget into a model, tokens, time and cost"),
     "check": ("check", "validate your own implementation of a roadmap step"),
 }
@@ -43,6 +45,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _module(command: str):
+    """The command's module: `llm_reference.NAME`, or `llm_reference.cli.NAME` for a
+    value "cli.NAME"."""
     return importlib.import_module(f"llm_reference.{COMMANDS[command][0]}")
 
 

@@ -251,6 +251,13 @@ def _convert(sd: dict[str, torch.Tensor], model: GPT, hf_dir: Path
     if extra:
         raise UserError(f"{hf_dir}: tensor {extra[0]} is not part of the model "
                         "config.json describes; the weights do not match it")
+    head, embedding = sd.get("lm_head.weight"), sd.get(
+        "transformer.wte.weight", sd.get("model.embed_tokens.weight"))
+    if config.tie_weights and head is not None and not (
+            embedding is not None and torch.equal(head, embedding)):
+        raise UserError(f"{hf_dir}: tensor lm_head.weight is not part of the model "
+                        "config.json describes (tie_word_embeddings = true, and it "
+                        "differs from the embedding)")
     try:
         ours = from_hf_state_dict(sd, config)
     except KeyError as e:

@@ -42,12 +42,18 @@ from .errors import UserError
 
 # The pre-tokenizer regexes of GPT-2 and of GPT-4 (tiktoken's cl100k_base). GPT-4's
 # keeps a space before a word, splits numbers into runs of at most 3 digits and
-# matches contractions case-insensitively.
+# matches contractions case-insensitively. Llama 3's and Qwen2's are GPT-4's, written
+# as their tokenizer.json files write them (Qwen2 splits numbers into single
+# digits); we keep them so that those tokenizers load.
 PATTERNS = {
     "gpt2": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"""
     r"""|\s+(?!\S)|\s+""",
     "gpt4": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}"""
     r"""| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",
+    "llama3": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
+    "qwen2": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
 }
 DEFAULT_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 CACHE_SIZE = 2**16  # pre-tokens whose ids `encode` remembers (least recently used go)
