@@ -294,9 +294,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="auto, cpu, cuda[:N] or mps (default: auto)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON instead of a table")
+    parser.add_argument("--tasks", metavar="A,B",
+                        help="run these lm-evaluation-harness tasks instead (e.g. "
+                             "hellaswag,arc_easy; needs `pip install lm-eval`)")
+    parser.add_argument("--include-path", metavar="DIR",
+                        help="with --tasks: a folder of your own task YAML files")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="with --tasks: at most N examples per task")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tasks:
+        return run_harness(args)
     result = evaluate_run(args.run, args.step, args.batches, args.cloze, args.choices,
                           args.data, args.device)
     if args.json:
@@ -305,4 +314,20 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result))
         if result["kind"] == "run":
             print(f"wrote {Path(args.run) / 'eval.json'}")
+    return 0
+
+
+def run_harness(args: argparse.Namespace) -> int:
+    """`eval --tasks …`: the model folder through lm-evaluation-harness."""
+    from .artifacts import load_model
+    from .harness import format_results, run_tasks
+
+    dev = resolve_device(args.device)
+    model, tokenizer, _ = load_model(args.run, args.step, device=str(dev))
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    results = run_tasks(model, tokenizer, tasks, dev, args.include_path, args.limit)
+    if args.json:
+        print(json.dumps(results["results"], indent=2))
+    else:
+        print(format_results(results))
     return 0
