@@ -209,8 +209,8 @@ def _read_tokenizer(hf_dir: Path) -> Tokenizer:
             return Tokenizer.load(hf_dir / "tokenizer.json")
         except UserError as e:
             raise UserError(f"{e}; SentencePiece-style tokenizers (Llama 2, Mistral "
-                            "7B v0.1) and NFC-normalizing ones (Qwen) cannot be read "
-                            "by our byte-level BPE tokenizer") from None
+                            "7B v0.1, Gemma) cannot be read by our byte-level BPE "
+                            "tokenizer") from None
     if (hf_dir / "vocab.json").is_file() and (hf_dir / "merges.txt").is_file():
         return Tokenizer.from_gpt2_files(hf_dir / "vocab.json", hf_dir / "merges.txt")
     raise UserError(f"{hf_dir}: no tokenizer.json (or vocab.json + merges.txt); "

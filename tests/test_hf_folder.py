@@ -97,11 +97,21 @@ def test_export_refuses_a_recipe_without_an_hf_family(tmp_path, tokenizer):
 
 
 def hf_tokenizer(kind: str, path) -> int:
-    """Train a tiny byte-level BPE with HF `tokenizers` as `kind` models ship it
-    (GPT-2's ByteLevel regex, or a Split regex then ByteLevel); its size."""
-    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    """Train a tiny byte-level BPE with HF `tokenizers` as `kind` models ship it:
+    GPT-2's ByteLevel regex; Llama 3's Split regex, ByteLevel and ignore_merges; or
+    Qwen2's NFC normalizer, Split regex and ByteLevel. Returns its size."""
+    from tokenizers import (
+        Regex,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
-    tok = tokenizers.Tokenizer(models.BPE())
+    tok = tokenizers.Tokenizer(models.BPE(ignore_merges=kind == "llama3"))
+    if kind == "qwen2":
+        tok.normalizer = normalizers.NFC()
     if kind == "gpt2":
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     else:
@@ -168,8 +178,8 @@ def test_import_gives_a_run_with_the_same_logits(tmp_path, kind):
                                    rtol=1e-5)
     hf_tok = transformers.PreTrainedTokenizerFast(
         tokenizer_file=str(tmp_path / "hf" / "tokenizer.json"))
-    for text in TEXT[:3]:
-        assert tok.encode(text) == hf_tok.encode(text)
+    for text in TEXT[:3] + ["cafe\u0301 add(a) Hello  x\n\n 12345"]:
+        assert tok.encode(text) == hf_tok.encode(text), text
     # the HF folder itself loads as well
     direct, _, info = load_model(tmp_path / "hf")
     assert info["kind"] == "hf"
