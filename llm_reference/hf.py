@@ -45,12 +45,13 @@ def family(config: ModelConfig) -> str:
     recipe = (config.position, config.norm, config.mlp)
     if recipe == ("learned", "layernorm", "gelu"):
         if config.kv_heads != config.n_head or not config.bias or not (
-                config.has_qkv_bias) or config.qk_norm or config.d_head is not None:
+                config.has_qkv_bias) or config.qk_norm or (
+                config.head_dim * config.n_head != config.d_model):
             raise UserError("model: HF GPT-2 needs n_kv_head = n_head, bias = true, "
-                            "qkv_bias = true, qk_norm = false and no d_head; got "
-                            f"n_kv_head = {config.kv_heads}, bias = {config.bias}, "
-                            f"qkv_bias = {config.has_qkv_bias}, qk_norm = "
-                            f"{config.qk_norm}, d_head = {config.d_head}")
+                            "qkv_bias = true, qk_norm = false and d_head = d_model / "
+                            f"n_head; got n_kv_head = {config.kv_heads}, bias = "
+                            f"{config.bias}, qkv_bias = {config.has_qkv_bias}, "
+                            f"qk_norm = {config.qk_norm}, d_head = {config.head_dim}")
         return "gpt2"
     if recipe == ("rope", "rmsnorm", "swiglu"):
         if config.qk_norm:

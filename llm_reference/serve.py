@@ -227,7 +227,8 @@ class Generation:
         text = TextStream(tokenizer, job.stop)
         with closing(generate(model, job.prompt_ids, job.max_tokens,
                               temperature=job.temperature, top_p=job.top_p,
-                              stop_ids=job.stop_ids, seed=job.seed)) as tokens:
+                              stop_ids=job.stop_ids, seed=job.seed,
+                              tokenizer=tokenizer)) as tokens:
             for token in tokens:
                 if self.cancelled.is_set():
                     break

@@ -187,8 +187,9 @@ def test_import_gives_a_run_with_the_same_logits(tmp_path, kind):
         torch.testing.assert_close(direct(idx)[0], model(idx)[0])
 
 
-def test_imported_run_generates_and_exports_back(tmp_path, capsys):
-    tiny_hf("qwen3", tmp_path / "hf")
+@pytest.mark.parametrize("kind", ["gpt2", "qwen3"])
+def test_imported_run_generates_and_exports_back(tmp_path, capsys, kind):
+    tiny_hf(kind, tmp_path / "hf")
     assert main(["import", "--hf", str(tmp_path / "hf"), "--out",
                  str(tmp_path / "run")]) == 0
     assert "a run folder that generate" in capsys.readouterr().out
@@ -199,7 +200,7 @@ def test_imported_run_generates_and_exports_back(tmp_path, capsys):
                  str(tmp_path / "back")]) == 0
     a = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     b = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
-    assert b.config.model_type == "qwen3"
+    assert b.config.model_type == kind
     idx = torch.randint(0, a.config.vocab_size, (1, 16))
     with torch.no_grad():
         torch.testing.assert_close(a(idx).logits, b(idx).logits)
