@@ -133,7 +133,7 @@ def evals(run: Path, hf_dir: Path, folder: Path, n_items: int) -> None:
 
     model, tokenizer, info = load_model(run)
     T = model.config.context_length
-    windows = Batches(info["train"]["data_dir"], "val", 2 * n_items, T, seed=7)
+    windows = Batches(info["config"]["train"]["data_dir"], "val", 2 * n_items, T, seed=7)
     texts = [tokenizer.decode(r) for r in windows.get(0)[0].tolist()]
     items = [i for i in build_cloze(texts, n_items, 4, seed=0)
              if (i.context + "".join(i.choices) + i.tail).isascii()]

@@ -45,9 +45,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _module(command: str):
-    """The command's module: `llm_reference.NAME`, or `llm_reference.cli.NAME` for a
-    value "cli.NAME"."""
-    return importlib.import_module(f"llm_reference.{COMMANDS[command][0]}")
+    """The command's module: `llm_reference.cli.NAME` for a value "cli.NAME"; for
+    a teaching module NAME, `llm_reference.cli.NAME` when the command line has one
+    (it reads every model folder, see artifacts.py), else `llm_reference.NAME`."""
+    name = COMMANDS[command][0]
+    if name.startswith("cli."):
+        return importlib.import_module(f"llm_reference.{name}")
+    try:
+        return importlib.import_module(f"llm_reference.cli.{name}")
+    except ModuleNotFoundError as e:
+        if e.name not in ("llm_reference.cli", f"llm_reference.cli.{name}"):
+            raise
+    return importlib.import_module(f"llm_reference.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:

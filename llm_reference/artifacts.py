@@ -12,10 +12,12 @@
 | release                | release               | manifest.json + config.json       |
 | Hugging Face           | export, or downloaded | config.json with a model_type     |
 
-The description is {"kind", "path", "step", "train"}: `step` is the checkpoint's
-step (None when the folder does not record one) and `train` the `[train]` table the
+The description is {"kind", "path", "step", "config"}, shaped like a checkpoint's
+state.json, so the commands read either: `step` is the checkpoint's step (None when
+the folder does not record one) and `config["train"]` the `[train]` table the
 weights were trained with (None when the folder does not carry it; `eval` then
-needs `--data`).
+needs `--data`). The command line (`cli/`) passes this loader to the commands;
+the modules that teach them default to `checkpoint.load_model`, a run's.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def _release_meta(path: Path) -> tuple[int | None, dict[str, Any] | None]:
 
 def _describe(kind: str, path: Path, step: int | None,
               train: dict[str, Any] | None) -> dict[str, Any]:
-    return {"kind": kind, "path": str(path), "step": step, "train": train}
+    return {"kind": kind, "path": str(path), "step": step,
+            "config": {"train": train}}
 
 
 def _json(path: Path) -> Any:

@@ -206,13 +206,16 @@ def cloze_accuracy(
 def evaluate_run(
     run_dir: str | Path, step: int | None = None, n_batches: int | None = None,
     n_cloze: int = 100, n_choices: int = 4, data_dir: str | None = None,
-    device: str = "auto",
+    device: str = "auto", load_model: Callable | None = None,
 ) -> dict[str, Any]:
-    """Every metric above for a model folder (a run's checkpoint, or a quantized,
-    release or HF folder); a run's is also written to RUN/eval.json."""
-    from .artifacts import load_model
+    """Every metric above for a run's checkpoint, written to RUN/eval.json; or for
+    any model folder that `load_model(path, step, device)` reads (the command line
+    passes `artifacts.load_model`: quantized, release and HF folders too)."""
     from .config import TrainConfig
     from .data import Batches
+
+    if load_model is None:
+        from .checkpoint import load_model
 
     if n_batches is not None and n_batches < 1:
         raise UserError(f"--batches {n_batches}: must be >= 1")
@@ -220,11 +223,12 @@ def evaluate_run(
         raise UserError(f"--cloze {n_cloze} must be >= 0 and --choices {n_choices} "
                         ">= 2")
     dev = resolve_device(device)
-    model, tokenizer, info = load_model(run_dir, step, device=str(dev))
-    if info["train"] is None and data_dir is None:
-        raise UserError(f"{run_dir} is a {info['kind']} folder that does not record "
-                        "its training data; pass --data with a prepared folder")
-    train = info["train"] or TrainConfig().__dict__
+    model, tokenizer, info = load_model(run_dir, step, str(dev))
+    kind, train = info.get("kind", "run"), info["config"].get("train")
+    if train is None and data_dir is None:
+        raise UserError(f"{run_dir} is a {kind} folder that does not record its "
+                        "training data; pass --data with a prepared folder")
+    train = train or TrainConfig().__dict__
     data_dir = data_dir or train["data_dir"]
     if not (Path(data_dir) / "meta.json").is_file():
         raise UserError(f"held-out data {data_dir}/meta.json not found; pass --data "
@@ -238,7 +242,7 @@ def evaluate_run(
     n_batches = n_batches or train["eval_steps"]
     T = model.config.context_length
     batches = Batches(data_dir, "val", train["batch_size"], T, seed=train["seed"])
-    result = {"run": str(run_dir), "kind": info["kind"], "step": info["step"],
+    result = {"run": str(run_dir), "kind": kind, "step": info["step"],
               "data_dir": data_dir,
               "batches": n_batches, "batch_size": train["batch_size"],
               **language_model_metrics(model, tokenizer, batches, n_batches, dev)}
@@ -249,7 +253,7 @@ def evaluate_run(
         texts = [tokenizer.decode(row) for row in windows.get(0)[0].tolist()]
         items = build_cloze(texts, n_cloze, n_choices, seed=train["seed"])
         result["cloze"] = cloze_accuracy(model, tokenizer, items, dev)
-    if info["kind"] == "run":  # other folders are finished artifacts: not touched
+    if kind == "run":  # other folders are finished artifacts: not touched
         write_json(Path(run_dir) / "eval.json", result)
     return result
 
@@ -275,9 +279,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR",
-                        help="model folder: a run (from `train`, `finetune` or "
-                             "`import`), or a quantized, release or HF folder "
-                             "(these need --data)")
+                        help="run folder written by `train`; on the command line "
+                             "also a quantized, release or HF folder (with --data)")
     parser.add_argument("--step", type=int, metavar="N",
                         help="evaluate the checkpoint of step N (default: the latest)")
     parser.add_argument("--batches", type=int, metavar="N",
@@ -294,20 +297,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="auto, cpu, cuda[:N] or mps (default: auto)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON instead of a table")
-    parser.add_argument("--tasks", metavar="A,B",
-                        help="run these lm-evaluation-harness tasks instead (e.g. "
-                             "hellaswag,arc_easy; needs `pip install lm-eval`)")
-    parser.add_argument("--include-path", metavar="DIR",
-                        help="with --tasks: a folder of your own task YAML files")
-    parser.add_argument("--limit", type=int, metavar="N",
-                        help="with --tasks: at most N examples per task")
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.tasks:
-        return run_harness(args)
+def run(args: argparse.Namespace, load_model: Callable | None = None) -> int:
     result = evaluate_run(args.run, args.step, args.batches, args.cloze, args.choices,
-                          args.data, args.device)
+                          args.data, args.device, load_model)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -316,18 +310,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {Path(args.run) / 'eval.json'}")
     return 0
 
-
-def run_harness(args: argparse.Namespace) -> int:
-    """`eval --tasks …`: the model folder through lm-evaluation-harness."""
-    from .artifacts import load_model
-    from .harness import format_results, run_tasks
-
-    dev = resolve_device(args.device)
-    model, tokenizer, _ = load_model(args.run, args.step, device=str(dev))
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    results = run_tasks(model, tokenizer, tasks, dev, args.include_path, args.limit)
-    if args.json:
-        print(json.dumps(results["results"], indent=2))
-    else:
-        print(format_results(results))
-    return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -266,8 +266,9 @@ def _check_options(model: GPT, prompt_ids: Sequence[int], max_new_tokens: int,
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True,
-                        help="model folder: a run (from `train`, `finetune` or "
-                             "`import`), or a quantized, release or HF folder")
+                        help="run folder written by `train` (config.toml, "
+                             "checkpoints/, tokenizer.json); on the command line also "
+                             "a quantized, release or HF folder")
     parser.add_argument("--step", type=int, default=None,
                         help="checkpoint step to load (default: the latest)")
     parser.add_argument("--prompt", default="",
@@ -297,10 +298,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "(default: cpu)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from .artifacts import load_model  # reads every model folder: only needed here
+def run(args: argparse.Namespace, load_model: Callable | None = None) -> int:
+    """The command; `load_model(path, step, device)` reads the model folder
+    (default: a run's checkpoint)."""
+    if load_model is None:
+        from .checkpoint import load_model  # the trainer's module: only needed here
 
-    model, tokenizer, _ = load_model(args.run, step=args.step, device=args.device)
+    model, tokenizer, _ = load_model(args.run, args.step, args.device)
     eot = tokenizer.special_tokens.get("<|endoftext|>")
     prompt_ids = tokenizer.encode(args.prompt)
     if not prompt_ids:

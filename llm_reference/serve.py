@@ -628,8 +628,8 @@ def is_loopback(host: str) -> bool:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR",
-                        help="model folder: a run (from `train`, `finetune` or "
-                             "`import`), or a quantized, release or HF folder")
+                        help="run folder written by `train` (or `finetune`); on the "
+                             "command line also a quantized, release or HF folder")
     parser.add_argument("--step", type=int, metavar="N",
                         help="serve the checkpoint of step N (default: the latest)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -655,9 +655,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="auto, cpu, cuda[:N] or mps (default: auto)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from .artifacts import load_model
+def run(args: argparse.Namespace, load_model: Callable | None = None) -> int:
+    """The command; `load_model(path, step, device)` reads the model folder
+    (default: a run's checkpoint)."""
     from .config import resolve_device
+
+    if load_model is None:
+        from .checkpoint import load_model
 
     settings = ServerSettings(
         model_name=args.model_name or Path(args.run).resolve().name,
@@ -672,8 +676,8 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(model, tokenizer, settings)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    source = (f"step {info['step']}" if info["kind"] == "run" else
-              f"{info['kind']} folder")
+    kind = info.get("kind", "run")
+    source = f"step {info['step']}" if kind == "run" else f"{kind} folder"
     print(f"serving {settings.model_name!r} ({source}, {device}) at "
           f"http://{host}:{port}/v1", flush=True)
     try:

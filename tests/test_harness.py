@@ -65,7 +65,7 @@ def tasks(run, tmp_path_factory):  # noqa: F811
     """The three local tasks, built from the run's held-out text and model."""
     folder = tmp_path_factory.mktemp("tasks")
     model, tokenizer, info = load_model(run)
-    train = info["train"]
+    train = info["config"]["train"]
     windows = Batches(train["data_dir"], "val", 60, 16, seed=1)
     texts = [tokenizer.decode(r) for r in windows.get(0)[0].tolist()]
     items = [i for i in build_cloze(texts, 30, 4, seed=0)

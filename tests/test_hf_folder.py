@@ -265,7 +265,7 @@ def test_every_folder_we_write_loads(tmp_path, tokenizer, capsys):
 
     model, _, info = load_model(tmp_path / "hf")
     assert info == {"kind": "hf", "path": str(tmp_path / "hf"), "step": None,
-                    "train": None}
+                    "config": {"train": None}}
     with torch.no_grad():
         torch.testing.assert_close(model(idx)[0], expected)
     model, _, info = load_model(release)
