@@ -133,7 +133,8 @@ def evals(run: Path, hf_dir: Path, folder: Path, n_items: int) -> None:
 
     model, tokenizer, info = load_model(run)
     T = model.config.context_length
-    windows = Batches(info["config"]["train"]["data_dir"], "val", 2 * n_items, T, seed=7)
+    data_dir = info["config"]["train"]["data_dir"]
+    windows = Batches(data_dir, "val", 2 * n_items, T, seed=7)
     texts = [tokenizer.decode(r) for r in windows.get(0)[0].tolist()]
     items = [i for i in build_cloze(texts, n_items, 4, seed=0)
              if (i.context + "".join(i.choices) + i.tail).isascii()]
@@ -149,15 +150,15 @@ def evals(run: Path, hf_dir: Path, folder: Path, n_items: int) -> None:
     ours = cloze_accuracy(model, tokenizer, items, torch.device("cpu"))["accuracy"]
     via_lm = run_tasks(model, tokenizer, ["bench_cloze"], torch.device("cpu"),
                        folder)["results"]["bench_cloze"]
-    via_hf = simple_evaluate(
-        model="hf", model_args=f"pretrained={hf_dir},dtype=float32",
-        tasks=["bench_cloze"], task_manager=TaskManager(include_path=str(folder)),
-        device="cpu", batch_size=1, bootstrap_iters=0)["results"]["bench_cloze"]
     print(f"cloze, {len(items)} items, 4 choices, same checkpoint (step "
           f"{info['step']}):")
     print(f"  ours (eval, per byte)               {ours:.4f}")
     print(f"  lm-eval, our model (eval --tasks)   acc_norm "
-          f"{via_lm['acc_norm,none']:.4f}  acc {via_lm['acc,none']:.4f}")
+          f"{via_lm['acc_norm,none']:.4f}  acc {via_lm['acc,none']:.4f}", flush=True)
+    via_hf = simple_evaluate(
+        model="hf", model_args=f"pretrained={hf_dir},dtype=float32",
+        tasks=["bench_cloze"], task_manager=TaskManager(include_path=str(folder)),
+        device="cpu", batch_size=1, bootstrap_iters=0)["results"]["bench_cloze"]
     print(f"  lm-eval, HF backend on the export   acc_norm "
           f"{via_hf['acc_norm,none']:.4f}  acc {via_hf['acc,none']:.4f}")
 
