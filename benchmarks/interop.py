@@ -9,7 +9,8 @@
    `artifacts.load_model` (ours), best of --repeats.
 3. The same checkpoint evaluated three ways on the same cloze items: our `eval`
    (per-byte scores), lm-evaluation-harness with our model (`eval --tasks`), and
-   lm-evaluation-harness's own HF backend on the exported folder.
+   lm-evaluation-harness's own HF backend on the exported folder (which needs
+   `pip install accelerate`).
 
     python benchmarks/interop.py            # 150 training steps first (~5-8 min)
     python benchmarks/interop.py --quick    # 30 steps (~2-3 min)
