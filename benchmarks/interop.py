@@ -135,7 +135,9 @@ def evals(run: Path, hf_dir: Path, folder: Path, n_items: int) -> None:
     model, tokenizer, info = load_model(run)
     T = model.config.context_length
     data_dir = info["config"]["train"]["data_dir"]
-    windows = Batches(data_dir, "val", 2 * n_items, T, seed=7)
+    # half-context windows: every item fits the context, so no scorer crops it
+    # (ours keeps the last T tokens, lm-eval's HF backend feeds T + 1 less one)
+    windows = Batches(data_dir, "val", 2 * n_items, T // 2, seed=7)
     texts = [tokenizer.decode(r) for r in windows.get(0)[0].tolist()]
     items = [i for i in build_cloze(texts, n_items, 4, seed=0)
              if (i.context + "".join(i.choices) + i.tail).isascii()]
