@@ -140,7 +140,8 @@ def evals(run: Path, hf_dir: Path, folder: Path, n_items: int) -> None:
     windows = Batches(data_dir, "val", 2 * n_items, T // 2, seed=7)
     texts = [tokenizer.decode(r) for r in windows.get(0)[0].tolist()]
     items = [i for i in build_cloze(texts, n_items, 4, seed=0)
-             if (i.context + "".join(i.choices) + i.tail).isascii()]
+             if (i.context + "".join(i.choices) + i.tail).isascii()
+             and i.context.strip()]  # lm-eval's HF backend needs a context
     rows = [{"context": i.context, "choices": [c + i.tail for c in i.choices],
              "answer": i.answer} for i in items]
     (folder / "cloze.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
