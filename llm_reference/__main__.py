@@ -16,18 +16,18 @@ from .errors import UserError
 
 # command -> (module under llm_reference, one-line help)
 COMMANDS = {
-    "prepare": ("cli.prepare",
-                "collect, clean, scrub and tokenize a corpus into shards"),
+    "prepare": ("cli.prepare", "collect, clean, scrub and tokenize a corpus"),
     "merge": ("cli.merge", "join the folders of `prepare --slice I/N` into one"),
     "train": ("cli.train", "pretrain a GPT on prepared shards"),
-    "eval": ("cli.evaluate",
-             "loss, perplexity, bits/byte, accuracy and cloze of a run"),
+    "eval": ("cli.evaluate", "loss, perplexity, bits/byte, cloze; lm-eval tasks"),
     "generate": ("cli.generate", "sample text from a trained run"),
     "finetune": ("cli.finetune", "instruction SFT, LoRA or DPO on top of a run"),
     "rl": ("cli.rl", "GRPO: reinforcement learning from verifiable rewards"),
     "quantize": ("cli.quantize", "int8 weight-only quantization with a report"),
     "serve": ("cli.serve", "OpenAI-compatible HTTP server for a run"),
     "release": ("cli.release", "model card, weights, tokenizer and manifest for a run"),
+    "export": ("cli.export", "write a run as a Hugging Face model folder"),
+    "import": ("cli.import_hf", "turn a Hugging Face model folder into a run"),
     "plan": ("cli.plan", "turn a compute budget into a model, tokens, time and cost"),
     "check": ("cli.check", "validate your own implementation of a roadmap step"),
     "audit": ("cli.audit", "compliance checks over data, runs, releases, code"),

@@ -10,9 +10,14 @@ All numbers come from the validation split, which training never sees:
   vocabularies can be compared;
 - **accuracy**: how often the most likely next token is the right one;
 - **cloze**: held-out lines with their last word blanked; the model picks the answer
-  among distractors (other words of the held-out text) by log-likelihood. Accuracy
-  well above chance (1 / choices) means the model uses the context, not just word
-  frequencies.
+  among distractors (other words of the held-out text) by log-likelihood per byte.
+  Accuracy well above chance (1 / choices) means the model uses the context, not
+  just word frequencies.
+
+Why per byte: a continuation's log-likelihood is a sum over its tokens, so a longer
+choice scores lower whatever its meaning; comparing sums picks the shortest choice
+(an untrained model, scored by sums, beat chance by far). Dividing by the choice's
+length in bytes, as lm-evaluation-harness's `acc_norm` does, removes that bias.
 """
 
 from __future__ import annotations
@@ -106,11 +111,14 @@ def build_cloze(
 
     In each window we take a complete line (not the window's first or last, which may
     be cut) and blank its last word; the context is the window's text before it. The
-    distractors are other words of the held-out text, drawn at random.
+    distractors are other words of the held-out text, drawn as often as they occur
+    there: the answers are such draws too, so a model that ignores the context
+    cannot tell them apart (drawn uniformly from the distinct words, distractors
+    would be rarer words, which BPE splits into more tokens).
     """
     rng = random.Random(seed)
     texts = list(texts)
-    vocabulary = sorted({w for t in texts for w in IDENTIFIER.findall(t)})
+    occurrences = [w for t in texts for w in IDENTIFIER.findall(t)]
     items = []
     for text in texts:
         lines = text.split("\n")
@@ -121,12 +129,15 @@ def build_cloze(
             if words and "<|" not in line:
                 candidates.append((start, line, words[-1]))
             start += len(line) + 1
-        if not candidates or len(vocabulary) < n_choices:
+        if not candidates or len(set(occurrences)) < n_choices:
             continue
         line_start, line, word = rng.choice(candidates)
         answer = word.group()
-        distractors = rng.sample([w for w in vocabulary if w != answer], n_choices - 1)
-        choices = [answer, *distractors]
+        choices = [answer]
+        while len(choices) < n_choices:
+            distractor = rng.choice(occurrences)
+            if distractor not in choices:
+                choices.append(distractor)
         rng.shuffle(choices)
         context = text[len(lines[0]) + 1:line_start + word.start()]
         tail = line[word.end():] + "\n"
@@ -169,16 +180,18 @@ def continuation_logprob(
 def cloze_accuracy(
     model: nn.Module, tokenizer: Any, items: list[ClozeItem], device: torch.device
 ) -> dict[str, float]:
-    """Fraction of items where the true word (+ rest of line) is the most likely."""
+    """Fraction of items where the true word (+ rest of line) is the most likely
+    per byte (the harness's `acc_norm`)."""
     if not items:
         raise UserError("no cloze items: the held-out text has no usable lines; "
                         "pass --cloze 0 to skip the cloze eval")
     model.eval()
     right = 0
     for item in items:
-        scores = continuation_logprob(
-            model, tokenizer, item.context, [c + item.tail for c in item.choices],
-            device)
+        choices = [c + item.tail for c in item.choices]
+        logprobs = continuation_logprob(model, tokenizer, item.context, choices,
+                                        device)
+        scores = [lp / len(c.encode("utf-8")) for lp, c in zip(logprobs, choices)]
         right += max(range(len(scores)), key=scores.__getitem__) == item.answer
     n_choices = len(items[0].choices)
     return {"items": len(items), "choices": n_choices,
@@ -191,11 +204,16 @@ def cloze_accuracy(
 def evaluate_run(
     run_dir: str | Path, step: int | None = None, n_batches: int | None = None,
     n_cloze: int = 100, n_choices: int = 4, data_dir: str | None = None,
-    device: str = "auto",
+    device: str = "auto", load_model: Callable | None = None,
 ) -> dict[str, Any]:
-    """Every metric above for a run's checkpoint; written to RUN/eval.json."""
-    from .checkpoint import load_model
+    """Every metric above for a run's checkpoint, written to RUN/eval.json; or for
+    any model folder that `load_model(path, step, device)` reads (the command line
+    passes `artifacts.load_model`: quantized, release and HF folders too)."""
+    from .config import TrainConfig
     from .data import Batches
+
+    if load_model is None:
+        from .checkpoint import load_model
 
     if n_batches is not None and n_batches < 1:
         raise UserError(f"--batches {n_batches}: must be >= 1")
@@ -203,13 +221,27 @@ def evaluate_run(
         raise UserError(f"--cloze {n_cloze} must be >= 0 and --choices {n_choices} "
                         ">= 2")
     dev = resolve_device(device)
-    model, tokenizer, state = load_model(run_dir, step, device=str(dev))
-    train = state["config"]["train"]
+    model, tokenizer, info = load_model(run_dir, step, str(dev))
+    kind, train = info.get("kind", "run"), info["config"].get("train")
+    if train is None and data_dir is None:
+        raise UserError(f"{run_dir} is a {kind} folder that does not record its "
+                        "training data; pass --data with a prepared folder")
+    train = train or TrainConfig().__dict__
     data_dir = data_dir or train["data_dir"]
+    if not (Path(data_dir) / "meta.json").is_file():
+        raise UserError(f"held-out data {data_dir}/meta.json not found; pass --data "
+                        "with a folder written by `prepare`")
+    data_tokenizer = type(tokenizer).load(Path(data_dir) / "tokenizer.json")
+    if (data_tokenizer.vocab, data_tokenizer.special_tokens) != (
+            tokenizer.vocab, tokenizer.special_tokens):
+        raise UserError(f"--data {data_dir} was tokenized with another tokenizer "
+                        "than the model's; pass data prepared with the model's "
+                        "tokenizer.json")
     n_batches = n_batches or train["eval_steps"]
     T = model.config.context_length
     batches = Batches(data_dir, "val", train["batch_size"], T, seed=train["seed"])
-    result = {"run": str(run_dir), "step": state["step"], "data_dir": data_dir,
+    result = {"run": str(run_dir), "kind": kind, "step": info["step"],
+              "data_dir": data_dir,
               "batches": n_batches, "batch_size": train["batch_size"],
               **language_model_metrics(model, tokenizer, batches, n_batches, dev)}
     result["cloze"] = None
@@ -219,5 +251,6 @@ def evaluate_run(
         texts = [tokenizer.decode(row) for row in windows.get(0)[0].tolist()]
         items = build_cloze(texts, n_cloze, n_choices, seed=train["seed"])
         result["cloze"] = cloze_accuracy(model, tokenizer, items, dev)
-    write_json(Path(run_dir) / "eval.json", result)
+    if kind == "run":  # other folders are finished artifacts: not touched
+        write_json(Path(run_dir) / "eval.json", result)
     return result

@@ -15,17 +15,20 @@ def count_parameters(config: ModelConfig, non_embedding: bool = False) -> int:
     """Parameters of the GPT in model.py, counted from its config.
 
     Per layer: two norms, the fused q/k/v projection (n_head + 2 n_kv_head heads of
-    head_dim), the output projection, and the MLP (two matrices for GELU, three
-    for SwiGLU). Around the layers: the token embedding (which is also the output
-    head when tied), learned positions, the final norm, an untied head.
+    head_dim), the output projection (n_head heads back to d_model), and the MLP
+    (two matrices for GELU, three for SwiGLU). Around the layers: the token
+    embedding (which is also the output head when tied), learned positions, the
+    final norm, an untied head.
     non_embedding=True leaves out the vocabulary and position tables (Kaplan et al.
     2020's convention).
     """
     c = config
     V, T, L, d, f = c.vocab_size, c.context_length, c.n_layer, c.d_model, c.ff_dim
-    heads, bias = c.n_head + 2 * c.kv_heads, c.bias
+    heads, bias, hd = c.n_head + 2 * c.kv_heads, c.bias, c.head_dim
     norm = d * (2 if c.norm == "layernorm" and bias else 1)  # weight (+ bias)
-    attention = d * heads * c.head_dim + d * d + bias * (heads * c.head_dim + d)
+    attention = (d * heads * hd + c.n_head * hd * d  # q/k/v and output projections
+                 + c.has_qkv_bias * heads * hd + bias * d  # their biases
+                 + c.qk_norm * 2 * hd)  # Qwen3's q and k norms
     if c.mlp == "swiglu":
         mlp = 3 * d * f + bias * (2 * f + d)
     else:

@@ -106,7 +106,8 @@ def generate(model: GPT, prompt_ids: Sequence[int], max_new_tokens: int,
     stop string, the tokens wholly before it are yielded (token granularity; see
     `generate_text` for an exact cut). `seed` makes sampling reproducible; greedy
     decoding (temperature 0) needs none. Options are checked at the call, before
-    the first token.
+    the first token. Given a `tokenizer`, ids it has no text for (an embedding
+    padded past the vocabulary, as many open models have) are never picked.
     """
     _check_options(model, prompt_ids, max_new_tokens, temperature, top_k, top_p)
     if stop and tokenizer is None:
@@ -132,8 +133,10 @@ def _generate(model: GPT, ids: list[int], max_new_tokens: int, temperature: floa
         n_new = len(ids)  # tokens the model has not seen yet: the whole prompt
         new_ids: list[int] = []  # generated so far
         sent = 0  # how many of new_ids were yielded
+        # ids past the tokenizer's (an embedding padded for speed) have no text
+        n_text = getattr(tokenizer, "vocab_size", None)
         for _ in range(max_new_tokens):
-            logits = next_token_logits(model, ids, n_new, cache)
+            logits = next_token_logits(model, ids, n_new, cache)[:n_text]
             token = sample_next(logits, temperature, top_k, top_p, generator)
             if token in stop_ids:
                 break
@@ -186,7 +189,8 @@ def generate_text(model: GPT, tokenizer: Any, prompt_ids: Sequence[int],
     Pieces never end inside a UTF-8 character or inside what may become a stop
     string (see `find_stop`). `options` are those of `generate`.
     """
-    tokens = generate(model, prompt_ids, max_new_tokens, **options)
+    tokens = generate(model, prompt_ids, max_new_tokens, tokenizer=tokenizer,
+                      **options)
     return _text_pieces(tokens, tokenizer, stop)
 
 

@@ -1,6 +1,6 @@
-"""Convert weights between our GPT and HF `transformers` (GPT-2 and Llama layouts).
+"""Convert weights between our GPT and HF `transformers` (GPT-2, Llama, Qwen).
 
-Our model and the two HF families compute the same function; only the names and a
+Our model and these HF families compute the same function; only the names and a
 few layouts differ:
 
 - GPT-2 (`GPT2LMHeadModel`): learned positions, LayerNorm, GELU with the tanh
@@ -10,6 +10,11 @@ few layouts differ:
 - Llama (`LlamaForCausalLM`): RoPE, RMSNorm, SwiGLU, GQA, no biases, head tied or
   not. q, k and v are three separate projections; we split or fuse our `qkv`. Our
   RoPE uses HF's "rotate half" layout, so no permutation of q or k is needed.
+  Mistral is Llama with a sliding attention window, which equals plain causal
+  attention up to the window's length, so we read it as Llama with that context.
+- Qwen2: Llama with biases on q, k and v only (our `qkv_bias`). Qwen3: Llama with
+  an RMSNorm on each query and key head before RoPE (`qk_norm`) and heads wider
+  than d_model / n_head (`d_head`).
 
 `transformers` is only needed here (it is a dev dependency), so it is imported
 inside the functions that build HF objects.
@@ -30,26 +35,49 @@ if TYPE_CHECKING:
 StateDict = dict[str, torch.Tensor]
 
 
+FAMILIES = ("gpt2", "llama", "mistral", "qwen2", "qwen3")  # HF model_type we read
+
+
 def family(config: ModelConfig) -> str:
-    """"gpt2" or "llama": the HF family that can hold a model of this config."""
-    if (config.position, config.norm, config.mlp) == ("learned", "layernorm", "gelu"):
-        if config.kv_heads != config.n_head or not config.bias:
-            raise UserError("model: HF GPT-2 needs n_kv_head = n_head and bias = true; "
-                            f"got n_kv_head = {config.kv_heads}, bias = {config.bias}")
+    """The HF family that can hold a model of this config: "gpt2", "llama", "qwen2"
+    (biases on q, k, v only) or "qwen3" (q/k norm); a UserError naming the field
+    that rules each out when none can."""
+    recipe = (config.position, config.norm, config.mlp)
+    if recipe == ("learned", "layernorm", "gelu"):
+        if config.kv_heads != config.n_head or not config.bias or not (
+                config.has_qkv_bias) or config.qk_norm or (
+                config.head_dim * config.n_head != config.d_model):
+            raise UserError("model: HF GPT-2 needs n_kv_head = n_head, bias = true, "
+                            "qkv_bias = true, qk_norm = false and d_head = d_model / "
+                            f"n_head; got n_kv_head = {config.kv_heads}, bias = "
+                            f"{config.bias}, qkv_bias = {config.has_qkv_bias}, "
+                            f"qk_norm = {config.qk_norm}, d_head = {config.head_dim}")
         return "gpt2"
-    if (config.position, config.norm, config.mlp) == ("rope", "rmsnorm", "swiglu"):
+    if recipe == ("rope", "rmsnorm", "swiglu"):
+        if config.qk_norm:
+            if config.bias or config.has_qkv_bias:
+                raise UserError("model: qk_norm = true (HF Qwen3) needs bias = false "
+                                "and qkv_bias = false")
+            return "qwen3"
+        if config.has_qkv_bias and not config.bias:
+            return "qwen2"
+        if config.has_qkv_bias != config.bias:
+            raise UserError("model: qkv_bias = false with bias = true matches no HF "
+                            "family; set qkv_bias = true (Llama) or bias = false")
         return "llama"
     raise UserError(
         f"model: position={config.position!r}, norm={config.norm!r}, "
         f"mlp={config.mlp!r} matches no HF family; use learned/layernorm/gelu "
-        "(GPT-2) or rope/rmsnorm/swiglu (Llama)")
+        "(GPT-2) or rope/rmsnorm/swiglu (Llama, Qwen2, Qwen3)")
 
 
 def hf_config(config: ModelConfig) -> PretrainedConfig:
-    """The HF `GPT2Config` or `LlamaConfig` describing the same network."""
-    from transformers import GPT2Config, LlamaConfig
+    """The HF config (`GPT2Config`, `LlamaConfig`, `Qwen2Config` or `Qwen3Config`)
+    describing the same network."""
+    from transformers import GPT2Config, LlamaConfig, Qwen2Config, Qwen3Config
 
-    if family(config) == "gpt2":
+    name = family(config)
+    if name == "gpt2":
         return GPT2Config(
             vocab_size=config.vocab_size, n_positions=config.context_length,
             n_embd=config.d_model, n_layer=config.n_layer, n_head=config.n_head,
@@ -58,20 +86,24 @@ def hf_config(config: ModelConfig) -> PretrainedConfig:
             attn_pdrop=config.dropout, layer_norm_epsilon=config.norm_eps,
             tie_word_embeddings=config.tie_weights,
             bos_token_id=None, eos_token_id=None)
-    return LlamaConfig(
+    common = dict(
         vocab_size=config.vocab_size, max_position_embeddings=config.context_length,
         hidden_size=config.d_model, num_hidden_layers=config.n_layer,
         num_attention_heads=config.n_head, num_key_value_heads=config.kv_heads,
         head_dim=config.head_dim, intermediate_size=config.ff_dim, hidden_act="silu",
-        rms_norm_eps=config.norm_eps, attention_bias=config.bias,
-        mlp_bias=config.bias, attention_dropout=config.dropout,
+        rms_norm_eps=config.norm_eps, attention_dropout=config.dropout,
         rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
         tie_word_embeddings=config.tie_weights,
         bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    if name == "llama":
+        return LlamaConfig(**common, attention_bias=config.bias, mlp_bias=config.bias)
+    if name == "qwen2":
+        return Qwen2Config(**common, use_sliding_window=False)
+    return Qwen3Config(**common, attention_bias=False, use_sliding_window=False)
 
 
 def config_from_hf(hf: PretrainedConfig) -> ModelConfig:
-    """Our ModelConfig for an HF GPT-2 or Llama config; other settings: UserError."""
+    """Our ModelConfig for an HF config of a supported family; others: UserError."""
     if hf.model_type == "gpt2":
         if hf.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
             raise UserError(f"HF config: activation_function = "
@@ -81,27 +113,45 @@ def config_from_hf(hf: PretrainedConfig) -> ModelConfig:
             n_layer=hf.n_layer, n_head=hf.n_head, d_model=hf.n_embd,
             d_ff=hf.n_inner or 4 * hf.n_embd, norm_eps=hf.layer_norm_epsilon,
             tie_weights=hf.tie_word_embeddings)
-    if hf.model_type == "llama":
-        rope = hf.rope_parameters or {}
-        if rope.get("rope_type", "default") != "default":
-            raise UserError(f"HF config: rope_type = {rope['rope_type']!r}; only "
-                            "'default' RoPE (no scaling) is supported")
-        if hf.head_dim * hf.num_attention_heads != hf.hidden_size:
-            raise UserError(f"HF config: head_dim = {hf.head_dim} must be "
-                            "hidden_size / num_attention_heads")
-        if hf.hidden_act != "silu" or hf.attention_bias != hf.mlp_bias:
-            raise UserError("HF config: needs hidden_act = 'silu' and attention_bias "
-                            "= mlp_bias")
-        return ModelConfig(
-            vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
-            n_layer=hf.num_hidden_layers, n_head=hf.num_attention_heads,
-            n_kv_head=hf.num_key_value_heads, d_model=hf.hidden_size,
-            d_ff=hf.intermediate_size, position="rope",
-            rope_theta=rope.get("rope_theta", 10000.0), norm="rmsnorm",
-            norm_eps=hf.rms_norm_eps, mlp="swiglu", bias=hf.attention_bias,
-            tie_weights=hf.tie_word_embeddings)
-    raise UserError(f"HF config: model_type = {hf.model_type!r}; supported: "
-                    "'gpt2', 'llama'")
+    if hf.model_type not in FAMILIES:
+        raise UserError(f"HF config: model_type = {hf.model_type!r}; supported: "
+                        f"{', '.join(map(repr, FAMILIES))}")
+    rope = hf.rope_parameters or {}
+    if rope.get("rope_type", "default") != "default":
+        raise UserError(f"HF config: rope_type = {rope['rope_type']!r}; only "
+                        "'default' RoPE (no scaling) is supported")
+    if hf.hidden_act != "silu":
+        raise UserError(f"HF config: hidden_act = {hf.hidden_act!r}; only 'silu' "
+                        "(SwiGLU) is supported")
+    head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
+    bias = qkv_bias = bool(getattr(hf, "attention_bias", False))
+    if hf.model_type == "llama" and hf.mlp_bias != bias:
+        raise UserError("HF config: needs attention_bias = mlp_bias")
+    if hf.model_type == "qwen2":  # biases on q, k and v, none elsewhere
+        bias, qkv_bias = False, True
+    return ModelConfig(
+        vocab_size=hf.vocab_size, n_layer=hf.num_hidden_layers,
+        context_length=_attention_span(hf), n_head=hf.num_attention_heads,
+        n_kv_head=hf.num_key_value_heads, d_model=hf.hidden_size,
+        d_ff=hf.intermediate_size,
+        d_head=None if head_dim * hf.num_attention_heads == hf.hidden_size
+        else head_dim,
+        position="rope", rope_theta=rope.get("rope_theta", 10000.0), norm="rmsnorm",
+        norm_eps=hf.rms_norm_eps, mlp="swiglu", bias=bias,
+        qkv_bias=None if qkv_bias == bias else qkv_bias,
+        qk_norm=hf.model_type == "qwen3", tie_weights=hf.tie_word_embeddings)
+
+
+def _attention_span(hf: PretrainedConfig) -> int:
+    """The context we can serve exactly: max_position_embeddings, or the sliding
+    window when one is used, since within the window sliding-window attention is
+    plain causal attention (Mistral's `sliding_window`, Qwen's
+    `use_sliding_window`)."""
+    window = getattr(hf, "sliding_window", None)
+    if hf.model_type in ("qwen2", "qwen3") and not getattr(hf, "use_sliding_window",
+                                                           False):
+        window = None
+    return min(hf.max_position_embeddings, window or hf.max_position_embeddings)
 
 
 # ------------------------------------------------------------------- name tables
@@ -127,13 +177,16 @@ def _gpt2_names(config: ModelConfig) -> list[tuple[str, str, bool]]:
 
 
 def _llama_names(config: ModelConfig) -> list[tuple[str, str]]:
-    """(our name, HF name) for every Llama tensor but the head and q/k/v."""
+    """(our name, HF name) for every Llama (Qwen) tensor but the head and q/k/v."""
     names = [("tok_emb.weight", "model.embed_tokens.weight"),
              ("norm_f.weight", "model.norm.weight")]
     for i in range(config.n_layer):
         ours, theirs = f"blocks.{i}.", f"model.layers.{i}."
         names += [(ours + "norm1.weight", theirs + "input_layernorm.weight"),
                   (ours + "norm2.weight", theirs + "post_attention_layernorm.weight")]
+        if config.qk_norm:
+            names += [(ours + f"attn.{n}_norm.weight", theirs + f"self_attn.{n}_norm."
+                       "weight") for n in "qk"]
         kinds = ["weight", "bias"] if config.bias else ["weight"]
         for kind in kinds:
             names += [(ours + f"attn.proj.{kind}", theirs + f"self_attn.o_proj.{kind}"),
@@ -148,6 +201,18 @@ def _qkv_sizes(config: ModelConfig) -> list[int]:
     return [config.n_head * d, config.kv_heads * d, config.kv_heads * d]
 
 
+def hf_names(config: ModelConfig) -> set[str]:
+    """The names of every tensor of the HF model (the head included)."""
+    if family(config) == "gpt2":
+        names = {theirs for _, theirs, _ in _gpt2_names(config)}
+    else:
+        names = {theirs for _, theirs in _llama_names(config)}
+        kinds = ["weight", "bias"] if config.has_qkv_bias else ["weight"]
+        names |= {f"model.layers.{i}.self_attn.{n}_proj.{kind}"
+                  for i in range(config.n_layer) for n in "qkv" for kind in kinds}
+    return names | {"lm_head.weight"}
+
+
 # ---------------------------------------------------------------- state dicts
 
 
@@ -160,7 +225,7 @@ def to_hf_state_dict(sd: StateDict, config: ModelConfig) -> StateDict:
     else:
         for ours, theirs in _llama_names(config):
             out[theirs] = sd[ours]
-        kinds = ["weight", "bias"] if config.bias else ["weight"]
+        kinds = ["weight", "bias"] if config.has_qkv_bias else ["weight"]
         for i in range(config.n_layer):
             for kind in kinds:
                 q, k, v = sd[f"blocks.{i}.attn.qkv.{kind}"].split(_qkv_sizes(config))
@@ -172,7 +237,7 @@ def to_hf_state_dict(sd: StateDict, config: ModelConfig) -> StateDict:
 
 
 def from_hf_state_dict(sd: StateDict, config: ModelConfig) -> StateDict:
-    """An HF GPT-2 or Llama state_dict -> ours (for a config from `config_from_hf`)."""
+    """An HF state_dict -> ours (for a config from `config_from_hf`)."""
     out: StateDict = {}
     if family(config) == "gpt2":
         for ours, theirs, transposed in _gpt2_names(config):
@@ -180,7 +245,7 @@ def from_hf_state_dict(sd: StateDict, config: ModelConfig) -> StateDict:
     else:
         for ours, theirs in _llama_names(config):
             out[ours] = sd[theirs]
-        kinds = ["weight", "bias"] if config.bias else ["weight"]
+        kinds = ["weight", "bias"] if config.has_qkv_bias else ["weight"]
         for i in range(config.n_layer):
             for kind in kinds:
                 attn = f"model.layers.{i}.self_attn."
@@ -195,19 +260,19 @@ def from_hf_state_dict(sd: StateDict, config: ModelConfig) -> StateDict:
 
 
 def to_hf(model: GPT) -> PreTrainedModel:
-    """An HF `GPT2LMHeadModel` or `LlamaForCausalLM` with our model's weights."""
-    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+    """An HF `GPT2LMHeadModel`, `LlamaForCausalLM`, … with our model's weights."""
+    from transformers import AutoModelForCausalLM
 
     config = model.config
-    cls = GPT2LMHeadModel if family(config) == "gpt2" else LlamaForCausalLM
     weight = next(model.parameters())
-    hf = cls(hf_config(config)).to(device=weight.device, dtype=weight.dtype)
+    hf = AutoModelForCausalLM.from_config(hf_config(config))
+    hf = hf.to(device=weight.device, dtype=weight.dtype)
     hf.load_state_dict(to_hf_state_dict(model.state_dict(), config), strict=True)
     return hf.train(model.training)
 
 
 def from_hf(hf: PreTrainedModel) -> GPT:
-    """Our GPT with the weights of an HF GPT-2 or Llama model."""
+    """Our GPT with the weights of an HF model of a supported family."""
     config = config_from_hf(hf.config)
     weight = next(hf.parameters())
     model = GPT(config).to(device=weight.device, dtype=weight.dtype)

@@ -182,17 +182,26 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.explicit = config.attention == "explicit"
         qkv_dim = (self.n_head + 2 * self.n_kv_head) * self.head_dim
-        self.qkv = nn.Linear(config.d_model, qkv_dim, bias=config.bias)  # q, k, v fused
-        self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.qkv = nn.Linear(config.d_model, qkv_dim,  # q, k, v fused
+                             bias=config.has_qkv_bias)
+        self.proj = nn.Linear(self.n_head * self.head_dim, config.d_model,
+                              bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.q_norm = self.k_norm = None
+        if config.qk_norm:  # one RMSNorm over D, shared by all query (key) heads
+            self.q_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
                 kv_cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         H, K, D = self.n_head, self.n_kv_head, self.head_dim
         q, k, v = self.qkv(x).split([H * D, K * D, K * D], dim=-1)
-        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, K, D).transpose(1, 2)  # (B, K, T, D)
+        q, k = q.view(B, T, H, D), k.view(B, T, K, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.transpose(1, 2)  # (B, H, T, D)
+        k = k.transpose(1, 2)  # (B, K, T, D)
         v = v.view(B, T, K, D).transpose(1, 2)  # (B, K, T, D)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
@@ -217,7 +226,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=past == 0,
                 enable_gqa=k.size(1) != H)  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
+        y = y.transpose(1, 2).reshape(B, T, H * D)  # (B, T, H*D): heads side by side
         return self.resid_dropout(self.proj(y))
 
 

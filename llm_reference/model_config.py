@@ -49,6 +49,11 @@ class ModelConfig:
 
     `n_kv_head=None` means one key/value head per query head (MHA). `d_ff=None` means
     the recipe's default width (`default_ff_dim`).
+
+    Three fields exist so that open models load as they are (see hf.py): `d_head`
+    (None = d_model / n_head; Qwen3 uses wider heads), `qkv_bias` (None = `bias`;
+    Qwen2 has biases on q, k and v only) and `qk_norm` (Qwen3's RMSNorm of each
+    query and key head before RoPE).
     """
 
     vocab_size: int = 8192
@@ -58,12 +63,15 @@ class ModelConfig:
     n_kv_head: int | None = None
     d_model: int = 256
     d_ff: int | None = None
+    d_head: int | None = None
     position: str = "learned"  # "learned" | "rope"
     rope_theta: float = 10000.0
     norm: str = "layernorm"  # "layernorm" | "rmsnorm"
     norm_eps: float = 1e-5
     mlp: str = "gelu"  # "gelu" | "swiglu"
     bias: bool = True
+    qkv_bias: bool | None = None
+    qk_norm: bool = False
     tie_weights: bool = True
     dropout: float = 0.0
     attention: str = "sdpa"  # "sdpa" | "explicit"
@@ -78,7 +86,13 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_head
+        """Channels per head: d_head, or d_model / n_head when it is None."""
+        return self.d_model // self.n_head if self.d_head is None else self.d_head
+
+    @property
+    def has_qkv_bias(self) -> bool:
+        """Biases on the q, k, v projection: qkv_bias, or `bias` when it is None."""
+        return self.bias if self.qkv_bias is None else self.qkv_bias
 
     @property
     def ff_dim(self) -> int:
@@ -98,9 +112,11 @@ class ModelConfig:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        """All fields with n_kv_head and d_ff resolved (TOML has no null)."""
+        """All fields with n_kv_head, d_ff, d_head and qkv_bias resolved (TOML has
+        no null)."""
         d = dataclasses.asdict(self)
         d["n_kv_head"], d["d_ff"] = self.kv_heads, self.ff_dim
+        d["d_head"], d["qkv_bias"] = self.head_dim, self.has_qkv_bias
         return d
 
     def _validate(self) -> None:
@@ -109,9 +125,9 @@ class ModelConfig:
             raise UserError(f"model.{field} = {value!r}: {why}")
 
         for field in ("vocab_size", "context_length", "n_layer", "n_head", "d_model",
-                      "n_kv_head", "d_ff"):
+                      "n_kv_head", "d_ff", "d_head"):
             value = getattr(self, field)
-            if value is None and field in ("n_kv_head", "d_ff"):
+            if value is None and field in ("n_kv_head", "d_ff", "d_head"):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 fail(field, "must be a positive integer")
@@ -119,8 +135,10 @@ class ModelConfig:
                                ("mlp", MLPS), ("attention", ATTENTIONS)):
             if getattr(self, field) not in choices:
                 fail(field, f"must be one of {', '.join(map(repr, choices))}")
-        for field in ("bias", "tie_weights"):
-            if not isinstance(getattr(self, field), bool):
+        for field in ("bias", "qkv_bias", "qk_norm", "tie_weights"):
+            value = getattr(self, field)
+            if not isinstance(value, bool) and not (field == "qkv_bias"
+                                                    and value is None):
                 fail(field, "must be true or false")
         for field in ("rope_theta", "norm_eps", "dropout"):
             value = getattr(self, field)
@@ -133,10 +151,9 @@ class ModelConfig:
             fail("norm_eps", "must be > 0")
         if not 0.0 <= self.dropout < 1.0:
             fail("dropout", "must be in [0, 1)")
-        if self.d_model % self.n_head:
+        if self.d_head is None and self.d_model % self.n_head:
             fail("n_head", f"must divide d_model = {self.d_model}")
         if self.n_head % self.kv_heads:
             fail("n_kv_head", f"must divide n_head = {self.n_head} (1 = MQA)")
         if self.position == "rope" and self.head_dim % 2:
-            fail("n_head", f"RoPE needs an even head_dim, got d_model / n_head = "
-                           f"{self.head_dim}")
+            fail("n_head", f"RoPE needs an even head_dim, got {self.head_dim}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -41,12 +42,18 @@ from .errors import UserError
 
 # The pre-tokenizer regexes of GPT-2 and of GPT-4 (tiktoken's cl100k_base). GPT-4's
 # keeps a space before a word, splits numbers into runs of at most 3 digits and
-# matches contractions case-insensitively.
+# matches contractions case-insensitively. Llama 3's and Qwen2's are GPT-4's, written
+# as their tokenizer.json files write them (Qwen2 splits numbers into single
+# digits); we keep them so that those tokenizers load.
 PATTERNS = {
     "gpt2": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"""
     r"""|\s+(?!\S)|\s+""",
     "gpt4": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}"""
     r"""| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",
+    "llama3": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
+    "qwen2": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
 }
 DEFAULT_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 CACHE_SIZE = 2**16  # pre-tokens whose ids `encode` remembers (least recently used go)
@@ -93,6 +100,11 @@ class Tokenizer:
     `vocab` maps each ordinary id to its bytes, `merges` maps a pair of ids to the id
     it merges into (in rank order) and `special_tokens` maps each special token's text
     to its id. Build one with `train`, `load` or `from_gpt2_files`.
+
+    Two options exist to read open models' tokenizers exactly: `normalizer="NFC"`
+    composes characters before splitting (Qwen: "e" + U+0301 becomes "é"), and
+    `ignore_merges=True` takes a pre-token that is itself in the vocabulary as one
+    token without running the merges (Llama 3).
     """
 
     def __init__(
@@ -101,16 +113,19 @@ class Tokenizer:
         merges: dict[Pair, int],
         special_tokens: dict[str, int],
         pattern: str = "gpt4",
+        normalizer: str | None = None,
+        ignore_merges: bool = False,
     ):
         self.vocab = dict(vocab)
         self.merges = dict(merges)
         self.special_tokens = dict(special_tokens)
         self.pattern = pattern
+        self.normalizer, self.ignore_merges = normalizer, ignore_merges
         self._check()
         self._split = regex.compile(PATTERNS[pattern]).findall
         self._ranks = {pair: rank for rank, pair in enumerate(self.merges)}
-        id_of = {token: i for i, token in self.vocab.items()}
-        self._byte_ids = [id_of[bytes([b])] for b in range(256)]
+        self._id_of = {token: i for i, token in self.vocab.items()}
+        self._byte_ids = [self._id_of[bytes([b])] for b in range(256)]
         self._bytes_of = self.vocab | {
             i: text.encode("utf-8") for text, i in self.special_tokens.items()
         }
@@ -119,11 +134,15 @@ class Tokenizer:
 
     def __reduce__(self):
         """Pickle as the constructor's arguments (the encode cache is rebuilt)."""
-        return Tokenizer, (self.vocab, self.merges, self.special_tokens, self.pattern)
+        return Tokenizer, (self.vocab, self.merges, self.special_tokens, self.pattern,
+                           self.normalizer, self.ignore_merges)
 
     def _check(self) -> None:
         """Reject a vocabulary that cannot work; names what is wrong."""
         _pattern_regex(self.pattern)
+        if self.normalizer not in (None, "NFC"):
+            raise UserError(f"normalizer {self.normalizer!r}: only NFC (or none) is "
+                            "supported")
         ids = sorted([*self.vocab, *self.special_tokens.values()])
         if ids != list(range(len(ids))):
             raise UserError("tokenizer ids must be 0..N-1, each used once; "
@@ -258,6 +277,8 @@ class Tokenizer:
 
     def _encode_ordinary(self, text: str) -> list[int]:
         """Text without special tokens -> ids: pre-tokenize, then BPE each piece."""
+        if self.normalizer:
+            text = unicodedata.normalize(self.normalizer, text)
         ids: list[int] = []
         for piece in self._split(text):
             ids.extend(self._encode_piece(piece))
@@ -265,6 +286,8 @@ class Tokenizer:
 
     def _encode_piece_uncached(self, piece: str) -> tuple[int, ...]:
         """One pre-token -> ids. Wrapped in an LRU cache: most pieces repeat."""
+        if self.ignore_merges and piece.encode("utf-8") in self._id_of:
+            return (self._id_of[piece.encode("utf-8")],)
         return tuple(self._bpe([self._byte_ids[b] for b in piece.encode("utf-8")]))
 
     def _bpe(self, ids: list[int]) -> list[int]:
@@ -316,7 +339,7 @@ class Tokenizer:
         return {
             "version": "1.0", "truncation": None, "padding": None,
             "added_tokens": added,
-            "normalizer": None,
+            "normalizer": {"type": self.normalizer} if self.normalizer else None,
             "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
                 {"type": "Split", "pattern": {"Regex": PATTERNS[self.pattern]},
                  "behavior": "Isolated", "invert": False},
@@ -328,7 +351,8 @@ class Tokenizer:
                         "trim_offsets": True, "use_regex": False},
             "model": {"type": "BPE", "dropout": None, "unk_token": None,
                       "continuing_subword_prefix": None, "end_of_word_suffix": None,
-                      "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                      "fuse_unk": False, "byte_fallback": False,
+                      "ignore_merges": self.ignore_merges,
                       "vocab": vocab, "merges": merges},
         }
 
@@ -345,9 +369,10 @@ class Tokenizer:
         try:
             pattern = _hf_pattern(spec["pre_tokenizer"])
             model, added = spec["model"], spec["added_tokens"]
-            supported = spec["normalizer"] is None and model["type"] == "BPE" and not (
+            normalizer = (spec["normalizer"] or {}).get("type")
+            supported = normalizer in (None, "NFC") and model["type"] == "BPE" and not (
                 model.get("dropout") or model.get("byte_fallback")
-                or model.get("ignore_merges") or model.get("continuing_subword_prefix")
+                or model.get("continuing_subword_prefix")
                 or model.get("end_of_word_suffix")
             ) and all(token["special"] for token in added)
             specials = {token["content"]: token["id"] for token in added}
@@ -358,9 +383,10 @@ class Tokenizer:
                             ) from None
         if not supported:
             raise UserError(f"{path}: only plain byte-level BPE is supported (no "
-                            "normalizer, dropout, byte fallback, ignore_merges, "
-                            "subword affixes or non-special added tokens)")
-        return cls._from_strings(vocab, merges, specials, pattern, path)
+                            "normalizer but NFC, no dropout, byte fallback, subword "
+                            "affixes or non-special added tokens)")
+        return cls._from_strings(vocab, merges, specials, pattern, path, normalizer,
+                                 bool(model.get("ignore_merges")))
 
     @classmethod
     def from_gpt2_files(
@@ -393,6 +419,8 @@ class Tokenizer:
         specials: dict[str, int],
         pattern: str,
         path: Path,
+        normalizer: str | None = None,
+        ignore_merges: bool = False,
     ) -> Tokenizer:
         """Build from the string form used by GPT-2 / Hugging Face files."""
         try:
@@ -405,7 +433,7 @@ class Tokenizer:
                             ) from None
         if len(merge_ids) != len(merges):
             raise UserError(f"{path}: a merge is listed twice")
-        return cls(ordinary, merge_ids, specials, pattern)
+        return cls(ordinary, merge_ids, specials, pattern, normalizer, ignore_merges)
 
 
 def _pattern_regex(pattern: str) -> str:

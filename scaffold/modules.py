@@ -43,7 +43,7 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "scaling": ("plan",),
     "distributed": ("distributed",),
     "evaluation": ("evaluate",),
-    "generation": ("generate",),
+    "generation": ("generate", "artifacts"),  # artifacts: any model folder loads
     "finetuning": ("finetune", "lora", "chat"),
     "preference": ("dpo",),
     "quantization": ("quantize",),

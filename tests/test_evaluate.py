@@ -20,6 +20,7 @@ from llm_reference.evaluate import (
     language_model_metrics,
     mean_loss,
 )
+from llm_reference.model import GPT, ModelConfig
 from llm_reference.train import train
 
 
@@ -114,3 +115,23 @@ def test_eval_command_json_and_errors(run, capsys):
     assert "--batches 0: must be >= 1" in capsys.readouterr().err
     assert main(["eval", "--run", str(run), "--step", "3"]) == 2
     assert "no checkpoint for step 3" in capsys.readouterr().err
+
+
+def test_an_untrained_model_scores_chance_on_the_cloze(run):
+    """Per-byte scores and distractors drawn as often as words occur: a model that
+    ignores the context cannot beat 1 / choices (scored by sums, one did: 42%)."""
+    _, tokenizer, _ = load_model(run)
+    data_dir = run.parent / "data"
+    accuracies = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = GPT(ModelConfig(vocab_size=tokenizer.vocab_size, context_length=64,
+                                n_layer=2, n_head=2, d_model=32)).eval()
+        windows = Batches(data_dir, "val", 400, 64, seed=seed)
+        texts = [tokenizer.decode(row) for row in windows.get(0)[0].tolist()]
+        items = build_cloze(texts, 200, 4, seed=seed)
+        assert len(items) == 200
+        accuracies.append(cloze_accuracy(model, tokenizer, items,
+                                         torch.device("cpu"))["accuracy"])
+    # 600 items: the standard error of the mean accuracy at chance is 0.018
+    assert abs(sum(accuracies) / 3 - 0.25) < 0.06, accuracies

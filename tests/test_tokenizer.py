@@ -322,7 +322,7 @@ def _saved(tmp_path, edit) -> Path:
 @pytest.mark.parametrize("edit", [
     lambda s: s["model"].update(type="WordPiece"),
     lambda s: s["model"].update(byte_fallback=True),
-    lambda s: s.update(normalizer={"type": "NFC"}),
+    lambda s: s.update(normalizer={"type": "NFKC"}),
     lambda s: s["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=r"\w+"),
     lambda s: s["model"]["merges"].append("Ġ zz"),
     lambda s: s["model"]["merges"].append(s["model"]["merges"][0]),
@@ -457,3 +457,18 @@ def test_vocab_usage(bytes_only, pair, corpus):
 def test_metrics_reject_empty_text(bytes_only, metric):
     with pytest.raises(UserError, match="no "):
         metric(bytes_only, [])
+
+
+@pytest.mark.parametrize("normalizer, ignore_merges", [("NFC", False), (None, True)])
+def test_nfc_and_ignore_merges_match_hugging_face(tmp_path, normalizer,
+                                                  ignore_merges):
+    """Qwen's NFC normalizer and Llama 3's ignore_merges, as HF applies them."""
+    base = Tokenizer.train(["cafe\u0301 café caf cafés " * 5, "abc abcd"], 300)
+    ours = Tokenizer(base.vocab, base.merges, base.special_tokens, base.pattern,
+                     normalizer, ignore_merges)
+    ours.save(tmp_path)
+    loaded = Tokenizer.load(tmp_path)
+    assert (loaded.normalizer, loaded.ignore_merges) == (normalizer, ignore_merges)
+    hf = HFTokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for text in ["cafe\u0301 café", "caf cafés abcd", "e\u0301\u0301 x"]:
+        assert loaded.encode(text) == hf.encode(text).ids, text

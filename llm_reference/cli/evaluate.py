@@ -1,4 +1,5 @@
-"""`eval`: loss, perplexity, bits/byte, accuracy and cloze of a run (`evaluate.py`)."""
+"""`eval`: loss, perplexity, bits/byte, accuracy and cloze of any model folder
+(`evaluate.py`), or standard benchmarks through lm-evaluation-harness (`harness.py`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from .common import add_device, add_run, resolve_device
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    add_run(parser, "run folder written by `train`")
+    add_run(parser, "model folder: a run written by `train`, or a quantize, release "
+                    "or Hugging Face folder")
     parser.add_argument("--step", type=int, metavar="N",
                         help="evaluate the checkpoint of step N (default: the latest)")
     parser.add_argument("--batches", type=int, metavar="N",
@@ -27,19 +29,43 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON instead of a table")
+    parser.add_argument("--tasks", metavar="A,B",
+                        help="run these lm-evaluation-harness tasks instead (e.g. "
+                             "hellaswag,arc_easy; needs `pip install lm-eval`)")
+    parser.add_argument("--include-path", metavar="DIR",
+                        help="with --tasks: a folder of your own task YAML files")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="with --tasks: at most N examples per task")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..artifacts import load_model
     from ..evaluate import evaluate_run
 
     device = resolve_device(args.device)
+    if args.tasks:
+        return run_tasks(args, device)
     result = evaluate_run(args.run, args.step, args.batches, args.cloze, args.choices,
-                          args.data, str(device))
+                          args.data, str(device), load_model=load_model)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(format_table(result))
-        print(f"wrote {Path(args.run) / 'eval.json'}")
+        if (Path(args.run) / "checkpoints").is_dir():  # other folders: not written
+            print(f"wrote {Path(args.run) / 'eval.json'}")
+    return 0
+
+
+def run_tasks(args: argparse.Namespace, device: Any) -> int:
+    """`eval --tasks`: lm-evaluation-harness tasks with our model as its LM."""
+    from ..artifacts import load_model, optional
+
+    model, tokenizer, _ = load_model(args.run, args.step, str(device))
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    results = optional("harness", "run_tasks")(model, tokenizer, tasks, device,
+                                                args.include_path, args.limit)
+    print(json.dumps(results["results"], indent=2) if args.json
+          else optional("harness", "format_results")(results))
     return 0
 
 

@@ -11,8 +11,9 @@ from .common import add_device, add_run, resolve_device
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    add_run(parser, "run folder written by `train` (config.toml, checkpoints/, "
-                    "tokenizer.json)")
+    add_run(parser, "model folder: a run written by `train` (config.toml, "
+                    "checkpoints/, tokenizer.json), or a quantize, release or "
+                    "Hugging Face folder")
     parser.add_argument("--step", type=int, default=None,
                         help="checkpoint step to load (default: the latest)")
     parser.add_argument("--prompt", default="",
@@ -41,7 +42,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
+    from ..artifacts import load_model
     from ..generate import generate_text
 
     device = resolve_device(args.device)

@@ -38,7 +38,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
+    from ..artifacts import load_model
     from ..engine import Engine, ServerSettings
     from ..serve import bind, create_app, uvicorn_server
 
