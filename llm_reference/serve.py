@@ -3,25 +3,28 @@
 Speaking OpenAI's protocol means every OpenAI client library, and the many tools
 built on them, can talk to our model by changing one base URL:
 
-    GET  /health                  liveness, busy slots, request counters
+    GET  /health                  liveness, running and waiting, request counters
+    GET  /metrics                 the same and more in Prometheus' text format
     GET  /v1/models               the one model this server holds
-    POST /v1/completions          continue a prompt (text or token ids)
+    POST /v1/completions          continue prompts (text or token ids, or lists)
     POST /v1/chat/completions     reply to a conversation (the chat template)
 
 Both POST endpoints take `max_tokens`, `temperature`, `top_p`, `stop` (a string or
-a list), `seed` and `stream`. With `stream: true` the reply is Server-Sent Events:
-one `data: {json chunk}` per piece of text, then a chunk with the `finish_reason`,
-then `data: [DONE]`. `usage` counts prompt and completion tokens.
+a list), `seed`, `n` (choices per prompt), `logprobs` and `stream`. With
+`stream: true` the reply is Server-Sent Events: one `data: {json chunk}` per piece
+of text of a choice (its `index` says which), a chunk with each choice's
+`finish_reason`, then `data: [DONE]`. `usage` counts prompt and completion tokens.
 
 **Safety.** The server binds 127.0.0.1 unless told otherwise; an API key
-(`--api-key` or `LLM_API_KEY`) makes every /v1 request show
-`Authorization: Bearer KEY`. Every request is validated before it reaches the
-model (types, ranges, prompt length, `max_tokens` cap): a bad request gets a 4xx
-with OpenAI's error body `{"error": {"message", "type", "param", "code"}}` and the
-server carries on.
+(`--api-key` or `LLM_API_KEY`) makes every /v1 request, /metrics and the API's
+own description (/openapi.json, /docs) show `Authorization: Bearer KEY`. A body
+over `max_body_bytes` is refused (413) before it is read. Every request is
+validated before it reaches the model (types, ranges, prompt length, `max_tokens`
+cap): a bad request gets a 4xx with OpenAI's error body
+`{"error": {"message", "type", "param", "code"}}` and the server carries on.
 
-The request bodies are in `openai_schema.py`; the engine that runs the generations,
-and refuses requests beyond `max_concurrency` with 429, is in `engine.py`.
+The request bodies are in `openai_schema.py`; the engine that batches the
+generations, and queues requests or refuses them with 429, is in `engine.py`.
 """
 
 from __future__ import annotations
