@@ -6,8 +6,9 @@ is a small, inefficient matrix product. An engine instead runs *one* loop, in on
 thread, that owns the model. Each turn of the loop (`Engine.step`):
 
 1. admits waiting sequences while a KV cache slot is free (`kv_pool.py`);
-2. prefills: feeds one chunk of at most `prefill_chunk` prompt tokens of one new
-   sequence, so a long prompt never stalls the others for long (chunked prefill);
+2. prefills: feeds at most `prefill_chunk` prompt tokens of new sequences, so a
+   long prompt never stalls the others for long: it is cut into chunks fed over
+   several steps (chunked prefill);
 3. decodes: one token for *every* running sequence at once with `GPT.decode_step`,
    a batch whose rows sit at different positions;
 4. retires the sequences that ended (a stop token, a stop string, `max_tokens`, the
@@ -311,7 +312,7 @@ class Engine:
                     generation.put(e)
 
     def step(self) -> None:
-        """One turn: admit, prefill one chunk, decode one token for all, retire."""
+        """One turn: admit, prefill a chunk, decode one token for all, retire."""
         with self._wake:
             while self.waiting and self.pool.free:
                 generation = self.waiting.popleft()
@@ -321,11 +322,14 @@ class Engine:
                 generation.slot = self.pool.take()
                 self.running.append(generation)
             running = list(self.running)
-        prefilling = [g for g in running if g.last_token is None]
-        if prefilling:
-            self._prefill(prefilling[0])
+        budget = self.settings.prefill_chunk  # prompt tokens this step
+        prefilled = []
+        for generation in running:
+            if budget > 0 and generation.last_token is None:
+                budget -= self._prefill(generation, budget)
+                prefilled.append(generation)
         decoding = [g for g in running if g.last_token is not None
-                    and g not in prefilling[:1] and g.finish_reason is None
+                    and g not in prefilled and g.finish_reason is None
                     and not g.cancelled.is_set()]
         if decoding:
             self._decode(decoding)
@@ -333,16 +337,18 @@ class Engine:
             if generation.finish_reason is not None or generation.cancelled.is_set():
                 self._retire(generation)
 
-    def _prefill(self, generation: Generation) -> None:
-        """Feed the next chunk of the prompt; after the last, sample a first token."""
+    def _prefill(self, generation: Generation, budget: int) -> int:
+        """Feed the next chunk of at most `budget` prompt tokens; after the last,
+        sample a first token. Returns the chunk's length."""
         prompt = generation.job.prompt_ids
-        chunk = prompt[generation.pos:generation.pos + self.settings.prefill_chunk]
+        chunk = prompt[generation.pos:generation.pos + budget]
         cache = self.pool.view(generation.slot, generation.pos)
         idx = torch.tensor([chunk], device=self.device)  # (1, T)
         logits, _ = self.model(idx, kv_cache=cache)  # (1, T, V)
         generation.pos += len(chunk)
         if generation.pos == len(prompt):
             self._emit(generation, logits[0, -1])
+        return len(chunk)
 
     def _decode(self, batch: list[Generation]) -> None:
         """One new token for every sequence of the batch, in one model call."""

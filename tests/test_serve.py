@@ -360,6 +360,18 @@ def test_greedy_output_is_the_same_alone_or_in_a_batch(loaded):
                            ("<|endoftext|>",), temperature=0)[0]
 
 
+def test_chunked_prefill_gives_the_same_text(loaded):
+    # prompts fed 5 tokens per step, interleaved with the decoding of the others
+    prompts = ["def main(argv):\n    return", "class Foo(object):\n    def"]
+    with start(loaded, prefill_chunk=5) as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        reply = client.completions.create(model=NAME, prompt=prompts, max_tokens=20,
+                                          temperature=0)
+    for prompt, choice in zip(prompts, reply.choices):
+        assert choice.text == direct(loaded, loaded[1].encode(prompt), 20,
+                                     ("<|endoftext|>",), temperature=0)[0]
+
+
 def test_requests_beyond_the_slots_wait_in_the_queue(loaded):
     with start(loaded, max_concurrency=1) as server:
         client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
