@@ -103,9 +103,13 @@ class Generation:
 
     The scheduler thread decodes the new tokens into pieces of text; a piece never
     ends inside a UTF-8 character or inside what may become a stop string
-    (`generate.find_stop`). Waking the event loop from another thread costs a
-    system call, so the scheduler wakes the reader only when it must: a streaming
-    reader when it has taken all there was, any reader at the end.
+    (`generate.find_stop`).
+
+    Waking the event loop from another thread costs a system call and a hand-over
+    of the GIL, which can take longer than a decode step. So `put` only notes that
+    the reader needs waking (a streaming reader that has taken all there was, any
+    reader at the end), and the scheduler wakes all the readers due with one call
+    per step (`wake`).
     """
 
     END = object()  # the item after the last piece
@@ -131,13 +135,14 @@ class Generation:
         self._items: list[Any] = []  # pieces not read yet, then END or an exception
         self._lock = threading.Lock()
         self._ready = asyncio.Event()  # set when _items may hold something
+        self.wake_due = False  # a wake-up for the reader is waiting for `wake`
 
     @property
     def completion_tokens(self) -> int:
         return len(self.text_stream.ids)
 
     def put(self, item: Any) -> None:
-        """Hand a piece (or END, or an exception) to the reader (any thread)."""
+        """Hand a piece (or END, or an exception) to the reader; `wake` it later."""
         if item == "":
             return
         last = not isinstance(item, str)
@@ -145,7 +150,7 @@ class Generation:
             self._items.append(item)
             first = len(self._items) == 1  # else a wake-up is already on its way
         if last or (self.stream and first):
-            self._loop.call_soon_threadsafe(self._ready.set)
+            self.wake_due = True
 
     async def text(self, is_disconnected: Callable[[], Awaitable[bool]]
                    ) -> AsyncIterator[str]:
@@ -310,6 +315,7 @@ class Engine:
                 for generation in failed:
                     self._free(generation, "failed")
                     generation.put(e)
+                wake(failed)
 
     def step(self) -> None:
         """One turn: admit, prefill a chunk, decode one token for all, retire."""
@@ -336,6 +342,7 @@ class Engine:
         for generation in running:
             if generation.finish_reason is not None or generation.cancelled.is_set():
                 self._retire(generation)
+        wake(running)
 
     def _prefill(self, generation: Generation, budget: int) -> int:
         """Feed the next chunk of at most `budget` prompt tokens; after the last,
@@ -448,6 +455,22 @@ class Engine:
             self._stopping = True
             self._wake.notify()
         self._thread.join(timeout=5)
+
+
+def wake(generations: list[Generation]) -> None:
+    """Wake the readers that are due, with one call into each event loop."""
+    due: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    for generation in generations:
+        if generation.wake_due:
+            generation.wake_due = False
+            due.setdefault(generation._loop, []).append(generation._ready)
+    for loop, events in due.items():
+        loop.call_soon_threadsafe(_set_all, events)
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 def token_logprob(logits: torch.Tensor, token: int, k: int) -> TokenLogprob:
