@@ -2,9 +2,10 @@
 
 For 1, 4, 16 and 64 concurrent clients, each a thread with the official `openai`
 client (default retries), every client streams `--requests` completions of
-`--max-tokens` tokens (temperature 1, its own seed) back to back from a server this
-script starts in a subprocess on a free loopback port (never another host). We
-print tokens/s, p50 / p99 request latency, p50 time to first token and errors.
+`--max-tokens` tokens (temperature 1, its own seed) back to back, in each of
+`ROUNDS` turns, to servers this script starts in subprocesses on free loopback ports
+(never another host). We print tokens/s, p50 / p99 request latency, p50 time to
+first token and errors.
 
 Two servers, the same model, the same torch threads, taking turns:
 
@@ -37,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ CLIENTS = (1, 4, 16, 64)
 MAX_TOKENS, MAX_REQUESTS = 256, 16  # hard caps: a bounded run
 PROMPT = "def parse_args(argv):\n    "
 BASELINE_REF = "fd09c06"  # the last commit with the thread-per-request engine
+ROUNDS = 2  # ours and the peer take turns, so both see the machine's same load
 
 
 @dataclass
@@ -67,6 +69,13 @@ class Load:
     errors: int = 0
     seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, other: Load) -> None:
+        self.latencies += other.latencies
+        self.first_token += other.first_token
+        self.tokens += other.tokens
+        self.errors += other.errors
+        self.seconds += other.seconds
 
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
@@ -219,13 +228,17 @@ def main() -> None:
               f"{args.requests} streamed requests per client, max_tokens "
               f"{args.max_tokens}, {args.threads} torch thread(s) per server")
         for clients in CLIENTS[:2] if args.quick else CLIENTS:
-            loads = {}
-            for kind in ("peer", "ours"):
-                with server_process(run, kind, clients, args.max_tokens,
-                                    args.baseline_ref, args.threads) as url:
+            loads = {"peer": Load(), "ours": Load()}
+            with ExitStack() as stack:
+                urls = {kind: stack.enter_context(server_process(
+                    run, kind, clients, args.max_tokens, args.baseline_ref,
+                    args.threads)) for kind in loads}
+                for url in urls.values():
                     hammer(url, 1, 1, args.max_tokens)  # warm up
-                    loads[kind] = hammer(url, clients, args.requests,
-                                         args.max_tokens)
+                for _ in range(ROUNDS):  # take turns: both see the same load
+                    for kind, url in urls.items():
+                        loads[kind].add(hammer(url, clients, args.requests,
+                                               args.max_tokens))
             ratio = loads["ours"].tokens_per_s() / max(loads["peer"].tokens_per_s(),
                                                        1e-9)
             print(f"{clients:3d} clients  ours {loads['ours'].summary()}")
