@@ -83,6 +83,7 @@ class Job:
     max_tokens: int
     temperature: float
     top_p: float
+    top_k: int | None
     seed: int | None
     stop: list[str]  # stop strings: the text is cut right before one
     stop_ids: set[int]  # stop tokens: <|endoftext|>, and <|im_end|> for chat
@@ -262,7 +263,8 @@ class Engine:
         seed = None if body.seed is None else body.seed + seed_offset
         return Job(prompt_ids, min(max_tokens, room),
                    temperature=1.0 if body.temperature is None else body.temperature,
-                   top_p=1.0 if body.top_p is None else body.top_p, seed=seed,
+                   top_p=1.0 if body.top_p is None else body.top_p,
+                   top_k=body.top_k, seed=seed,
                    stop=body.stop_list(),
                    stop_ids={specials[t] for t in stop_tokens if t in specials},
                    top_logprobs=top_logprobs)
@@ -370,8 +372,8 @@ class Engine:
     def _emit(self, generation: Generation, logits: torch.Tensor) -> None:
         """Sample the next token from logits (V,) and pass its text on."""
         job = generation.job
-        token = sample_next(logits, job.temperature, top_p=job.top_p,
-                            generator=generation.generator)
+        token = sample_next(logits, job.temperature, job.top_k, job.top_p,
+                            generation.generator)
         if generation.first_token_s is None:
             generation.first_token_s = time.monotonic() - generation.submitted
         if token in job.stop_ids:

@@ -65,6 +65,7 @@ class SamplingRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)  # 0 = greedy
     top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=1)  # not OpenAI's; vLLM's and ours
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-2**63, lt=2**64)  # torch's seed range
     n: int | None = Field(None, ge=1, le=MAX_N)  # choices per prompt

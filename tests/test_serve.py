@@ -191,6 +191,13 @@ def test_seed_makes_sampling_reproducible(client):
 
     assert sample(11) == sample(11)
     assert sample(11) != sample(12)
+    # top_k = 1 keeps only the likeliest token: greedy, whatever the seed
+    greedy = client.completions.create(model=NAME, prompt="import", max_tokens=16,
+                                       temperature=0).choices[0].text
+    for seed in (1, 2):
+        assert client.completions.create(
+            model=NAME, prompt="import", max_tokens=16, seed=seed,
+            extra_body={"top_k": 1}).choices[0].text == greedy
 
 
 # --- chat ------------------------------------------------------------------------
