@@ -19,10 +19,13 @@ ratio = our tokens/s / the peer's. Targets (issue 15): >= 4 at 16 clients, 0 err
 at 64, our p99 <= 2 x p50 at 16.
 
 Without `--run` the model is random weights in the `tiny` preset's shape (4 layers,
-d_model 128, context 128) with a tokenizer trained on a little stdlib text.
+d_model 128, context 128; `--d-model`, `--n-layer` change it) with a tokenizer
+trained on a little stdlib text. A model this small is mostly Python overhead per
+token, which batching does not remove; a larger one shows more of its gain.
 
     python benchmarks/serve.py --quick            # 1 and 4 clients, ~1 minute
     python benchmarks/serve.py                    # 1, 4, 16, 64 clients
+    python benchmarks/serve.py --clients 16 --d-model 512 --n-layer 8
 
 Single runs on a shared machine: noisy.
 """
@@ -127,14 +130,14 @@ def hammer(url: str, clients: int, requests: int, max_tokens: int) -> Load:
     return load
 
 
-def random_run(root: Path) -> Path:
-    """A run folder holding a random model in the tiny preset's shape."""
+def random_run(root: Path, d_model: int = 128, n_layer: int = 4) -> Path:
+    """A run folder holding a random model (the tiny preset's shape by default)."""
     _, files = stdlib_files()
     text = "".join(p.read_text(encoding="utf-8") for p in files[:60])
     tokenizer = Tokenizer.train([text], vocab_size=1024)
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=tokenizer.vocab_size, context_length=128,
-                         n_layer=4, n_head=4, d_model=128)
+                         n_layer=n_layer, n_head=4, d_model=d_model)
     model = GPT(config)
     run = root / "random-tiny"
     state = {"config": {"model": config.to_dict(), "train": {}}}
@@ -209,25 +212,35 @@ def main() -> None:
                         help="torch CPU threads of each server (default 1)")
     parser.add_argument("--baseline-ref", default=BASELINE_REF,
                         help=f"git commit of the peer engine (default {BASELINE_REF})")
+    parser.add_argument("--clients", default=",".join(map(str, CLIENTS)),
+                        help="concurrent clients, comma-separated (default "
+                             "1,4,16,64, each at most 64)")
+    parser.add_argument("--d-model", type=int, default=128,
+                        help="width of the random model (default 128)")
+    parser.add_argument("--n-layer", type=int, default=4,
+                        help="layers of the random model (default 4)")
     parser.add_argument("--quick", action="store_true", help="1 and 4 clients only")
     parser.add_argument("--child", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--slots", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not (1 <= args.requests <= MAX_REQUESTS and 1 <= args.max_tokens <= MAX_TOKENS):
-        parser.error(f"--requests 1..{MAX_REQUESTS}, --max-tokens 1..{MAX_TOKENS}")
+    levels = [int(n) for n in args.clients.split(",")]
+    if not (1 <= args.requests <= MAX_REQUESTS and 1 <= args.max_tokens <= MAX_TOKENS
+            and all(1 <= n <= max(CLIENTS) for n in levels)):
+        parser.error(f"--requests 1..{MAX_REQUESTS}, --max-tokens 1..{MAX_TOKENS}, "
+                     f"--clients 1..{max(CLIENTS)} each")
     if args.child:
         torch.set_num_threads(args.threads)
         return serve(args.run, args.child, args.slots, args.max_tokens,
                      args.baseline_ref)
     with tempfile.TemporaryDirectory() as tmp:
-        run = args.run or random_run(Path(tmp))
+        run = args.run or random_run(Path(tmp), args.d_model, args.n_layer)
         model, _, _ = load_model(run)
         c = model.config
         print(f"model: {c.n_layer} layers x d_model {c.d_model}, context "
               f"{c.context_length}, {model.num_parameters() / 1e6:.2f} M params; "
               f"{args.requests} streamed requests per client, max_tokens "
               f"{args.max_tokens}, {args.threads} torch thread(s) per server")
-        for clients in CLIENTS[:2] if args.quick else CLIENTS:
+        for clients in levels[:2] if args.quick else levels:
             loads = {"peer": Load(), "ours": Load()}
             with ExitStack() as stack:
                 urls = {kind: stack.enter_context(server_process(
