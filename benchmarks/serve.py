@@ -1,26 +1,31 @@
-"""Serving under load: our OpenAI-compatible server vs `generate` called in-process.
+"""Serving under load: continuous batching vs one thread per request.
 
-`--clients` threads send /v1/completions requests back to back for `--seconds` to a
-server this script starts (`python -m llm_reference serve`, a subprocess, on a free
-loopback port; never another host). Each request samples `--max-tokens` tokens
-(temperature 1, its own seed) from the same prompt. We print requests/s, tokens/s,
-p50/p99 latency (and time to first token with `--stream`) and the error count,
-which should be 0.
+For 1, 4, 16 and 64 concurrent clients, each a thread with the official `openai`
+client (default retries), every client streams `--requests` completions of
+`--max-tokens` tokens (temperature 1, its own seed) back to back, in each of
+`ROUNDS` turns, to servers this script starts in subprocesses on free loopback ports
+(never another host). We print tokens/s, p50 / p99 request latency, p50 time to
+first token and errors.
 
-The peer is the same work without the server: as many threads calling `generate`
-directly in this process, for the same time, with the same number of torch
-threads. ratio = our tokens/s / the peer's: what HTTP, JSON, validation, SSE and
-the hand-over between threads cost (1.0 = nothing). It is a fixed cost per token,
-so the smaller the model, the more it shows. The server runs in its own process,
-with its own GIL, so with several clients the ratio can exceed 1.
+Two servers, the same model, the same torch threads, taking turns:
+
+- ours: `llm_reference.engine`, one scheduler loop decoding every running sequence
+  in one batch (`--max-concurrency` = clients, so nobody waits for a slot);
+- peer: the thread-per-request engine this project had before (engine.py and
+  serve.py as of git `--baseline-ref`, loaded from git into a module), also with
+  `--max-concurrency` = clients: each request runs its own generate loop.
+
+ratio = our tokens/s / the peer's. Targets (issue 15): >= 4 at 16 clients, 0 errors
+at 64, our p99 <= 2 x p50 at 16.
 
 Without `--run` the model is random weights in the `tiny` preset's shape (4 layers,
-d_model 128, context 128) with a tokenizer trained on a little stdlib text, saved
-as a run folder in a temporary directory.
+d_model 128, context 128; `--d-model`, `--n-layer` change it) with a tokenizer
+trained on a little stdlib text. A model this small is mostly Python overhead per
+token, which batching does not remove; a larger one shows more of its gain.
 
-    python benchmarks/serve.py --quick                  # 2 clients x 3 s, ~20 s
-    python benchmarks/serve.py --clients 4 --seconds 10
-    python benchmarks/serve.py --run runs/tiny --stream
+    python benchmarks/serve.py --quick            # 1 and 4 clients, ~1 minute
+    python benchmarks/serve.py                    # 1, 4, 16, 64 clients
+    python benchmarks/serve.py --clients 16 --d-model 512 --n-layer 8
 
 Single runs on a shared machine: noisy.
 """
@@ -28,31 +33,33 @@ Single runs on a shared machine: noisy.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
+import openai
 import torch
 
 from llm_reference.checkpoint import load_model, save_checkpoint
-from llm_reference.generate import generate
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.sources import stdlib_files
 from llm_reference.tokenizer import Tokenizer
 
-MAX_CLIENTS, MAX_SECONDS, MAX_TOKENS = 32, 120, 512  # hard caps: a bounded test
+REPO = Path(__file__).resolve().parents[1]
+CLIENTS = (1, 4, 16, 64)
+MAX_TOKENS, MAX_REQUESTS = 256, 16  # hard caps: a bounded run
 PROMPT = "def parse_args(argv):\n    "
-ROUNDS = 3  # ours and the peer take turns, each for seconds / ROUNDS
+BASELINE_REF = "fd09c06"  # the last commit with the thread-per-request engine
+ROUNDS = 2  # ours and the peer take turns, so both see the machine's same load
 
 
 @dataclass
@@ -60,112 +67,77 @@ class Load:
     """What the clients of one run measured."""
 
     latencies: list[float] = field(default_factory=list)  # seconds per request
-    first_token: list[float] = field(default_factory=list)  # seconds, when streaming
+    first_token: list[float] = field(default_factory=list)
     tokens: int = 0
     errors: int = 0
     seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, latency: float, tokens: int, first: float | None = None) -> None:
-        with self.lock:
-            self.latencies.append(latency)
-            self.tokens += tokens
-            if first is not None:
-                self.first_token.append(first)
+    def add(self, other: Load) -> None:
+        self.latencies += other.latencies
+        self.first_token += other.first_token
+        self.tokens += other.tokens
+        self.errors += other.errors
+        self.seconds += other.seconds
 
-    def error(self) -> None:
-        with self.lock:
-            self.errors += 1
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
-        ms = np.array(self.latencies) * 1000
-        line = (f"{len(ms) / self.seconds:7.2f} req/s  "
-                f"{self.tokens / self.seconds:8.1f} tokens/s  "
-                f"p50 {np.percentile(ms, 50):7.1f} ms  "
-                f"p99 {np.percentile(ms, 99):7.1f} ms  errors {self.errors}")
-        if self.first_token:
-            line += f"  first token p50 {np.median(self.first_token) * 1000:.1f} ms"
-        return line
+        ms = np.array(self.latencies or [float("nan")]) * 1000
+        ttft = np.array(self.first_token or [float("nan")]) * 1000
+        return (f"{self.tokens_per_s():8.1f} tokens/s  "
+                f"p50 {np.percentile(ms, 50):7.0f} ms  "
+                f"p99 {np.percentile(ms, 99):7.0f} ms  "
+                f"ttft p50 {np.median(ttft):6.0f} ms  errors {self.errors}")
 
 
-def hammer(clients: int, seconds: float, request: Callable[[int], tuple],
-           load: Load) -> None:
-    """Run `request(seed)` from `clients` threads, back to back, for `seconds`;
-    add what they measured to `load`."""
-    deadline = time.perf_counter() + seconds
+def hammer(url: str, clients: int, requests: int, max_tokens: int) -> Load:
+    """`clients` threads, each streaming `requests` completions back to back."""
+    client = openai.OpenAI(base_url=url, api_key="none")  # default retries: 2
+    load = Load()
 
-    def client(n: int) -> None:
-        seed = n * 1_000_000 + len(load.latencies)
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
+    def one(seed: int) -> None:
+        start, first, tokens = time.perf_counter(), None, 0
+        stream = client.completions.create(
+            model="bench", prompt=PROMPT, max_tokens=max_tokens, temperature=1.0,
+            seed=seed, stream=True, stream_options={"include_usage": True})
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].text and first is None:
+                first = time.perf_counter() - start
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+        with load.lock:
+            load.latencies.append(time.perf_counter() - start)
+            load.first_token += [] if first is None else [first]
+            load.tokens += tokens
+
+    def run(n: int) -> None:
+        for i in range(requests):
             try:
-                tokens, first = request(seed)
-            except Exception:  # noqa: BLE001 - a benchmark counts failures
-                load.error()
-                continue
-            load.add(time.perf_counter() - start, tokens,
-                     None if first is None else first - start)
-            seed += 1
+                one(n * 1000 + i)
+            except openai.OpenAIError:
+                with load.lock:
+                    load.errors += 1
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    load.seconds += time.perf_counter() - start
+    load.seconds = time.perf_counter() - start
+    return load
 
 
-def http_request(url: str, max_tokens: int, stream: bool) -> Callable[[int], tuple]:
-    local = threading.local()  # one connection pool per client thread
-
-    def request(seed: int) -> tuple[int, float | None]:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=60)
-        body = {"model": "bench", "prompt": PROMPT, "max_tokens": max_tokens,
-                "temperature": 1.0, "seed": seed, "stream": stream,
-                "stream_options": {"include_usage": True}}
-        if not stream:
-            r = local.client.post(url, json=body)
-            r.raise_for_status()
-            return r.json()["usage"]["completion_tokens"], None
-        first, tokens = None, 0
-        with local.client.stream("POST", url, json=body) as r:
-            r.raise_for_status()
-            for line in r.iter_lines():
-                if not line.startswith("data: {"):
-                    continue
-                chunk = json.loads(line.removeprefix("data: "))
-                if chunk["choices"] and chunk["choices"][0]["text"] and first is None:
-                    first = time.perf_counter()
-                if chunk.get("usage"):
-                    tokens = chunk["usage"]["completion_tokens"]
-        return tokens, first
-
-    return request
-
-
-def direct_request(model: GPT, tokenizer: Tokenizer,
-                   max_tokens: int) -> Callable[[int], tuple]:
-    prompt_ids = tokenizer.encode(PROMPT)
-    eot = tokenizer.special_tokens["<|endoftext|>"]
-
-    def request(seed: int) -> tuple[int, None]:
-        ids = list(generate(model, prompt_ids, max_tokens, temperature=1.0,
-                            stop_ids={eot}, seed=seed))
-        return len(ids), None
-
-    return request
-
-
-def random_run(root: Path) -> Path:
-    """A run folder holding a random model in the tiny preset's shape."""
+def random_run(root: Path, d_model: int = 128, n_layer: int = 4) -> Path:
+    """A run folder holding a random model (the tiny preset's shape by default)."""
     _, files = stdlib_files()
     text = "".join(p.read_text(encoding="utf-8") for p in files[:60])
     tokenizer = Tokenizer.train([text], vocab_size=1024)
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=tokenizer.vocab_size, context_length=128,
-                         n_layer=4, n_head=4, d_model=128)
+                         n_layer=n_layer, n_head=4, d_model=d_model)
     model = GPT(config)
     run = root / "random-tiny"
     state = {"config": {"model": config.to_dict(), "train": {}}}
@@ -174,22 +146,56 @@ def random_run(root: Path) -> Path:
     return run
 
 
+def baseline_modules(ref: str) -> tuple:
+    """engine.py and serve.py as of git `ref`, loaded as modules of llm_reference."""
+    modules = []
+    for name in ("engine", "serve"):
+        source = subprocess.run(["git", "show", f"{ref}:llm_reference/{name}.py"],
+                                cwd=REPO, capture_output=True, text=True,
+                                check=True).stdout
+        source = source.replace("from .engine import", "from .baseline_engine import")
+        spec = importlib.util.spec_from_loader(f"llm_reference.baseline_{name}",
+                                               loader=None)
+        module = importlib.util.module_from_spec(spec)
+        module.__package__ = "llm_reference"
+        sys.modules[spec.name] = module
+        exec(compile(source, f"{ref}:llm_reference/{name}.py", "exec"),
+             module.__dict__)
+        modules.append(module)
+    return tuple(modules)
+
+
+def serve(run: Path, kind: str, slots: int, max_tokens: int, ref: str,
+          device: str = "cpu") -> None:
+    """(In the server subprocess) serve `run` with the `kind` engine; print the URL."""
+    if kind == "ours":
+        from llm_reference import engine
+        from llm_reference import serve as web
+    else:
+        engine, web = baseline_modules(ref)
+    model, tokenizer, _ = load_model(run, device=device)
+    settings = engine.ServerSettings("bench", max_tokens_cap=max_tokens,
+                                     max_concurrency=slots)
+    app = web.create_app(engine.Engine(model, tokenizer, settings))
+    sock = web.bind("127.0.0.1", 0)
+    print(f"at http://127.0.0.1:{sock.getsockname()[1]}/v1", flush=True)
+    web.uvicorn_server(app, log_level="error").run(sockets=[sock])
+
+
 @contextmanager
-def server_process(run: Path, clients: int, max_tokens: int,
+def server_process(run: Path, kind: str, slots: int, max_tokens: int, ref: str,
                    threads: int, device: str = "cpu") -> Iterator[str]:
-    """Start `python -m llm_reference serve` on a free loopback port; yield its URL."""
-    command = [sys.executable, "-m", "llm_reference", "serve", "--run", str(run),
-               "--host", "127.0.0.1", "--port", "0", "--model-name", "bench",
-               "--max-concurrency", str(clients), "--max-tokens-cap",
-               str(max_tokens), "--device", device]
+    """This script as a server subprocess; yield its URL."""
+    command = [sys.executable, __file__, "--child", kind, "--run", str(run),
+               "--slots", str(slots), "--max-tokens", str(max_tokens),
+               "--baseline-ref", ref, "--device", device]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        line = proc.stdout.readline()  # "serving 'bench' (...) at http://HOST:PORT/v1"
-        if " at http://127.0.0.1:" not in line:
-            raise RuntimeError(f"the server did not start: {line!r}")
-        yield line.rsplit(" at ", 1)[1].strip()
+        line = proc.stdout.readline()
+        if not line.startswith("at http://127.0.0.1:"):
+            raise RuntimeError(f"the {kind} server did not start: {line!r}")
+        yield line.removeprefix("at ").strip()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -199,53 +205,62 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, help="serve this run (default: a random "
                         "model in the tiny preset's shape)")
-    parser.add_argument("--clients", type=int, default=4,
-                        help=f"concurrent clients (default 4, at most {MAX_CLIENTS})")
-    parser.add_argument("--seconds", type=float, default=10,
-                        help=f"length of each run (default 10, at most {MAX_SECONDS})")
-    parser.add_argument("--max-tokens", type=int, default=64,
-                        help=f"tokens per request (default 64, at most {MAX_TOKENS})")
-    parser.add_argument("--stream", action="store_true",
-                        help="stream the replies (SSE) and time the first token")
+    parser.add_argument("--requests", type=int, default=2,
+                        help=f"requests per client (default 2, at most {MAX_REQUESTS})")
+    parser.add_argument("--max-tokens", type=int, default=32,
+                        help=f"tokens per request (default 32, at most {MAX_TOKENS})")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1)")
-    parser.add_argument("--quick", action="store_true",
-                        help="2 clients x 3 seconds")
+                        help="torch CPU threads of each server (default 1)")
+    parser.add_argument("--baseline-ref", default=BASELINE_REF,
+                        help=f"git commit of the peer engine (default {BASELINE_REF})")
+    parser.add_argument("--clients", default=",".join(map(str, CLIENTS)),
+                        help="concurrent clients, comma-separated (default "
+                             "1,4,16,64, each at most 64)")
+    parser.add_argument("--d-model", type=int, default=128,
+                        help="width of the random model (default 128)")
+    parser.add_argument("--n-layer", type=int, default=4,
+                        help="layers of the random model (default 4)")
+    parser.add_argument("--quick", action="store_true", help="1 and 4 clients only")
     parser.add_argument("--device", default="cpu",
-                        help="where both the server and the direct loop run "
-                             "(default: cpu)")
+                        help="where both servers run the model (default: cpu)")
+    parser.add_argument("--child", choices=("ours", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--slots", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.quick:
-        args.clients, args.seconds = 2, 3
-    if not (1 <= args.clients <= MAX_CLIENTS and 0 < args.seconds <= MAX_SECONDS
-            and 1 <= args.max_tokens <= MAX_TOKENS):
-        parser.error(f"--clients 1..{MAX_CLIENTS}, --seconds up to {MAX_SECONDS}, "
-                     f"--max-tokens 1..{MAX_TOKENS}")
-    torch.set_num_threads(args.threads)
+    levels = [int(n) for n in args.clients.split(",")]
+    if not (1 <= args.requests <= MAX_REQUESTS and 1 <= args.max_tokens <= MAX_TOKENS
+            and all(1 <= n <= max(CLIENTS) for n in levels)):
+        parser.error(f"--requests 1..{MAX_REQUESTS}, --max-tokens 1..{MAX_TOKENS}, "
+                     f"--clients 1..{max(CLIENTS)} each")
+    if args.child:
+        torch.set_num_threads(args.threads)
+        return serve(args.run, args.child, args.slots, args.max_tokens,
+                     args.baseline_ref, args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        run = args.run or random_run(Path(tmp))
-        model, tokenizer, state = load_model(run, device=args.device)
+        run = args.run or random_run(Path(tmp), args.d_model, args.n_layer)
+        model, _, _ = load_model(run)
         c = model.config
-        print(f"model: {run.name} step {state['step']}; {c.n_layer} layers x d_model "
-              f"{c.d_model}, context {c.context_length}, vocab {c.vocab_size}, "
-              f"{model.num_parameters() / 1e6:.2f} M params")
-        mode = "streaming" if args.stream else "non-streaming"
-        print(f"load: {args.clients} clients x {args.seconds:g} s, max_tokens "
-              f"{args.max_tokens}, temperature 1, {mode}, {args.threads} torch "
-              "thread(s), loopback")
-        direct = direct_request(model, tokenizer, args.max_tokens)
-        ours, peer = Load(), Load()
-        with server_process(run, args.clients, args.max_tokens, args.threads,
-                            args.device) as url:
-            request = http_request(url + "/completions", args.max_tokens, args.stream)
-            request(0), direct(0)  # warm up
-            for _ in range(ROUNDS):  # alternate, so both see the same machine load
-                hammer(args.clients, args.seconds / ROUNDS, direct, peer)
-                hammer(args.clients, args.seconds / ROUNDS, request, ours)
-    print(f"ours  (HTTP server)             {ours.summary()}")
-    print(f"peer  (generate, in-process)    {peer.summary()}")
-    ratio = (ours.tokens / ours.seconds) / (peer.tokens / peer.seconds)
-    print(f"ratio (ours / peer tokens/s)    {ratio:.2f}")
+        print(f"model: {c.n_layer} layers x d_model {c.d_model}, context "
+              f"{c.context_length}, {model.num_parameters() / 1e6:.2f} M params; "
+              f"{args.requests} streamed requests per client, max_tokens "
+              f"{args.max_tokens}, {args.threads} torch thread(s) per server")
+        for clients in levels[:2] if args.quick else levels:
+            loads = {"peer": Load(), "ours": Load()}
+            with ExitStack() as stack:
+                urls = {kind: stack.enter_context(server_process(
+                    run, kind, clients, args.max_tokens, args.baseline_ref,
+                    args.threads, args.device)) for kind in loads}
+                for url in urls.values():
+                    hammer(url, 1, 1, args.max_tokens)  # warm up
+                for _ in range(ROUNDS):  # take turns: both see the same load
+                    for kind, url in urls.items():
+                        loads[kind].add(hammer(url, clients, args.requests,
+                                               args.max_tokens))
+            ratio = loads["ours"].tokens_per_s() / max(loads["peer"].tokens_per_s(),
+                                                       1e-9)
+            print(f"{clients:3d} clients  ours {loads['ours'].summary()}")
+            print(f"             peer {loads['peer'].summary()}")
+            print(f"             ratio (ours / peer tokens/s) {ratio:.2f}", flush=True)
+
 
 if __name__ == "__main__":
     main()

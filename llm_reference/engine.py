@@ -1,36 +1,53 @@
-"""The inference engine: one model shared by concurrent generations.
+"""The inference engine: one scheduler loop, continuous batching, a KV cache pool.
 
-There is one model. Each request's generation runs in a worker
-thread with its own KV cache and random generator; the weights are only read, so
-threads can share them (PyTorch releases the GIL inside its kernels). At most
-`max_concurrency` generations run at once; a request beyond that is refused at once
-with 429 and `Retry-After`, rather than queued: a queue hides overload until clients
-time out, a 429 tells them to back off now (OpenAI's clients retry it by
-themselves). A client that disconnects stops its generation, which frees its
-slot: a stream at the next token, a plain request within `DISCONNECT_CHECK_S`.
+A request handler that runs each generation in its own thread makes every request
+wait for all the others: N generations share the CPU or GPU and each of their steps
+is a small, inefficient matrix product. An engine instead runs *one* loop, in one
+thread, that owns the model. Each turn of the loop (`Engine.step`):
 
-`serve.py` is the engine's HTTP face: it turns each request body into a `Job` with
-`Engine.job`, starts it with `Engine.start` and sends its text as it comes.
+1. admits waiting sequences while a KV cache slot is free (`kv_pool.py`);
+2. prefills: feeds at most `prefill_chunk` prompt tokens of new sequences, so a
+   long prompt never stalls the others for long: it is cut into chunks fed over
+   several steps (chunked prefill);
+3. decodes: one token for *every* running sequence at once with `GPT.decode_step`,
+   a batch whose rows sit at different positions;
+4. retires the sequences that ended (a stop token, a stop string, `max_tokens`, the
+   end of the context) or whose client left, freeing their slots at once.
+
+Sequences join and leave the batch at every step: continuous batching. The batch
+costs little more than one sequence while the weights, not the arithmetic, are the
+bottleneck, so throughput grows with the batch. Each sequence keeps its own
+sampling parameters, random generator, stop strings and `max_tokens`.
+
+A request that finds no free slot waits in a bounded queue; only when the queue is
+full is it refused with 429 and `Retry-After` (OpenAI's clients retry by
+themselves). A prompt longer than the context can never run: 400. `serve.py` is
+the HTTP face: it turns each request into `Job`s with `Engine.job`, submits them
+with `Engine.start` and sends their text as it comes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import torch
+import torch.nn.functional as F
 
 from .chat import ENDOFTEXT, encode_chat
 from .errors import UserError
-from .generate import TextStream, generate
+from .generate import TextStream, sample_next
+from .kv_pool import KVPool
 from .model import GPT
 from .openai_schema import APIError, ChatMessage, SamplingRequest
 
-DISCONNECT_CHECK_S = 0.1  # how often a generation asks whether its client is gone
+DISCONNECT_CHECK_S = 0.1  # how often a waiting reader asks whether its client is gone
 
 
 @dataclass
@@ -39,7 +56,10 @@ class ServerSettings:
 
     model_name: str
     max_tokens_cap: int = 512  # the most tokens one request may ask for
-    max_concurrency: int = 4  # generations running at once; more get 429
+    max_concurrency: int = 16  # sequences decoded together: KV cache slots
+    max_queue: int = 256  # sequences waiting for a slot; more get 429
+    prefill_chunk: int = 256  # prompt tokens fed per scheduler step
+    max_body_bytes: int = 1 << 20  # larger request bodies get 413, unread
     api_key: str | None = None  # None: no authentication
 
     def check(self) -> None:
@@ -47,73 +67,83 @@ class ServerSettings:
             raise UserError(f"--max-tokens-cap {self.max_tokens_cap}: must be >= 1")
         if self.max_concurrency < 1:
             raise UserError(f"--max-concurrency {self.max_concurrency}: must be >= 1")
+        if self.max_queue < 0:
+            raise UserError(f"--max-queue {self.max_queue}: must be >= 0")
+        if self.prefill_chunk < 1:
+            raise UserError(f"--prefill-chunk {self.prefill_chunk}: must be >= 1")
         if not self.model_name:
             raise UserError("--model-name: must not be empty")
 
 
 @dataclass
 class Job:
-    """One validated request for the model."""
+    """One validated request for the model: one sequence to generate."""
 
     prompt_ids: list[int]
     max_tokens: int
     temperature: float
     top_p: float
+    top_k: int | None
     seed: int | None
     stop: list[str]  # stop strings: the text is cut right before one
     stop_ids: set[int]  # stop tokens: <|endoftext|>, and <|im_end|> for chat
+    top_logprobs: int | None = None  # None: no logprobs; k: the k likeliest too
+
+
+@dataclass
+class TokenLogprob:
+    """A generated token's log-probability, and the likeliest alternatives."""
+
+    token: int
+    logprob: float
+    top: list[tuple[int, float]]  # (token, logprob), likeliest first
 
 
 class Generation:
-    """A job running in a worker thread; read its text with `text()`.
+    """One sequence in the engine; its reader gets the text with `text()`.
 
-    The thread decodes the new tokens into pieces of text; a piece never ends inside
-    a UTF-8 character or inside what may become a stop string (`generate.find_stop`).
-    It stops at a stop token, a stop string, `max_tokens`, or when `cancelled` is set
-    because the reader went away.
+    The scheduler thread decodes the new tokens into pieces of text; a piece never
+    ends inside a UTF-8 character or inside what may become a stop string
+    (`generate.find_stop`).
 
-    Waking the event loop from another thread costs a system call and a hand-over of
-    the GIL, which on a busy machine can take longer than a small model's token. So
-    the thread wakes the reader only when it must: a streaming reader when it has
-    taken all there was (pieces that pile up meanwhile go out together), any reader
-    at the end. While it waits, the reader checks every `DISCONNECT_CHECK_S` seconds
-    whether its client went away.
+    Waking the event loop from another thread costs a system call and a hand-over
+    of the GIL, which can take longer than a decode step. So `put` only notes that
+    the reader needs waking (a streaming reader that has taken all there was, any
+    reader at the end), and the scheduler wakes all the readers due with one call
+    per step (`wake`).
     """
 
     END = object()  # the item after the last piece
 
-    def __init__(self, job: Job, stream: bool):
+    def __init__(self, job: Job, stream: bool, tokenizer: Any,
+                 device: torch.device):
         self.job, self.stream = job, stream
-        self.completion_tokens = 0
+        self.text_stream = TextStream(tokenizer, job.stop)
+        self.logprobs: list[TokenLogprob] = []
         self.finish_reason: str | None = None  # "stop" | "length"; None if cancelled
         self.cancelled = threading.Event()
+        self.submitted = time.monotonic()
+        self.first_token_s: float | None = None  # time to first token
+        # the scheduler's bookkeeping
+        self.slot: int | None = None
+        self.pos = 0  # tokens in the slot's cache
+        self.last_token: int | None = None  # sampled, not yet fed to the model
+        generator = None
+        if job.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(job.seed)
+        self.generator = generator
         self._loop = asyncio.get_running_loop()
         self._items: list[Any] = []  # pieces not read yet, then END or an exception
         self._lock = threading.Lock()
         self._ready = asyncio.Event()  # set when _items may hold something
+        self.wake_due = False  # a wake-up for the reader is waiting for `wake`
 
-    def run(self, model: GPT, tokenizer: Any) -> None:
-        """Generate and decode (in the worker thread)."""
-        job = self.job
-        text = TextStream(tokenizer, job.stop)
-        with closing(generate(model, job.prompt_ids, job.max_tokens,
-                              temperature=job.temperature, top_p=job.top_p,
-                              stop_ids=job.stop_ids, seed=job.seed)) as tokens:
-            for token in tokens:
-                if self.cancelled.is_set():
-                    break
-                self.put(text.add(token))
-                if text.stopped:  # a stop string: the text ends right before it
-                    self.finish_reason = "stop"
-                    break
-            else:  # ended at a stop token or at max_tokens: release the held text
-                self.put(text.flush())
-                full = len(text.ids) == job.max_tokens
-                self.finish_reason = "length" if full else "stop"
-        self.completion_tokens = len(text.ids)  # the engine then puts END
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.text_stream.ids)
 
     def put(self, item: Any) -> None:
-        """Hand a piece (or END, or an exception) to the reader (any thread)."""
+        """Hand a piece (or END, or an exception) to the reader; `wake` it later."""
         if item == "":
             return
         last = not isinstance(item, str)
@@ -121,7 +151,7 @@ class Generation:
             self._items.append(item)
             first = len(self._items) == 1  # else a wake-up is already on its way
         if last or (self.stream and first):
-            self._loop.call_soon_threadsafe(self._ready.set)
+            self.wake_due = True
 
     async def text(self, is_disconnected: Callable[[], Awaitable[bool]]
                    ) -> AsyncIterator[str]:
@@ -143,7 +173,7 @@ class Generation:
                     yield text
                 if done:
                     if items[-1] is not self.END:
-                        raise items[-1]  # the worker failed: a bug
+                        raise items[-1]  # the scheduler failed: a bug
                     return
         finally:  # also runs when the server cancels a stream whose client left
             self.cancelled.set()
@@ -154,18 +184,35 @@ class Generation:
                 "total_tokens": prompt + self.completion_tokens}
 
 
+@dataclass
+class Stats:
+    """Counters for /health and /metrics."""
+
+    requests: dict[str, int] = field(default_factory=lambda: {
+        "completed": 0, "cancelled": 0, "failed": 0, "rejected": 0})
+    generated_tokens: int = 0
+    prompt_tokens: int = 0
+    first_token_s: list[float] = field(default_factory=list)  # of the last 1000
+    started: float = field(default_factory=time.monotonic)
+
+
 class Engine:
-    """The model, its tokenizer and the slots that bound concurrent generations."""
+    """The model, its tokenizer, the KV cache pool and the scheduler loop."""
 
     def __init__(self, model: GPT, tokenizer: Any, settings: ServerSettings):
         settings.check()
         self.model, self.tokenizer, self.settings = model.eval(), tokenizer, settings
         self.created = int(time.time())
-        self.pool = ThreadPoolExecutor(settings.max_concurrency,
-                                       thread_name_prefix="generate")
-        self._lock = threading.Lock()
-        self.busy = 0  # generations running
-        self.counts = {"completed": 0, "cancelled": 0, "failed": 0, "rejected": 0}
+        self.pool = KVPool(model, settings.max_concurrency)
+        self.device = model.tok_emb.weight.device
+        self.waiting: deque[Generation] = deque()
+        self.running: list[Generation] = []
+        self.stats = Stats()
+        self._wake = threading.Condition()  # guards waiting, running and stats
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="scheduler",
+                                         daemon=True)
+        self._thread.start()
 
     # --- checks that turn a request into a Job
 
@@ -178,10 +225,10 @@ class Engine:
         context, vocab = self.model.config.context_length, self.model.config.vocab_size
         if any(not 0 <= i < vocab for i in prompt_ids):
             raise APIError(400, f"prompt has token ids outside [0, {vocab})", "prompt")
-        if len(prompt_ids) > context:
+        if len(prompt_ids) >= context:
             raise APIError(400, f"the prompt is {len(prompt_ids)} tokens; this model's "
-                           f"context is {context} tokens", "prompt",
-                           "context_length_exceeded")
+                           f"context is {context} tokens, and it needs room for one "
+                           "new token", "prompt", "context_length_exceeded")
         return prompt_ids
 
     def completion_prompt(self, prompt: str | list[int]) -> list[int]:
@@ -199,60 +246,239 @@ class Engine:
         return self.check_prompt(ids)
 
     def job(self, prompt_ids: list[int], body: SamplingRequest, max_tokens: int,
-            stop_tokens: tuple[str, ...]) -> Job:
-        """The Job for a request: sampling defaults filled in, the cap enforced."""
+            stop_tokens: tuple[str, ...], top_logprobs: int | None = None,
+            seed_offset: int = 0) -> Job:
+        """The Job for a request: sampling defaults filled in, the cap enforced.
+
+        A sequence ends at the end of the context (finish_reason "length") even
+        before `max_tokens`: its slot holds `context_length` tokens. `seed_offset`
+        gives each of a request's `n` choices its own random stream.
+        """
         cap = self.settings.max_tokens_cap
         if max_tokens > cap:
             raise APIError(400, f"max_tokens = {max_tokens} is above this server's "
                            f"cap of {cap}", "max_tokens")
+        room = self.model.config.context_length - len(prompt_ids)
         specials = self.tokenizer.special_tokens
-        return Job(prompt_ids, max_tokens,
+        seed = None if body.seed is None else body.seed + seed_offset
+        return Job(prompt_ids, min(max_tokens, room),
                    temperature=1.0 if body.temperature is None else body.temperature,
-                   top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed,
+                   top_p=1.0 if body.top_p is None else body.top_p,
+                   top_k=body.top_k, seed=seed,
                    stop=body.stop_list(),
-                   stop_ids={specials[t] for t in stop_tokens if t in specials})
+                   stop_ids={specials[t] for t in stop_tokens if t in specials},
+                   top_logprobs=top_logprobs)
 
-    # --- running jobs
+    # --- submitting jobs (from the event loop)
 
     def start(self, job: Job, stream: bool) -> Generation:
-        """Start `job` in a worker thread, or refuse with 429 if all slots are busy."""
-        with self._lock:
-            if self.busy >= self.settings.max_concurrency:
-                self.counts["rejected"] += 1
-                raise APIError(429, f"the server is busy ({self.busy} requests "
-                               "running); retry shortly", code="rate_limit_exceeded",
-                               type="rate_limit_error", headers={"Retry-After": "1"})
-            self.busy += 1
-        generation = Generation(job, stream)
-        try:
-            self.pool.submit(self._work, generation)
-        except BaseException:  # the pool is shut down: the server is stopping
-            self._release("failed")
-            raise
-        return generation
+        """Queue `job` for the scheduler, or refuse with 429 if the queue is full."""
+        return self.start_all([job], stream)[0]
 
-    def _work(self, generation: Generation) -> None:
-        """Run a generation (in a worker thread). Its slot is freed before the reader
-        hears the end, so a client that sends its next request at once finds it free."""
-        try:
-            generation.run(self.model, self.tokenizer)
-        except BaseException as e:  # a bug: the reader re-raises it (500, logged)
-            self._release("failed")
-            generation.put(e)
+    def start_all(self, jobs: list[Job], stream: bool) -> list[Generation]:
+        """Queue a request's jobs together: all of them, or none (429)."""
+        generations = [Generation(job, stream, self.tokenizer, self.device)
+                       for job in jobs]
+        with self._wake:
+            free = self.settings.max_queue + len(self.pool.free) - len(self.waiting)
+            if len(jobs) > free:
+                self.stats.requests["rejected"] += 1
+                raise APIError(429, f"the server is busy ({len(self.running)} running, "
+                               f"{len(self.waiting)} waiting); retry shortly",
+                               code="rate_limit_exceeded", type="rate_limit_error",
+                               headers={"Retry-After": str(self.retry_after())})
+            self.waiting.extend(generations)
+            self._wake.notify()
+        return generations
+
+    def retry_after(self) -> int:
+        """Seconds until the queue has likely moved on: a guess from the throughput."""
+        rate = self.tokens_per_second()
+        per_sequence = self.settings.max_tokens_cap / 4  # a typical length, roughly
+        if rate <= 0:
+            return 1
+        return max(1, math.ceil(len(self.waiting) * per_sequence / rate))
+
+    # --- the scheduler loop (its own thread)
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._stopping or self.waiting or self.running):
+                    self._wake.wait()
+                if self._stopping:
+                    return
+            try:
+                with torch.inference_mode():  # no autograd bookkeeping
+                    self.step()
+            except BaseException as e:  # a bug: every reader re-raises it (500)
+                with self._wake:
+                    failed, self.running = self.running, []
+                for generation in failed:
+                    self._free(generation, "failed")
+                    generation.put(e)
+                wake(failed)
+
+    def step(self) -> None:
+        """One turn: admit, prefill a chunk, decode one token for all, retire."""
+        with self._wake:
+            while self.waiting and self.pool.free:
+                generation = self.waiting.popleft()
+                if generation.cancelled.is_set():
+                    self.stats.requests["cancelled"] += 1
+                    continue
+                generation.slot = self.pool.take()
+                self.running.append(generation)
+            running = list(self.running)
+        budget = self.settings.prefill_chunk  # prompt tokens this step
+        prefilled = []
+        for generation in running:
+            if budget > 0 and generation.last_token is None:
+                budget -= self._prefill(generation, budget)
+                prefilled.append(generation)
+        decoding = [g for g in running if g.last_token is not None
+                    and g not in prefilled and g.finish_reason is None
+                    and not g.cancelled.is_set()]
+        if decoding:
+            self._decode(decoding)
+        for generation in running:
+            if generation.finish_reason is not None or generation.cancelled.is_set():
+                self._retire(generation)
+        wake(running)
+
+    def _prefill(self, generation: Generation, budget: int) -> int:
+        """Feed the next chunk of at most `budget` prompt tokens; after the last,
+        sample a first token. Returns the chunk's length."""
+        prompt = generation.job.prompt_ids
+        chunk = prompt[generation.pos:generation.pos + budget]
+        cache = self.pool.view(generation.slot, generation.pos)
+        idx = torch.tensor([chunk], device=self.device)  # (1, T)
+        logits, _ = self.model(idx, kv_cache=cache)  # (1, T, V)
+        generation.pos += len(chunk)
+        if generation.pos == len(prompt):
+            self._emit(generation, logits[0, -1])
+        return len(chunk)
+
+    def _decode(self, batch: list[Generation]) -> None:
+        """One new token for every sequence of the batch, in one model call."""
+        tokens = torch.tensor([g.last_token for g in batch], device=self.device)
+        positions = torch.tensor([g.pos for g in batch], device=self.device)
+        rows = torch.tensor([g.slot for g in batch], device=self.device)
+        logits = self.model.decode_step(tokens, positions, self.pool.cache, rows)
+        for generation, row in zip(batch, logits):  # row: (V,)
+            generation.pos += 1
+            self._emit(generation, row)
+
+    def _emit(self, generation: Generation, logits: torch.Tensor) -> None:
+        """Sample the next token from logits (V,) and pass its text on."""
+        job = generation.job
+        token = sample_next(logits, job.temperature, job.top_k, job.top_p,
+                            generation.generator)
+        if generation.first_token_s is None:
+            generation.first_token_s = time.monotonic() - generation.submitted
+        if token in job.stop_ids:
+            generation.put(generation.text_stream.flush())
+            generation.finish_reason = "stop"
             return
-        self._release("cancelled" if generation.finish_reason is None else "completed")
+        if job.top_logprobs is not None:
+            generation.logprobs.append(token_logprob(logits, token, job.top_logprobs))
+        text = generation.text_stream
+        generation.put(text.add(token))
+        generation.last_token = token
+        if text.stopped:  # a stop string: the text ends right before it
+            generation.finish_reason = "stop"
+        elif len(text.ids) == job.max_tokens:
+            generation.put(text.flush())
+            generation.finish_reason = "length"
+
+    def _retire(self, generation: Generation) -> None:
+        """Take an ended sequence out of the batch. Its slot is freed before the
+        reader hears the end, so a client's next request finds it free."""
+        with self._wake:
+            self.running.remove(generation)
+        ended = generation.finish_reason is not None
+        self._free(generation, "completed" if ended else "cancelled")
         generation.put(Generation.END)
 
-    def _release(self, outcome: str) -> None:
-        with self._lock:
-            self.busy -= 1
-            self.counts[outcome] += 1
+    def _free(self, generation: Generation, outcome: str) -> None:
+        with self._wake:
+            if generation.slot is not None:
+                self.pool.give_back(generation.slot)
+                generation.slot = None
+            stats = self.stats
+            stats.requests[outcome] += 1
+            stats.generated_tokens += generation.completion_tokens
+            stats.prompt_tokens += len(generation.job.prompt_ids)
+            if generation.first_token_s is not None:
+                stats.first_token_s = (stats.first_token_s
+                                       + [generation.first_token_s])[-1000:]
+
+    # --- reporting
+
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second since the server started (ended sequences)."""
+        elapsed = time.monotonic() - self.stats.started
+        return self.stats.generated_tokens / elapsed if elapsed > 0 else 0.0
 
     def health(self) -> dict[str, Any]:
-        with self._lock:
+        with self._wake:
             return {"status": "ok", "model": self.settings.model_name,
-                    "busy": self.busy, "max_concurrency": self.settings.max_concurrency,
-                    "requests": dict(self.counts)}
+                    "busy": len(self.running) + len(self.waiting),
+                    "running": len(self.running), "waiting": len(self.waiting),
+                    "max_concurrency": self.settings.max_concurrency,
+                    "max_queue": self.settings.max_queue,
+                    "requests": dict(self.stats.requests)}
+
+    def metrics(self) -> str:
+        """The counters in Prometheus' text format (for `GET /metrics`)."""
+        with self._wake:
+            stats = self.stats
+            ttft = sorted(stats.first_token_s)
+            lines = [
+                ("llm_queue_length", "gauge", len(self.waiting)),
+                ("llm_running", "gauge", len(self.running)),
+                ("llm_free_slots", "gauge", len(self.pool.free)),
+                ("llm_generated_tokens_total", "counter", stats.generated_tokens),
+                ("llm_prompt_tokens_total", "counter", stats.prompt_tokens),
+                ("llm_tokens_per_second", "gauge", round(self.tokens_per_second(), 3)),
+                ("llm_time_to_first_token_p50_seconds", "gauge",
+                 ttft[len(ttft) // 2] if ttft else 0.0),
+            ]
+            requests = dict(stats.requests)
+        out = []
+        for name, kind, value in lines:
+            out += [f"# TYPE {name} {kind}", f"{name} {value}"]
+        out.append("# TYPE llm_requests_total counter")
+        out += [f'llm_requests_total{{outcome="{k}"}} {v}' for k, v in requests.items()]
+        return "\n".join(out) + "\n"
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout=5)
+
+
+def wake(generations: list[Generation]) -> None:
+    """Wake the readers that are due, with one call into each event loop."""
+    due: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    for generation in generations:
+        if generation.wake_due:
+            generation.wake_due = False
+            due.setdefault(generation._loop, []).append(generation._ready)
+    for loop, events in due.items():
+        loop.call_soon_threadsafe(_set_all, events)
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
+
+
+def token_logprob(logits: torch.Tensor, token: int, k: int) -> TokenLogprob:
+    """The log-probability of `token` under logits (V,), and the k likeliest."""
+    logprobs = F.log_softmax(logits.float(), dim=-1)  # (V,)
+    top = torch.topk(logprobs, k) if k > 0 else None
+    pairs = [] if top is None else list(zip(top.indices.tolist(),
+                                            top.values.tolist()))
+    return TokenLogprob(token, float(logprobs[token]), pairs)

@@ -229,6 +229,37 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, H * D)  # (B, T, H*D): heads side by side
         return self.resid_dropout(self.proj(y))
 
+    def decode(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+               cache: KVCache, rows: torch.Tensor, positions: torch.Tensor
+               ) -> torch.Tensor:
+        """One new token for each of B sequences, each at its own position.
+
+        x is (B, 1, C); sequence b lives in row rows[b] of `cache` and its new token
+        sits at positions[b]. Its key and value are written there, and it attends to
+        keys 0 .. positions[b] of its row: a mask hides the rest of the longest one.
+        """
+        B, T, C = x.shape
+        H, K, D = self.n_head, self.n_kv_head, self.head_dim
+        q, k, v = self.qkv(x).split([H * D, K * D, K * D], dim=-1)
+        q, k = q.view(B, T, H, D), k.view(B, T, K, D)
+        if self.q_norm is not None:  # Qwen3: normalise each head before RoPE
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.transpose(1, 2)  # (B, H, 1, D)
+        k = k.transpose(1, 2)  # (B, K, 1, D)
+        v = v.view(B, T, K, D).transpose(1, 2)  # (B, K, 1, D)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        cache.k[self.layer][rows, :, positions] = k[:, :, 0]  # (B, K, D)
+        cache.v[self.layer][rows, :, positions] = v[:, :, 0]
+        S = int(positions.max()) + 1
+        keys = cache.k[self.layer][rows, :, :S]  # (B, K, S, D)
+        values = cache.v[self.layer][rows, :, :S]
+        seen = torch.arange(S, device=x.device) <= positions[:, None]  # (B, S)
+        y = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=seen[:, None, None, :],  # (B, 1, 1, S)
+            enable_gqa=K != H)  # (B, H, 1, D)
+        return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
+
 
 # ------------------------------------------------------------------------------ MLP
 
@@ -285,6 +316,13 @@ class Block(nn.Module):
                 kv_cache: KVCache | None = None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), rope, kv_cache)  # (B, T, C)
         return x + self.mlp(self.norm2(x))  # (B, T, C)
+
+    def decode(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+               cache: KVCache, rows: torch.Tensor, positions: torch.Tensor
+               ) -> torch.Tensor:
+        """`forward` for one token per sequence at per-sequence positions."""
+        x = x + self.attn.decode(self.norm1(x), rope, cache, rows, positions)
+        return x + self.mlp(self.norm2(x))  # (B, 1, C)
 
 
 class GPT(nn.Module):
@@ -398,6 +436,30 @@ class GPT(nn.Module):
         for block in self.blocks:
             block.compile(**options)
         self.loss = torch.compile(self.loss, **options)
+
+    @torch.inference_mode()
+    def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor,
+                    cache: KVCache, rows: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, V) for one new token per sequence: batched decoding.
+
+        `forward` with a cache puts every sequence of the batch at the same position.
+        A server's sequences started at different times, so here sequence b feeds
+        tokens[b] at positions[b], keeping its keys and values in row rows[b] of
+        `cache` (a pool shared by all; its `pos` is not used). All (B,) int64.
+        """
+        x = self.tok_emb(tokens[:, None])  # (B, 1, C)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions[:, None])
+        else:  # each row its own angles: (B, 1, 1, D), broadcast over the heads
+            rope = (self.rope_cos[positions][:, None, None],
+                    self.rope_sin[positions][:, None, None])
+        for block in self.blocks:
+            x = block.decode(x, rope, cache, rows, positions)  # (B, 1, C)
+        x = self.norm_f(x[:, 0])  # (B, C)
+        if self.lm_head is not None:
+            return self.lm_head(x)  # (B, V)
+        return F.linear(x, self.tok_emb.weight)  # (B, V), tied head
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Number of parameters; tied weights count once.

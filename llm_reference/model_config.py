@@ -112,12 +112,13 @@ class ModelConfig:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        """All fields with n_kv_head, d_ff, d_head and qkv_bias resolved (TOML has
-        no null)."""
+        """All fields with n_kv_head and d_ff resolved (TOML has no null); d_head
+        and qkv_bias only when set, so that a config whose d_model or bias is
+        changed later (`--set model.d_model=...`) does not keep a stale one."""
         d = dataclasses.asdict(self)
         d["n_kv_head"], d["d_ff"] = self.kv_heads, self.ff_dim
-        d["d_head"], d["qkv_bias"] = self.head_dim, self.has_qkv_bias
-        return d
+        return {k: v for k, v in d.items()
+                if not (k in ("d_head", "qkv_bias") and v is None)}
 
     def _validate(self) -> None:
         def fail(field: str, why: str) -> None:

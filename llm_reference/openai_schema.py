@@ -46,6 +46,10 @@ def validation_error(exc: RequestValidationError) -> APIError:
 
 # ---------------------------------------------------------------- request bodies
 
+MAX_N = 16  # choices per prompt
+MAX_LOGPROBS = 5  # /v1/completions' `logprobs`, as OpenAI's limit
+MAX_TOP_LOGPROBS = 20  # /v1/chat/completions' `top_logprobs`
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = False  # send a last chunk with `usage`
@@ -53,7 +57,7 @@ class StreamOptions(BaseModel):
 
 class SamplingRequest(BaseModel):
     """The fields both endpoints share. `None` means the default, as in OpenAI's API;
-    unknown fields (logprobs, user, ...) are ignored."""
+    unknown fields (user, ...) are ignored."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
 
@@ -61,18 +65,12 @@ class SamplingRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)  # 0 = greedy
     top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=1)  # not OpenAI's; vLLM's and ours
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-2**63, lt=2**64)  # torch's seed range
-    n: int | None = None
+    n: int | None = Field(None, ge=1, le=MAX_N)  # choices per prompt
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-
-    @field_validator("n")
-    @classmethod
-    def only_one_choice(cls, n: int | None) -> int | None:
-        if n not in (None, 1):
-            raise ValueError("only n=1 is supported")
-        return n
 
     @field_validator("stop")
     @classmethod
@@ -85,12 +83,28 @@ class SamplingRequest(BaseModel):
     def stop_list(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
+    def top_logprobs_k(self) -> int | None:
+        """How many alternatives to report per token; None: no logprobs at all."""
+        return None
+
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
 class CompletionRequest(SamplingRequest):
-    prompt: str | list[int]  # text, or token ids
+    # text, token ids, or a list of either: one prompt each
+    prompt: str | list[int] | list[str] | list[list[int]]
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # and the k likeliest
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts: a list of strings or of id lists is several, else one."""
+        p = self.prompt
+        if isinstance(p, list) and p and isinstance(p[0], (str, list)):
+            return list(p)
+        return [p]
+
+    def top_logprobs_k(self) -> int | None:
+        return self.logprobs
 
 
 class ChatMessage(BaseModel):
@@ -103,3 +117,8 @@ class ChatMessage(BaseModel):
 class ChatRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)  # newer name of max_tokens
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    def top_logprobs_k(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None

@@ -3,52 +3,63 @@
 Speaking OpenAI's protocol means every OpenAI client library, and the many tools
 built on them, can talk to our model by changing one base URL:
 
-    GET  /health                  liveness, busy slots, request counters
+    GET  /health                  liveness, running and waiting, request counters
+    GET  /metrics                 the same and more in Prometheus' text format
     GET  /v1/models               the one model this server holds
-    POST /v1/completions          continue a prompt (text or token ids)
+    POST /v1/completions          continue prompts (text or token ids, or lists)
     POST /v1/chat/completions     reply to a conversation (the chat template)
 
 Both POST endpoints take `max_tokens`, `temperature`, `top_p`, `stop` (a string or
-a list), `seed` and `stream`. With `stream: true` the reply is Server-Sent Events:
-one `data: {json chunk}` per piece of text, then a chunk with the `finish_reason`,
-then `data: [DONE]`. `usage` counts prompt and completion tokens.
+a list), `seed`, `n` (choices per prompt), `logprobs` and `stream`. With
+`stream: true` the reply is Server-Sent Events: one `data: {json chunk}` per piece
+of text of a choice (its `index` says which), a chunk with each choice's
+`finish_reason`, then `data: [DONE]`. `usage` counts prompt and completion tokens.
 
 **Safety.** The server binds 127.0.0.1 unless told otherwise; an API key
-(`--api-key` or `LLM_API_KEY`) makes every /v1 request show
-`Authorization: Bearer KEY`. Every request is validated before it reaches the
-model (types, ranges, prompt length, `max_tokens` cap): a bad request gets a 4xx
-with OpenAI's error body `{"error": {"message", "type", "param", "code"}}` and the
-server carries on.
+(`--api-key` or `LLM_API_KEY`) makes every /v1 request, /metrics and the API's
+own description (/openapi.json, /docs) show `Authorization: Bearer KEY`. A body
+over `max_body_bytes` is refused (413) before it is read. Every request is
+validated before it reaches the model (types, ranges, prompt length, `max_tokens`
+cap): a bad request gets a 4xx with OpenAI's error body
+`{"error": {"message", "type", "param", "code"}}` and the server carries on.
 
-The request bodies are in `openai_schema.py`; the engine that runs the generations,
-and refuses requests beyond `max_concurrency` with 429, is in `engine.py`.
+The request bodies are in `openai_schema.py`; the engine that batches the
+generations, and queues requests or refuses them with 429, is in `engine.py`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    StreamingResponse,
+)
 from starlette.exceptions import HTTPException
 
 from .chat import ENDOFTEXT, IM_END
-from .engine import Engine, Generation
+from .engine import Engine, Generation, Job
 from .errors import UserError
 from .openai_schema import (
     APIError,
     ChatRequest,
     CompletionRequest,
+    SamplingRequest,
     validation_error,
 )
 
@@ -70,28 +81,105 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-async def event_stream(meta: dict[str, Any], generation: Generation,
-                       pieces: AsyncIterator[str],
-                       choice: Callable[[str | None, str | None], dict],
-                       include_usage: bool, head: dict | None = None
+async def merged(generations: list[Generation],
+                 is_disconnected: Callable[[], Awaitable[bool]]
+                 ) -> AsyncIterator[tuple[int, str | None]]:
+    """(choice index, piece) from all generations as they come; (index, None) when
+    one ends. Leaving early cancels them all (their `text` sets `cancelled`)."""
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+    async def read(index: int, generation: Generation) -> None:
+        try:
+            async for piece in generation.text(is_disconnected):
+                queue.put_nowait((index, piece))
+            queue.put_nowait((index, None))
+        except Exception as e:  # the scheduler failed: the reader raises it
+            queue.put_nowait((index, e))
+
+    tasks = [asyncio.create_task(read(i, g)) for i, g in enumerate(generations)]
+    try:
+        ended = 0
+        while ended < len(tasks):
+            index, item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            ended += item is None
+            yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def event_stream(meta: dict[str, Any], generations: list[Generation],
+                       pieces: AsyncIterator[tuple[int, str | None]],
+                       choice: Callable[[int, str | None, str | None], dict],
+                       include_usage: bool, head: Callable[[int], dict] | None = None
                        ) -> AsyncIterator[str]:
-    """The SSE body: a chunk per piece of text, a last chunk with the finish reason,
-    optionally one with `usage`, then `[DONE]`. `choice(text, finish_reason)` shapes
-    a chunk's choice for the endpoint (`text` for completions, `delta` for chat);
-    `head` is a choice to send first (chat's `role`)."""
+    """The SSE body: a chunk per piece of text, a chunk with each choice's finish
+    reason as it ends, optionally one with `usage`, then `[DONE]`.
+    `choice(index, text, finish_reason)` shapes a chunk's choice for the endpoint
+    (`text` for completions, `delta` for chat); `head(index)` is a choice to send
+    first (chat's `role`)."""
     if head is not None:
-        yield sse({**meta, "choices": [head]})
-    async for piece in pieces:
-        yield sse({**meta, "choices": [choice(piece, None)]})
-    yield sse({**meta, "choices": [choice(None, generation.finish_reason)]})
+        for index in range(len(generations)):
+            yield sse({**meta, "choices": [head(index)]})
+    async for index, piece in pieces:
+        reason = generations[index].finish_reason if piece is None else None
+        yield sse({**meta, "choices": [choice(index, piece, reason)]})
     if include_usage:
-        yield sse({**meta, "choices": [], "usage": generation.usage()})
+        yield sse({**meta, "choices": [], "usage": usage(generations)})
     yield sse("[DONE]")
 
 
 def stream_response(events: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
+
+
+async def whole_texts(generations: list[Generation],
+                      is_disconnected: Callable[[], Awaitable[bool]]) -> list[str]:
+    """Each generation's full text (for a reply that is not streamed)."""
+    texts = [""] * len(generations)
+    async for index, piece in merged(generations, is_disconnected):
+        texts[index] += piece or ""
+    return texts
+
+
+def usage(generations: list[Generation]) -> dict[str, int]:
+    """Token counts of a request: each prompt once, all choices' completions."""
+    prompts = {id(g.job.prompt_ids): len(g.job.prompt_ids) for g in generations}
+    completion = sum(g.completion_tokens for g in generations)
+    prompt = sum(prompts.values())
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def completion_logprobs(generation: Generation, tokenizer: Any) -> dict[str, Any]:
+    """`logprobs` of a completion choice: OpenAI's legacy per-token lists."""
+    tokens, offsets, offset = [], [], 0
+    for entry in generation.logprobs:
+        text = tokenizer.decode([entry.token])
+        tokens.append(text)
+        offsets.append(offset)
+        offset += len(text)
+    return {"tokens": tokens,
+            "token_logprobs": [e.logprob for e in generation.logprobs],
+            "top_logprobs": [{tokenizer.decode([t]): lp for t, lp in e.top}
+                             for e in generation.logprobs],
+            "text_offset": offsets}
+
+
+def chat_logprobs(generation: Generation, tokenizer: Any) -> dict[str, Any]:
+    """`logprobs` of a chat choice: a list of tokens with their alternatives."""
+
+    def token(t: int, logprob: float) -> dict[str, Any]:
+        text = tokenizer.decode([t])
+        return {"token": text, "logprob": logprob,
+                "bytes": list(text.encode("utf-8"))}
+
+    return {"content": [{**token(e.token, e.logprob),
+                         "top_logprobs": [token(t, lp) for t, lp in e.top]}
+                        for e in generation.logprobs]}
 
 
 # -------------------------------------------------------------------- endpoints
@@ -134,29 +222,43 @@ def model_card(engine: Engine) -> dict[str, Any]:
             "created": engine.created, "owned_by": "llm-reference"}
 
 
+def jobs_for(engine: Engine, body: SamplingRequest, prompts: list[list[int]],
+             max_tokens: int, stop_tokens: tuple[str, ...]) -> list[Job]:
+    """`n` jobs per prompt, choice i * n + j for prompt i (OpenAI's order); with a
+    seed, choice k samples with seed + k, so the choices differ but repeat."""
+    n = body.n or 1
+    return [engine.job(ids, body, max_tokens, stop_tokens,
+                       top_logprobs=body.top_logprobs_k(), seed_offset=i * n + j)
+            for i, ids in enumerate(prompts) for j in range(n)]
+
+
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
-    """Continue `prompt`; stop at <|endoftext|>, a stop string or max_tokens."""
+    """Continue each prompt; stop at <|endoftext|>, a stop string or max_tokens."""
     engine = get_engine(request)
     engine.check_model(body.model)
-    prompt_ids = engine.completion_prompt(body.prompt)
+    prompts = [engine.completion_prompt(p) for p in body.prompts()]
     max_tokens = body.max_tokens or min(DEFAULT_COMPLETION_TOKENS,
                                         engine.settings.max_tokens_cap)
-    job = engine.job(prompt_ids, body, max_tokens, stop_tokens=(ENDOFTEXT,))
-    generation = engine.start(job, bool(body.stream))
-    pieces = generation.text(request.is_disconnected)
+    jobs = jobs_for(engine, body, prompts, max_tokens, stop_tokens=(ENDOFTEXT,))
+    generations = engine.start_all(jobs, bool(body.stream))
     meta = response_meta(engine, "text_completion")
 
-    def choice(text: str | None, finish_reason: str | None) -> dict[str, Any]:
-        return {"index": 0, "text": text or "", "logprobs": None,
+    def choice(index: int, text: str | None, finish_reason: str | None) -> dict:
+        return {"index": index, "text": text or "", "logprobs": None,
                 "finish_reason": finish_reason}
 
     if body.stream:
-        return stream_response(event_stream(meta, generation, pieces, choice,
+        pieces = merged(generations, request.is_disconnected)
+        return stream_response(event_stream(meta, generations, pieces, choice,
                                             body.include_usage()))
-    text = "".join([piece async for piece in pieces])
-    return {**meta, "choices": [choice(text, generation.finish_reason)],
-            "usage": generation.usage()}
+    texts = await whole_texts(generations, request.is_disconnected)
+    choices = [choice(i, text, g.finish_reason)
+               for i, (text, g) in enumerate(zip(texts, generations))]
+    if body.logprobs is not None:
+        for c, g in zip(choices, generations):
+            c["logprobs"] = completion_logprobs(g, engine.tokenizer)
+    return {**meta, "choices": choices, "usage": usage(generations)}
 
 
 @router.post("/chat/completions")
@@ -167,39 +269,101 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     prompt_ids = engine.chat_prompt(body.messages)
     max_tokens = (body.max_completion_tokens or body.max_tokens
                   or engine.settings.max_tokens_cap)
-    job = engine.job(prompt_ids, body, max_tokens, stop_tokens=(IM_END, ENDOFTEXT))
-    generation = engine.start(job, bool(body.stream))
-    pieces = generation.text(request.is_disconnected)
+    jobs = jobs_for(engine, body, [prompt_ids], max_tokens,
+                    stop_tokens=(IM_END, ENDOFTEXT))
+    generations = engine.start_all(jobs, bool(body.stream))
     meta = response_meta(engine, "chat.completion")
 
-    def delta(text: str | None, finish_reason: str | None) -> dict[str, Any]:
-        return {"index": 0, "delta": {} if text is None else {"content": text},
+    def delta(index: int, text: str | None, finish_reason: str | None) -> dict:
+        return {"index": index, "delta": {} if text is None else {"content": text},
                 "logprobs": None, "finish_reason": finish_reason}
 
     if body.stream:
         meta["object"] = "chat.completion.chunk"
-        role = {**delta("", None), "delta": {"role": "assistant", "content": ""}}
-        return stream_response(event_stream(meta, generation, pieces, delta,
+
+        def role(index: int) -> dict[str, Any]:
+            return {**delta(index, "", None),
+                    "delta": {"role": "assistant", "content": ""}}
+
+        pieces = merged(generations, request.is_disconnected)
+        return stream_response(event_stream(meta, generations, pieces, delta,
                                             body.include_usage(), head=role))
-    text = "".join([piece async for piece in pieces])
-    message = {"role": "assistant", "content": text}
-    return {**meta, "choices": [{"index": 0, "message": message, "logprobs": None,
-                                 "finish_reason": generation.finish_reason}],
-            "usage": generation.usage()}
+    texts = await whole_texts(generations, request.is_disconnected)
+    choices = []
+    for index, (text, g) in enumerate(zip(texts, generations)):
+        logprobs = chat_logprobs(g, engine.tokenizer) if body.logprobs else None
+        choices.append({"index": index,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": logprobs, "finish_reason": g.finish_reason})
+    return {**meta, "choices": choices, "usage": usage(generations)}
 
 
 # ------------------------------------------------------------------------ the app
 
 
+class BodyLimit:
+    """Refuse a request body over `max_bytes` with 413 before anything reads it:
+    at once by its Content-Length, or as soon as a chunked body grows past it."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = APIError(413, f"the request body is over {self.max_bytes} bytes",
+                           code="request_too_large")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if int(length) > self.max_bytes:
+                return await too_big.response()(scope, receive, send)
+            return await self.app(scope, receive, send)
+        body, more = b"", True  # chunked: read it here, counting, then pass it on
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)  # the client left
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await too_big.response()(scope, receive, send)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 def create_app(engine: Engine) -> FastAPI:
     """The FastAPI application around one engine."""
-    app = FastAPI(title="llm-reference", docs_url=None, redoc_url=None)
+    app = FastAPI(title="llm-reference", docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.engine = engine
     app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=engine.settings.max_body_bytes)
+    keyed = [Depends(check_api_key)]
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return engine.health()
+
+    @app.get("/metrics", dependencies=keyed, response_class=PlainTextResponse)
+    async def metrics() -> str:
+        """The engine's counters for Prometheus."""
+        return engine.metrics()
+
+    @app.get("/openapi.json", dependencies=keyed, include_in_schema=False)
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", dependencies=keyed, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:

@@ -3,8 +3,9 @@ to with the official `openai` client and raw HTTP (httpx).
 
 Checks: greedy output equals `generate`, streaming equals non-streaming, chat uses the
 chat template, stop strings and seeds, OpenAI-style 4xx errors for bad requests (and
-the server keeps serving), API keys, parallel requests, 429 when busy, and that a
-client that disconnects frees its slot.
+the server keeps serving), API keys, continuous batching (greedy output alone equals
+batched), the queue, 429 when the queue is full, that a client that disconnects frees
+its slot, prompt lists and `n`, logprobs, the body size limit and /metrics.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import torch
 from openai import OpenAI
 
 from llm_reference.__main__ import main
@@ -189,6 +191,13 @@ def test_seed_makes_sampling_reproducible(client):
 
     assert sample(11) == sample(11)
     assert sample(11) != sample(12)
+    # top_k = 1 keeps only the likeliest token: greedy, whatever the seed
+    greedy = client.completions.create(model=NAME, prompt="import", max_tokens=16,
+                                       temperature=0).choices[0].text
+    for seed in (1, 2):
+        assert client.completions.create(
+            model=NAME, prompt="import", max_tokens=16, seed=seed,
+            extra_body={"top_k": 1}).choices[0].text == greedy
 
 
 # --- chat ------------------------------------------------------------------------
@@ -246,7 +255,10 @@ BAD_REQUESTS = [
     ("completions", {**OK_COMPLETION, "temperature": "hot"}, 400, "temperature"),
     ("completions", {**OK_COMPLETION, "top_p": 0}, 400, "top_p"),
     ("completions", {**OK_COMPLETION, "top_p": 1.5}, 400, "top_p"),
-    ("completions", {**OK_COMPLETION, "n": 2}, 400, "n"),
+    ("completions", {**OK_COMPLETION, "n": 0}, 400, "n"),
+    ("completions", {**OK_COMPLETION, "n": 17}, 400, "n"),
+    ("completions", {**OK_COMPLETION, "logprobs": 6}, 400, "logprobs"),
+    ("chat/completions", {**OK_CHAT, "top_logprobs": 21}, 400, "top_logprobs"),
     ("completions", {**OK_COMPLETION, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     ("completions", {**OK_COMPLETION, "stream": "yes"}, 400, "stream"),
     ("chat/completions", {**OK_CHAT, "messages": []}, 400, "messages"),
@@ -283,8 +295,8 @@ def test_unknown_route_is_an_openai_404(server):
 def test_openai_client_raises_on_bad_values(client):
     with pytest.raises(openai.BadRequestError, match="max_tokens"):
         client.completions.create(model=NAME, prompt="x", max_tokens=CAP + 1)
-    with pytest.raises(openai.BadRequestError, match="n=1"):
-        client.chat.completions.create(model=NAME, n=3,
+    with pytest.raises(openai.BadRequestError, match="n"):
+        client.chat.completions.create(model=NAME, n=17,
                                        messages=[{"role": "user", "content": "x"}])
 
 
@@ -303,6 +315,10 @@ def test_api_key_is_required_when_set(loaded):
         ok = httpx.post(url, json=body, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
         assert httpx.get(server.url + "/health").status_code == 200  # open
+        key = {"Authorization": "Bearer s3cret"}
+        for path in ("/openapi.json", "/docs", "/metrics"):
+            assert httpx.get(server.url + path).status_code == 401
+            assert httpx.get(server.url + path, headers=key).status_code == 200
         right = OpenAI(base_url=server.url + "/v1", api_key="s3cret", max_retries=0)
         assert [m.id for m in right.models.list()] == [NAME]
         wrong = OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0)
@@ -331,51 +347,84 @@ def test_parallel_requests_equal_sequential(client):
     assert len(set(sequential)) == len(jobs)
 
 
-def test_back_to_back_requests_never_find_their_slot_taken(loaded, monkeypatch):
-    # A slow slot release would let the next request in first if the slot were
-    # freed after the reply: it must be freed before.
-    release = Engine._release
+def test_greedy_output_is_the_same_alone_or_in_a_batch(loaded):
+    # Continuous batching: the greedy request runs alone, then decoded in one batch
+    # with sampled requests that join and leave around it.
+    greedy = dict(prompt="def main(argv):\n    ", max_tokens=40, temperature=0)
+    with start(loaded, max_concurrency=8) as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
 
-    def slow_release(self, outcome):
-        time.sleep(0.05)
-        release(self, outcome)
+        def ask(options: dict) -> str:
+            return client.completions.create(model=NAME, **options).choices[0].text
 
-    monkeypatch.setattr(Engine, "_release", slow_release)
+        alone = ask(greedy)
+        others = [dict(prompt=p, max_tokens=m, seed=m) for p, m in
+                  (("import", 5), ("class A:", 30), ("x = [", 12), ("#", 50))]
+        with ThreadPoolExecutor(8) as pool:
+            batched = list(pool.map(ask, [*others, greedy, *others, greedy]))
+    assert batched[4] == batched[9] == alone
+    assert alone == direct(loaded, loaded[1].encode(greedy["prompt"]), 40,
+                           ("<|endoftext|>",), temperature=0)[0]
+
+
+def test_chunked_prefill_gives_the_same_text(loaded):
+    # prompts fed 5 tokens per step, interleaved with the decoding of the others
+    prompts = ["def main(argv):\n    return", "class Foo(object):\n    def"]
+    with start(loaded, prefill_chunk=5) as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        reply = client.completions.create(model=NAME, prompt=prompts, max_tokens=20,
+                                          temperature=0)
+    for prompt, choice in zip(prompts, reply.choices):
+        assert choice.text == direct(loaded, loaded[1].encode(prompt), 20,
+                                     ("<|endoftext|>",), temperature=0)[0]
+
+
+def test_requests_beyond_the_slots_wait_in_the_queue(loaded):
     with start(loaded, max_concurrency=1) as server:
-        url = server.url + "/v1/completions"
-        with httpx.Client() as http:
-            for stream in (False, True) * 3:
-                body = {**OK_COMPLETION, "max_tokens": 2, "stream": stream}
-                assert http.post(url, json=body).status_code == 200
+        client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(
+                lambda s: client.completions.create(model=NAME, prompt="def ",
+                                                    max_tokens=8, seed=s),
+                range(6)))
+        assert all(r.choices[0].finish_reason for r in replies)
+        assert wait_until_idle(server.url)["requests"]["completed"] == 6
 
 
 class NeverEnds(GPT):
-    """The model, but <|endoftext|> is never sampled: generation runs to max_tokens."""
+    """The model, but slow and <|endoftext|> is never sampled: generation runs to
+    max_tokens, or the end of the context, for seconds."""
 
     eot = 0
 
     def forward(self, idx, targets=None, kv_cache=None):
+        time.sleep(0.05)
         logits, loss = super().forward(idx, targets, kv_cache)  # (B, T, V)
         logits[..., self.eot] = float("-inf")
         return logits, loss
 
+    def decode_step(self, tokens, positions, cache, rows):
+        time.sleep(0.05)
+        logits = super().decode_step(tokens, positions, cache, rows)  # (B, V)
+        logits[..., self.eot] = float("-inf")
+        return logits
 
-def test_busy_server_says_429_and_a_disconnect_frees_the_slot(loaded):
-    # One slot, and a request that would generate for minutes (the context window
-    # slides, so 100k tokens is possible): only a disconnect can end it early.
+
+def test_full_queue_says_429_and_a_disconnect_frees_the_slot(loaded):
+    # One slot, no queue, and a request that generates for seconds: only a
+    # disconnect can end it early.
     model, tokenizer = loaded
     never_ends = NeverEnds(model.config)
     never_ends.load_state_dict(model.state_dict())
     never_ends.eot = tokenizer.special_tokens["<|endoftext|>"]
-    with start((never_ends, tokenizer), max_concurrency=1,
-               max_tokens_cap=100_000) as server:
+    with start((never_ends, tokenizer), max_concurrency=1, max_queue=0) as server:
         url = server.url + "/v1/completions"
-        long = {**OK_COMPLETION, "max_tokens": 100_000, "temperature": 1.0}
+        long = {**OK_COMPLETION, "max_tokens": CAP, "temperature": 1.0}
         with httpx.stream("POST", url, json={**long, "stream": True}) as r:
             lines = r.iter_lines()  # (dropping this iterator would close the stream)
             assert next(lines).startswith("data: ")
             busy = httpx.post(url, json={**OK_COMPLETION, "max_tokens": 2})
-            assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+            assert busy.status_code == 429 and int(busy.headers["retry-after"]) >= 1
             assert busy.json()["error"]["type"] == "rate_limit_error"
         # the client hung up mid-stream: the server stops generating
         health = wait_until_idle(server.url)
@@ -389,6 +438,71 @@ def test_busy_server_says_429_and_a_disconnect_frees_the_slot(loaded):
         assert health["requests"]["rejected"] == 1
         ok = httpx.post(url, json={**OK_COMPLETION, "max_tokens": 2})
         assert ok.status_code == 200
+
+
+# --- n, prompt lists, logprobs, limits, metrics -----------------------------------
+
+
+def test_prompt_lists_and_n_give_one_choice_each(loaded, client):
+    prompts = ["def f", "import os"]
+    reply = client.completions.create(model=NAME, prompt=prompts, n=2, max_tokens=6,
+                                      seed=5)
+    assert [c.index for c in reply.choices] == [0, 1, 2, 3]
+    for i, prompt in enumerate(prompts):  # choice 2i + j is prompt i's j-th sample
+        alone = client.completions.create(model=NAME, prompt=prompt, max_tokens=6,
+                                          seed=5 + 2 * i)
+        assert reply.choices[2 * i].text == alone.choices[0].text
+    # each prompt counts once, however many choices it has
+    assert reply.usage.prompt_tokens == sum(len(loaded[1].encode(p)) for p in prompts)
+    assert 4 <= reply.usage.completion_tokens <= 4 * 6
+    streamed = client.completions.create(model=NAME, prompt=prompts, n=2,
+                                         max_tokens=6, seed=5, stream=True)
+    texts = ["", "", "", ""]
+    for chunk in streamed:
+        texts[chunk.choices[0].index] += chunk.choices[0].text
+    assert texts == [c.text for c in reply.choices]
+
+
+def test_logprobs_are_the_model_s(loaded, client):
+    model, tokenizer = loaded
+    prompt = "def main"
+    reply = client.completions.create(model=NAME, prompt=prompt, max_tokens=3,
+                                      temperature=0, logprobs=2)
+    logprobs = reply.choices[0].logprobs
+    with torch.inference_mode():
+        logits, _ = model(torch.tensor([tokenizer.encode(prompt)]))
+    expected = torch.log_softmax(logits[0, -1].float(), -1).max().item()
+    assert logprobs.token_logprobs[0] == pytest.approx(expected, abs=1e-4)
+    assert all(len(top) <= 2 for top in logprobs.top_logprobs)
+    chat = client.chat.completions.create(model=NAME, max_tokens=3, logprobs=True,
+                                          top_logprobs=3, temperature=0,
+                                          messages=[{"role": "user", "content": "hi"}])
+    content = chat.choices[0].logprobs.content
+    assert content and all(len(t.top_logprobs) == 3 for t in content)
+    assert all(t.logprob <= 0 for t in content)
+
+
+def test_a_large_body_is_refused_before_it_is_read(loaded):
+    with start(loaded, max_body_bytes=1000) as server:
+        url = server.url + "/v1/completions"
+        big = json.dumps({**OK_COMPLETION, "prompt": "x" * 2000})
+        assert httpx.post(url, content=big).status_code == 413
+
+        def chunks():  # no Content-Length: the server counts as it reads
+            yield big[:500].encode()
+            yield big[500:].encode()
+
+        r = httpx.post(url, content=chunks())
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+def test_metrics_are_prometheus_text(server, client):
+    client.completions.create(model=NAME, prompt="x", max_tokens=2)
+    text = httpx.get(server.url + "/metrics").text
+    for name in ("llm_queue_length", "llm_running", "llm_tokens_per_second",
+                 "llm_time_to_first_token_p50_seconds", "llm_requests_total"):
+        assert f"# TYPE {name}" in text
+    assert 'llm_requests_total{outcome="completed"}' in text
 
 
 # --- command line ---------------------------------------------------------------------

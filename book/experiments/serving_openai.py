@@ -58,7 +58,8 @@ print(f"trained {model.num_parameters():,} parameters for {state['step']} steps 
       f"val loss {result['val_loss']:.2f}")
 
 settings = ServerSettings(NAME, max_tokens_cap=S["max_tokens_cap"],
-                          max_concurrency=S["max_concurrency"])
+                          max_concurrency=S["max_concurrency"],
+                          max_queue=0)  # no waiting room: the next request gets 429
 engine = Engine(model, tokenizer, settings)
 stack = ExitStack()
 server = stack.enter_context(BackgroundServer(create_app(engine)))

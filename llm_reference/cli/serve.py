@@ -28,9 +28,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens-cap", type=int, default=512, metavar="N",
                         help="the most tokens one request may generate; larger "
                              "max_tokens get 400 (default: 512)")
-    parser.add_argument("--max-concurrency", type=int, default=4, metavar="N",
-                        help="generations running at once; more requests get 429 "
-                             "with Retry-After (default: 4)")
+    parser.add_argument("--max-concurrency", type=int, default=16, metavar="N",
+                        help="sequences decoded together in one batch: KV cache "
+                             "slots of a full context each (default: 16)")
+    parser.add_argument("--max-queue", type=int, default=256, metavar="N",
+                        help="sequences waiting for a slot; beyond that requests "
+                             "get 429 with Retry-After (default: 256)")
     parser.add_argument("--model-name", metavar="NAME",
                         help="the model id clients pass as `model` (default: the "
                              "run folder's name)")
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         model_name=args.model_name or Path(args.run).resolve().name,
         max_tokens_cap=args.max_tokens_cap, max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
         api_key=args.api_key or None)
     settings.check()
     if not is_loopback(args.host) and settings.api_key is None:
