@@ -31,7 +31,8 @@ config = ModelConfig(vocab_size=256, context_length=S["context"], n_layer=2,
                      n_head=4, d_model=64)
 model = GPT(config)
 idx = data[:16].unsqueeze(0)                                  # (B, T) = (1, 16)
-logits, loss = model(idx, targets=data[1:17].unsqueeze(0))
+logits, _ = model(idx)                  # (1, 16, 256): a score per next token
+_, loss = model(idx, targets=data[1:17].unsqueeze(0))  # with targets: the loss alone
 print(f"parameters       {model.num_parameters():,}")
 print(f"input ids        {tuple(idx.shape)}  (batch, time)")
 print(f"logits           {tuple(logits.shape)}  (batch, time, vocabulary)")
