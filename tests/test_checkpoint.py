@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import make_data, tiny_config
 
 from llm_reference import checkpoint
 from llm_reference.errors import UserError
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.optim import make_optimizer
-from llm_reference.train import train
 
 
 def small_model() -> GPT:
@@ -112,16 +110,13 @@ def test_find_checkpoint_errors_name_the_run(tmp_path):
         checkpoint.find_checkpoint(tmp_path, step=4)
 
 
-def test_load_model_gives_the_trained_model_and_tokenizer(tmp_path):
-    data_dir = make_data(tmp_path)
-    run = tmp_path / "run"
-    train(tiny_config(data_dir, max_steps=10, checkpoint_interval=5), run)
-    model, tokenizer, state = checkpoint.load_model(run)
-    assert not model.training and state["step"] == 10
-    assert state["data_position"] == 10 and state["tokenizer"] == "tokenizer.json"
+def test_load_model_gives_the_trained_model_and_tokenizer(tiny_run):
+    model, tokenizer, state = checkpoint.load_model(tiny_run)
+    assert not model.training and state["step"] == 20
+    assert state["data_position"] == 20 and state["tokenizer"] == "tokenizer.json"
     assert state["config"]["model"]["vocab_size"] == tokenizer.vocab_size == 384
-    earlier, _, state5 = checkpoint.load_model(run, step=5)
-    assert state5["step"] == 5
+    earlier, _, state10 = checkpoint.load_model(tiny_run, step=10)
+    assert state10["step"] == 10
     x = torch.tensor([tokenizer.encode("def main():\n    return 0")])
     assert not torch.equal(model(x)[0], earlier(x)[0])
     assert tokenizer.decode(x[0].tolist()) == "def main():\n    return 0"

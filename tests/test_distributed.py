@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import losses, make_data, read_records, tiny_config
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -36,11 +35,6 @@ WORLD_SIZE, GRAD_ACCUM, STEPS = 2, 2, 6
 # Every rank starts from the same weights and takes the same averaged step; a single
 # process sums the same gradients in another order, so float32 rounding differs.
 ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return make_data(tmp_path_factory.mktemp("distributed"))
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -111,8 +105,8 @@ def ddp_run(data_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProce
 
 
 @pytest.mark.slow
-def test_ddp_equals_one_process_on_the_union_of_the_ranks_batches(ddp_run, data_dir,
-                                                                  tmp_path):
+def test_ddp_equals_one_process_on_the_union_of_the_ranks_batches(ddp_run, read_records,
+                                                                  data_dir, tmp_path):
     run, _ = ddp_run
     config = load_config(config_file=run / "config.toml",
                          overrides=[f"train.grad_accum={GRAD_ACCUM * WORLD_SIZE}"])
@@ -141,7 +135,7 @@ def test_ddp_equals_one_process_on_the_union_of_the_ranks_batches(ddp_run, data_
 
 
 @pytest.mark.slow
-def test_rank_zero_alone_writes_logs_checkpoints_and_reports(ddp_run):
+def test_rank_zero_alone_writes_logs_checkpoints_and_reports(read_records, ddp_run):
     run, done = ddp_run
     steps, _ = read_records(run)
     assert [r["step"] for r in steps] == list(range(1, STEPS + 1))  # each line once
@@ -161,7 +155,7 @@ def test_rank_zero_alone_writes_logs_checkpoints_and_reports(ddp_run):
 
 
 @pytest.mark.slow
-def test_ddp_resumes_on_the_same_trajectory(ddp_run, tmp_path):
+def test_ddp_resumes_on_the_same_trajectory(losses, read_records, ddp_run, tmp_path):
     full, _ = ddp_run
     cut = tmp_path / "cut"
     shutil.copytree(full, cut)  # as if killed after step 5: last checkpoint is 3
@@ -176,8 +170,8 @@ def test_ddp_resumes_on_the_same_trajectory(ddp_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_fsdp_trains_like_ddp_and_writes_the_same_checkpoint(ddp_run, data_dir,
-                                                            tmp_path):
+def test_fsdp_trains_like_ddp_and_writes_the_same_checkpoint(ddp_run, losses, data_dir,
+                                                             tmp_path):
     ddp, _ = ddp_run
     fsdp = tmp_path / "fsdp"
     done = torchrun(*train_args(data_dir, fsdp, 'train.parallel="fsdp"'))
@@ -191,7 +185,7 @@ def test_fsdp_trains_like_ddp_and_writes_the_same_checkpoint(ddp_run, data_dir,
 
 
 @pytest.mark.slow
-def test_fsdp_resumes_from_a_ddp_checkpoint(ddp_run, tmp_path):
+def test_fsdp_resumes_from_a_ddp_checkpoint(losses, ddp_run, tmp_path):
     full, _ = ddp_run
     cut = tmp_path / "cut"
     shutil.copytree(full, cut)
@@ -212,10 +206,10 @@ def test_fsdp_resumes_from_a_ddp_checkpoint(ddp_run, tmp_path):
 # --- rank-0 I/O and the helpers, in this process -------------------------------------
 
 
-def test_only_rank_zero_writes(data_dir, tmp_path, monkeypatch):
+def test_only_rank_zero_writes(tiny_config, tmp_path, monkeypatch):
     """A process that is not rank 0 trains, evaluates and checkpoints but writes
     nothing (here a single process that is told it is rank 1 of 2)."""
-    trainer = Trainer(tiny_config(data_dir, max_steps=4, checkpoint_interval=2,
+    trainer = Trainer(tiny_config(max_steps=4, checkpoint_interval=2,
                                   eval_interval=2), tmp_path)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -236,11 +230,11 @@ def group_of_one():
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_all_reduces_on_the_last_micro_batch_only(data_dir, tmp_path,
+def test_ddp_all_reduces_on_the_last_micro_batch_only(tiny_config, tmp_path,
                                                       group_of_one):
     # a context that claims 2 processes makes the trainer wrap the model in DDP
     ctx = distributed.Context(torch.device("cpu"), world_size=2)
-    trainer = Trainer(tiny_config(data_dir, grad_accum=3), tmp_path, ctx)
+    trainer = Trainer(tiny_config(grad_accum=3), tmp_path, ctx)
     assert isinstance(trainer.wrapped, DDP)
     reduced = []  # one entry per gradient bucket all-reduced
 
@@ -279,14 +273,14 @@ def test_setup_refuses_devices_other_than_cuda_and_cpu(monkeypatch):
     assert not torch.distributed.is_initialized()
 
 
-def test_parallel_is_validated(data_dir):
+def test_parallel_is_validated(tiny_config):
     with pytest.raises(UserError, match=r"train.parallel: must be one of 'ddp', "
                                         r"'fsdp', got \"zero\""):
-        tiny_config(data_dir, parallel="zero")
+        tiny_config(parallel="zero")
     with pytest.raises(UserError, match="'fsdp' needs train.dtype 'bfloat16'"):
-        tiny_config(data_dir, parallel="fsdp", dtype="float16")
+        tiny_config(parallel="fsdp", dtype="float16")
     with pytest.raises(UserError, match="activation_checkpointing: must be true/fal"):
-        tiny_config(data_dir, activation_checkpointing="yes")
+        tiny_config(activation_checkpointing="yes")
 
 
 # --- activation checkpointing --------------------------------------------------------
@@ -339,10 +333,10 @@ def test_activation_checkpointing_only_while_training(monkeypatch):
     assert len(calls) == 2
 
 
-def test_the_trainer_checkpoints_activations_when_configured(data_dir, tmp_path):
+def test_the_trainer_checkpoints_activations_when_configured(tiny_config, tmp_path):
     results = []
     for on in (False, True):
-        trainer = Trainer(tiny_config(data_dir, activation_checkpointing=on),
+        trainer = Trainer(tiny_config(activation_checkpointing=on),
                           tmp_path / str(on))
         assert trainer.model.gradient_checkpointing is on
         results.append([trainer.train_step().loss for _ in range(3)])
