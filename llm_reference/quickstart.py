@@ -9,12 +9,12 @@ offline default corpus (the standard library's sources) with `data.prepare`, and
     python -m llm_reference train --data data --out run --set ...
 
 Both keep what they made in a cache folder, under a key that hashes every setting,
-the reference's own source code and the Python, torch and thread count that ran it:
-the first call takes up to a minute, the next one with the same settings returns at
-once, and a change to the code starts afresh. An entry is made under a temporary
-name and renamed when complete, so two processes asking at once (two pytest workers)
-never see half of one. The caller's random state is left as it was, so that what it
-draws next does not depend on whether the cache already held the run.
+the reference's own source code, the Python and torch versions (and for a run the
+thread count): the first call takes up to a minute, the next one with the same
+settings returns at once, and a change to the code starts afresh. An entry is made
+under a temporary name and renamed when complete, so two processes asking at once
+(two pytest workers) never see half of one. The caller's random state is left as it
+was, so that what it draws next does not depend on whether the cache held the run.
 
 The cached folders are shared: read them, and copy one (`shutil.copytree`) before
 changing it. A command that writes into a run, such as `eval`, would change it for
@@ -93,7 +93,8 @@ def tiny_base(data_dir: str | Path, steps: int = 150, *,
                   "data_dir": str(data_dir)}})
     # the data manifest holds the hashes of the tokenizer and every shard
     data = file_sha256(data_dir / "manifest.json")
-    inputs = {"config": config.to_dict(), "data": data}
+    inputs = {"config": config.to_dict(), "data": data,
+              "threads": torch.get_num_threads()}  # float sums depend on the split
     folder = cached("run", inputs, lambda out: train(config, out), cache_dir)
     evals = [r for r in read_metrics(folder / "metrics.jsonl") if "val_loss" in r]
     return TinyRun(folder, data_dir, evals[-1]["val_loss"])
@@ -110,7 +111,6 @@ def cached(kind: str, inputs: dict[str, Any], make: Callable[[Path], Any],
     key = hashlib.sha256(json.dumps({
         "kind": kind, "inputs": inputs, "code": code_sha256(),
         "python": sys.version, "torch": torch.__version__,
-        "threads": torch.get_num_threads(),  # float sums depend on the split
     }, sort_keys=True).encode()).hexdigest()[:16]
     entry = root / f"{kind}-{key}"
     if not entry.is_dir():

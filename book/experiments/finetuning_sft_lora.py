@@ -34,12 +34,10 @@ from llm_reference.lora import (
     lora_parameter_count,
 )
 from llm_reference.model import GPT, ModelConfig
-from llm_reference.quickstart import tiny_base, tiny_data
+from llm_reference.quickstart import TINY_MODEL, tiny_base, tiny_data
 
 BOOK = {"timeout": 420, "seed": 0,
         "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 150,
-                     "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
-                               "d_model": 128},
                      "examples": 2000, "steps": 60, "batch_size": 16,
                      "sft_lr": 1e-3, "lora_lr": 3e-3, "lora_rank": 8}}
 S = BOOK["settings"]
@@ -51,12 +49,13 @@ root = Path(workdir.name)
 
 # %% [markdown]
 # The base model: `tiny_data` runs `prepare` on a slice of the standard library and
-# `tiny_base` pretrains on it with `train`, as in the earlier steps; both keep their
-# result in a cache, shared with the other experiments that start from this model.
+# `tiny_base` pretrains `TINY_MODEL` (4 layers, width 128, context 128) on it with
+# `train`, as in the earlier steps. Both keep their result in a cache, shared with
+# the other experiments that start from this model.
 
 # %%
 data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
-base = tiny_base(data_dir, S["pretrain_steps"], model=S["model"], seed=BOOK["seed"])
+base = tiny_base(data_dir, S["pretrain_steps"], seed=BOOK["seed"])
 tok = load_tokenizer(data_dir)
 print(f"pretrained {S['pretrain_steps']} steps: validation loss {base.val_loss:.2f}")
 
@@ -87,7 +86,7 @@ print(f"{len(ids)} tokens, {sum(mask)} trained; {len(conversations):,} conversat
 # or one per row (padded).
 
 # %% tags=["packing"]
-T = S["model"]["context_length"]
+T = TINY_MODEL["context_length"]
 packing = {}
 for pack in (True, False):
     task = SFTTask(tok, train_convs[:S["examples"]], [], T, S["batch_size"],
@@ -145,7 +144,7 @@ merged, _, _ = load_model(root / "lora")  # a plain GPT: no LoRA layers left
 x = torch.tensor([tokenize_chat(tok, val_convs[1])[0]])  # (1, T)
 with torch.no_grad():
     diff = (adapted.eval()(x)[0] - merged.eval()(x)[0]).abs().max().item()
-d, L = S["model"]["d_model"], S["model"]["n_layer"]
+d, L = TINY_MODEL["d_model"], TINY_MODEL["n_layer"]
 formula = L * config.rank * ((d + 3 * d) + (d + d))  # r (d_in + d_out), qkv + proj
 print(f"adapter numbers: {lora_parameter_count(adapted):,} "
       f"(r (d_in + d_out) summed: {formula:,})")

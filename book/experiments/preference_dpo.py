@@ -24,8 +24,6 @@ from llm_reference.quickstart import tiny_base, tiny_data
 
 BOOK = {"timeout": 360, "seed": 0,
         "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 150,
-                     "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
-                               "d_model": 128},
                      "sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
                      "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5}}
 S = BOOK["settings"]
@@ -36,13 +34,13 @@ workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
 
 # %% [markdown]
-# The starting point: `tiny_data` and `tiny_base` run `prepare` and `train` (and
-# keep the result in a cache shared with the fine-tuning experiment), then a short
-# SFT on the docstring conversations.
+# The starting point: the base model of the fine-tuning step (`tiny_data` and
+# `tiny_base` run `prepare` and `train` and keep the result in a cache), then a
+# short SFT on the docstring conversations.
 
 # %%
 data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
-base = tiny_base(data_dir, S["pretrain_steps"], model=S["model"], seed=BOOK["seed"])
+base = tiny_base(data_dir, S["pretrain_steps"], seed=BOOK["seed"])
 sft = finetune(base.folder, root / "sft",
                FinetuneSettings(method="sft", max_steps=S["sft_steps"], lr=1e-3,
                                 batch_size=16, warmup_steps=5, max_examples=2000,

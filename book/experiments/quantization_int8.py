@@ -30,8 +30,6 @@ from llm_reference.quickstart import tiny_base, tiny_data
 
 BOOK = {"timeout": 300, "seed": 0,
         "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "steps": 150,
-                     "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
-                               "d_model": 128},
                      "val_batches": 8, "new_tokens": 48, "repeats": 3,
                      "layer": [2048, 2048], "timing_repeats": 30}}
 S = BOOK["settings"]
@@ -42,13 +40,12 @@ workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
 
 # %% [markdown]
-# The model: `tiny_data` runs `prepare` on a slice of the standard library and
-# `tiny_base` pretrains on it with `train`, as in the earlier steps; both keep their
-# result in a cache, shared with the other experiments that start from this model.
+# The model: the base of the fine-tuning step (`tiny_data` and `tiny_base` run
+# `prepare` and `train` and keep the result in a cache).
 
 # %%
 data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
-base = tiny_base(data_dir, S["steps"], model=S["model"], seed=BOOK["seed"])
+base = tiny_base(data_dir, S["steps"], seed=BOOK["seed"])
 model, tok, _ = load_model(base.folder)
 print(f"trained {model.num_parameters():,} parameters for {S['steps']} steps: "
       f"validation loss {base.val_loss:.2f}")
