@@ -18,7 +18,9 @@ was, so that what it draws next does not depend on whether the cache held the ru
 
 The cached folders are shared: read them, and copy one (`shutil.copytree`) before
 changing it. A command that writes into a run, such as `eval`, would change it for
-every later caller.
+every later caller. The cache is ~/.cache/llm_reference/quickstart unless a caller
+names another folder; entries made by older code are never read again, so deleting
+the folder only costs the time to make them anew.
 """
 
 from __future__ import annotations
