@@ -81,23 +81,24 @@ def test_a_folder_that_prepare_did_not_write_is_refused(tmp_path):
 # --- the book's cache key ----------------------------------------------------------
 
 
-def experiments_using_quickstart() -> list[Path]:
-    return [p for p in sorted((REPO / "book" / "experiments").glob("*.py"))
-            if "llm_reference.quickstart" in p.read_text()]
-
-
-def test_experiments_that_use_quickstart_have_it_in_their_cache_key(tmp_path):
+def test_editing_quickstart_changes_the_key_of_an_experiment_that_uses_it(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(REPO / "llm_reference", src / "llm_reference")
     book = REPO / "book"
-    experiments = [execute.read_experiment(p, "n", book)
-                   for p in experiments_using_quickstart()]
-    assert len(experiments) >= 10
-    keys = [execute.cache_key(execute.cache_inputs(e, src, book))
-            for e in experiments]
+    exp = execute.read_experiment(book / "experiments" / "quantization_int8.py", "n",
+                                  book)
+    inputs = execute.cache_inputs(exp, src, book)
+    assert "llm_reference/quickstart.py" in inputs["modules"]
     helper = src / "llm_reference" / "quickstart.py"
     helper.write_text(helper.read_text() + "\n# an edit changes the source\n")
-    for exp, key in zip(experiments, keys):
-        inputs = execute.cache_inputs(exp, src, book)
-        assert "llm_reference/quickstart.py" in inputs["modules"], exp.name
-        assert execute.cache_key(inputs) != key, exp.name
+    edited = execute.cache_inputs(exp, src, book)
+    assert execute.cache_key(edited) != execute.cache_key(inputs)
+
+
+def test_every_experiment_that_uses_quickstart_imports_it_itself():
+    """So its cache key holds quickstart.py (and what that imports) directly."""
+    users = [p for p in sorted((REPO / "book" / "experiments").glob("*.py"))
+             if "tiny_base(" in p.read_text() or "tiny_data(" in p.read_text()]
+    assert len(users) >= 10
+    for path in users:
+        assert "from llm_reference.quickstart import" in path.read_text(), path.name
