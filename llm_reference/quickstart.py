@@ -1,4 +1,4 @@
-"""A small trained model in two calls, for the book's experiments and the tests.
+"""A small trained model in two calls: where experiments and tests start from.
 
 Many steps after pretraining start from "a small model that has seen some text":
 fine-tuning, quantization, serving, a release. `tiny_data` prepares a slice of the
