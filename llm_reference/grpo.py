@@ -346,7 +346,7 @@ def grpo(run_dir: str | Path, out: str | Path, task: RLTask, settings: GRPOSetti
     if resume:
         state = checkpoint.load_checkpoint(checkpoint.find_checkpoint(out), policy,
                                            optimizer)
-        checkpoint.set_rng_state(state["rng"])
+        checkpoint.set_rng_state(checkpoint.rng_states(state)[0])
         rng.setstate(_python_rng(state["grpo"]["sampler"]))
         start, before = state["step"], state["grpo"]["before"]
         keep_metrics_until(metrics_path, start)
