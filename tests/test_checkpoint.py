@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import losses, make_data, tiny_config
 
 from llm_reference import checkpoint
 from llm_reference.__main__ import main
@@ -115,16 +114,13 @@ def test_find_checkpoint_errors_name_the_run(tmp_path):
         checkpoint.find_checkpoint(tmp_path, step=4)
 
 
-def test_load_model_gives_the_trained_model_and_tokenizer(tmp_path):
-    data_dir = make_data(tmp_path)
-    run = tmp_path / "run"
-    train(tiny_config(data_dir, max_steps=10, checkpoint_interval=5), run)
-    model, tokenizer, state = checkpoint.load_model(run)
-    assert not model.training and state["step"] == 10
-    assert state["data_position"] == 10 and state["tokenizer"] == "tokenizer.json"
+def test_load_model_gives_the_trained_model_and_tokenizer(tiny_run):
+    model, tokenizer, state = checkpoint.load_model(tiny_run)
+    assert not model.training and state["step"] == 20
+    assert state["data_position"] == 20 and state["tokenizer"] == "tokenizer.json"
     assert state["config"]["model"]["vocab_size"] == tokenizer.vocab_size == 384
-    earlier, _, state5 = checkpoint.load_model(run, step=5)
-    assert state5["step"] == 5
+    earlier, _, state10 = checkpoint.load_model(tiny_run, step=10)
+    assert state10["step"] == 10
     x = torch.tensor([tokenizer.encode("def main():\n    return 0")])
     assert not torch.equal(model(x)[0], earlier(x)[0])
     assert tokenizer.decode(x[0].tolist()) == "def main():\n    return 0"
@@ -204,9 +200,9 @@ def test_checkpoints_without_recorded_hashes_still_load(tmp_path):
     assert checkpoint.rng_states(loaded) == [state["rng"]]
 
 
-def test_resume_passes_over_a_damaged_checkpoint_with_a_warning(tmp_path, capsys):
-    data_dir = make_data(tmp_path)
-    config = tiny_config(data_dir, max_steps=20, keep_last=3)
+def test_resume_passes_over_a_damaged_checkpoint_with_a_warning(tiny_config, losses,
+                                                                tmp_path, capsys):
+    config = tiny_config(max_steps=20, keep_last=3)
     full, cut = tmp_path / "full", tmp_path / "cut"
     train(config, full)
     shutil.copytree(full, cut)
@@ -221,9 +217,9 @@ def test_resume_passes_over_a_damaged_checkpoint_with_a_warning(tmp_path, capsys
     checkpoint.verify_checkpoint(cut / "checkpoints" / "step_0000020")
 
 
-def test_resume_with_no_usable_checkpoint_is_a_one_line_error(tmp_path, capsys):
-    data_dir = make_data(tmp_path)
-    train(tiny_config(data_dir, max_steps=10), tmp_path / "run")
+def test_resume_with_no_usable_checkpoint_is_a_one_line_error(tiny_config, tmp_path,
+                                                              capsys):
+    train(tiny_config(max_steps=10), tmp_path / "run")
     overwrite_header(tmp_path / "run/checkpoints/step_0000010/model.safetensors")
     capsys.readouterr()
     assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import losses, make_data, read_records, tiny_config
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -37,11 +36,6 @@ WORLD_SIZE, GRAD_ACCUM, STEPS = 2, 2, 6
 # Every rank starts from the same weights and takes the same averaged step; a single
 # process sums the same gradients in another order, so float32 rounding differs.
 ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return make_data(tmp_path_factory.mktemp("distributed"))
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -112,8 +106,8 @@ def ddp_run(data_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProce
 
 
 @pytest.mark.slow
-def test_ddp_equals_one_process_on_the_union_of_the_ranks_batches(ddp_run, data_dir,
-                                                                  tmp_path):
+def test_ddp_equals_one_process_on_the_union_of_the_ranks_batches(ddp_run, read_records,
+                                                                  data_dir, tmp_path):
     run, _ = ddp_run
     config = load_config(config_file=run / "config.toml",
                          overrides=[f"train.grad_accum={GRAD_ACCUM * WORLD_SIZE}"])
@@ -142,7 +136,7 @@ def test_ddp_equals_one_process_on_the_union_of_the_ranks_batches(ddp_run, data_
 
 
 @pytest.mark.slow
-def test_rank_zero_alone_writes_logs_checkpoints_and_reports(ddp_run):
+def test_rank_zero_alone_writes_logs_checkpoints_and_reports(read_records, ddp_run):
     run, done = ddp_run
     steps, _ = read_records(run)
     assert [r["step"] for r in steps] == list(range(1, STEPS + 1))  # each line once
@@ -165,7 +159,7 @@ def test_rank_zero_alone_writes_logs_checkpoints_and_reports(ddp_run):
 
 
 @pytest.mark.slow
-def test_ddp_resumes_on_the_same_trajectory(ddp_run, tmp_path):
+def test_ddp_resumes_on_the_same_trajectory(losses, read_records, ddp_run, tmp_path):
     full, _ = ddp_run
     cut = tmp_path / "cut"
     shutil.copytree(full, cut)  # as if killed after step 5: last checkpoint is 3
@@ -180,8 +174,8 @@ def test_ddp_resumes_on_the_same_trajectory(ddp_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_fsdp_trains_like_ddp_and_writes_the_same_checkpoint(ddp_run, data_dir,
-                                                            tmp_path):
+def test_fsdp_trains_like_ddp_and_writes_the_same_checkpoint(ddp_run, losses, data_dir,
+                                                             tmp_path):
     ddp, _ = ddp_run
     fsdp = tmp_path / "fsdp"
     done = torchrun(*train_args(data_dir, fsdp, 'train.parallel="fsdp"'))
@@ -195,7 +189,7 @@ def test_fsdp_trains_like_ddp_and_writes_the_same_checkpoint(ddp_run, data_dir,
 
 
 @pytest.mark.slow
-def test_fsdp_resumes_from_a_ddp_checkpoint(ddp_run, tmp_path):
+def test_fsdp_resumes_from_a_ddp_checkpoint(losses, ddp_run, tmp_path):
     full, _ = ddp_run
     cut = tmp_path / "cut"
     shutil.copytree(full, cut)
@@ -214,7 +208,7 @@ def test_fsdp_resumes_from_a_ddp_checkpoint(ddp_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_two_process_run_resumes_in_one_process_and_back(ddp_run, tmp_path):
+def test_a_two_process_run_resumes_in_one_process_and_back(ddp_run, losses, tmp_path):
     """Resuming on another number of processes: each one that the checkpoint has
     RNG states for takes its own, and a new one seeds its own."""
     full, _ = ddp_run
@@ -238,10 +232,10 @@ def test_a_two_process_run_resumes_in_one_process_and_back(ddp_run, tmp_path):
 # --- rank-0 I/O and the helpers, in this process -------------------------------------
 
 
-def test_only_rank_zero_writes(data_dir, tmp_path, monkeypatch):
+def test_only_rank_zero_writes(tiny_config, tmp_path, monkeypatch):
     """A process that is not rank 0 trains, evaluates and checkpoints but writes
     nothing (here a single process that is told it is rank 1 of 2)."""
-    trainer = Trainer(tiny_config(data_dir, max_steps=4, checkpoint_interval=2,
+    trainer = Trainer(tiny_config(max_steps=4, checkpoint_interval=2,
                                   eval_interval=2), tmp_path)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -262,11 +256,11 @@ def group_of_one():
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_all_reduces_on_the_last_micro_batch_only(data_dir, tmp_path,
+def test_ddp_all_reduces_on_the_last_micro_batch_only(tiny_config, tmp_path,
                                                       group_of_one):
     # a context that claims 2 processes makes the trainer wrap the model in DDP
     ctx = distributed.Context(torch.device("cpu"), world_size=2)
-    trainer = Trainer(tiny_config(data_dir, grad_accum=3), tmp_path, ctx)
+    trainer = Trainer(tiny_config(grad_accum=3), tmp_path, ctx)
     assert isinstance(trainer.wrapped, DDP)
     reduced = []  # one entry per gradient bucket all-reduced
 
@@ -282,9 +276,9 @@ def test_ddp_all_reduces_on_the_last_micro_batch_only(data_dir, tmp_path,
 
 
 def test_ddp_keeps_gradients_in_its_buckets_and_does_not_resend_buffers(
-        data_dir, tmp_path, group_of_one):
+        tiny_config, tmp_path, group_of_one):
     ctx = distributed.Context(torch.device("cpu"), world_size=2)
-    config = tiny_config(data_dir)
+    config = tiny_config()
     config.model["position"] = "rope"
     trainer = Trainer(config, tmp_path, ctx)
     ddp = trainer.wrapped
@@ -322,7 +316,7 @@ def test_fsdp_gathers_bfloat16_weights_and_reduces_in_float32(group_of_one):
 
 @pytest.mark.slow
 def test_fsdp_with_compile_runs_compiled_graphs_without_a_skipped_frame(
-        data_dir, tmp_path, group_of_one):
+        tiny_config, tmp_path, group_of_one):
     """torch.compile of the sharded model as a whole made Dynamo skip its forward
     ("frame skipped: forward": FSDP2's hooks inside the loop over blocks), and the
     model ran eagerly. Compiling each block and the loss leaves the hooks outside."""
@@ -334,7 +328,7 @@ def test_fsdp_with_compile_runs_compiled_graphs_without_a_skipped_frame(
     torch._dynamo.reset()
     counters.clear()
     ctx = distributed.Context(torch.device("cpu"), world_size=2)
-    config = tiny_config(data_dir, parallel="fsdp", compile=True)
+    config = tiny_config(parallel="fsdp", compile=True)
     config.model["n_layer"] = 3
     trainer = Trainer(config, tmp_path, ctx)
     assert distributed.is_sharded(trainer.model)
@@ -369,14 +363,14 @@ def test_setup_refuses_devices_other_than_cuda_and_cpu(monkeypatch):
     assert not torch.distributed.is_initialized()
 
 
-def test_parallel_is_validated(data_dir):
+def test_parallel_is_validated(tiny_config):
     with pytest.raises(UserError, match=r"train.parallel: must be one of 'ddp', "
                                         r"'fsdp', got \"zero\""):
-        tiny_config(data_dir, parallel="zero")
+        tiny_config(parallel="zero")
     with pytest.raises(UserError, match="'fsdp' needs train.dtype 'bfloat16'"):
-        tiny_config(data_dir, parallel="fsdp", dtype="float16")
+        tiny_config(parallel="fsdp", dtype="float16")
     with pytest.raises(UserError, match="activation_checkpointing: must be true/fal"):
-        tiny_config(data_dir, activation_checkpointing="yes")
+        tiny_config(activation_checkpointing="yes")
 
 
 # --- activation checkpointing --------------------------------------------------------
@@ -429,10 +423,10 @@ def test_activation_checkpointing_only_while_training(monkeypatch):
     assert len(calls) == 2
 
 
-def test_the_trainer_checkpoints_activations_when_configured(data_dir, tmp_path):
+def test_the_trainer_checkpoints_activations_when_configured(tiny_config, tmp_path):
     results = []
     for on in (False, True):
-        trainer = Trainer(tiny_config(data_dir, activation_checkpointing=on),
+        trainer = Trainer(tiny_config(activation_checkpointing=on),
                           tmp_path / str(on))
         assert trainer.model.gradient_checkpointing is on
         results.append([trainer.train_step().loss for _ in range(3)])

@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from test_train import make_data, tiny_config
 
 from llm_reference.__main__ import main
 from llm_reference.checkpoint import load_model
@@ -21,19 +20,10 @@ from llm_reference.evaluate import (
     mean_loss,
 )
 from llm_reference.model import GPT, ModelConfig
-from llm_reference.train import train
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    data_dir = make_data(root)
-    train(tiny_config(data_dir, max_steps=40, eval_interval=40), root / "run")
-    return root / "run"
-
-
-def test_metrics_are_consistent(run):
-    model, tokenizer, state = load_model(run)
+def test_metrics_are_consistent(tiny_run):
+    model, tokenizer, state = load_model(tiny_run)
     data_dir = state["config"]["train"]["data_dir"]
     batches = Batches(data_dir, "val", 4, 16, seed=state["config"]["train"]["seed"])
     m = language_model_metrics(model, tokenizer, batches, 3, torch.device("cpu"))
@@ -65,8 +55,8 @@ def test_cloze_items_blank_the_last_word_of_a_line():
     assert build_cloze([text] * 5, 5, 3, seed=1) == items  # seeded
 
 
-def test_continuation_logprob_matches_a_full_forward_pass(run):
-    model, tokenizer, _ = load_model(run)
+def test_continuation_logprob_matches_a_full_forward_pass(tiny_run):
+    model, tokenizer, _ = load_model(tiny_run)
     context, continuation = "def main(", "argv):\n"
     [score] = continuation_logprob(model, tokenizer, context, [continuation],
                                    torch.device("cpu"))
@@ -77,8 +67,8 @@ def test_continuation_logprob_matches_a_full_forward_pass(run):
     assert score == pytest.approx(expected, rel=1e-4)
 
 
-def test_cloze_accuracy_counts_the_best_scoring_choice(run, monkeypatch):
-    model, tokenizer, _ = load_model(run)
+def test_cloze_accuracy_counts_the_best_scoring_choice(tiny_run, monkeypatch):
+    model, tokenizer, _ = load_model(tiny_run)
     items = build_cloze(["x\nimport json\ndef f(argv):\ny"] * 4, 4, 2, seed=0)
 
     right = {item.context + item.choices[item.answer] + item.tail for item in items}
@@ -91,37 +81,37 @@ def test_cloze_accuracy_counts_the_best_scoring_choice(run, monkeypatch):
     assert result == {"items": 4, "choices": 2, "accuracy": 1.0, "chance": 0.5}
 
 
-def test_eval_command_prints_a_table_and_writes_eval_json(run, capsys):
-    assert main(["eval", "--run", str(run), "--cloze", "20"]) == 0
+def test_eval_command_prints_a_table_and_writes_eval_json(run_copy, capsys):
+    # a copy: eval writes RUN/eval.json
+    assert main(["eval", "--run", str(run_copy), "--cloze", "20"]) == 0
     out = capsys.readouterr().out
     for row in ("val loss", "perplexity", "bits per byte", "next-token accuracy",
                 "cloze accuracy (", "chance 25%"):
         assert row in out
-    result = json.loads((run / "eval.json").read_text())
-    assert result["step"] == 40 and result["batches"] == 2  # the run's eval_steps
+    result = json.loads((run_copy / "eval.json").read_text())
+    assert result["step"] == 20 and result["batches"] == 2  # the run's eval_steps
     # the same batches as the training run's own final val_loss
-    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    last = json.loads((run_copy / "metrics.jsonl").read_text().splitlines()[-1])
     assert result["val_loss"] == pytest.approx(last["val_loss"], rel=1e-5)
     assert 0 < result["cloze"]["items"] <= 20 and result["cloze"]["choices"] == 4
     assert 0 <= result["cloze"]["accuracy"] <= 1
 
 
-def test_eval_command_json_and_errors(run, capsys):
-    assert main(["eval", "--run", str(run), "--batches", "1", "--cloze", "0",
+def test_eval_command_json_and_errors(run_copy, capsys):
+    assert main(["eval", "--run", str(run_copy), "--batches", "1", "--cloze", "0",
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["batches"] == 1 and result["cloze"] is None
-    assert main(["eval", "--run", str(run), "--batches", "0"]) == 2
+    assert main(["eval", "--run", str(run_copy), "--batches", "0"]) == 2
     assert "--batches 0: must be >= 1" in capsys.readouterr().err
-    assert main(["eval", "--run", str(run), "--step", "3"]) == 2
+    assert main(["eval", "--run", str(run_copy), "--step", "3"]) == 2
     assert "no checkpoint for step 3" in capsys.readouterr().err
 
 
-def test_an_untrained_model_scores_chance_on_the_cloze(run):
+def test_an_untrained_model_scores_chance_on_the_cloze(tiny_run, data_dir):
     """Per-byte scores and distractors drawn as often as words occur: a model that
     ignores the context cannot beat 1 / choices (scored by sums, one did: 42%)."""
-    _, tokenizer, _ = load_model(run)
-    data_dir = run.parent / "data"
+    _, tokenizer, _ = load_model(tiny_run)
     accuracies = []
     for seed in range(3):
         torch.manual_seed(seed)

@@ -23,8 +23,6 @@ from llm_reference.chat import (
     tokenize_chat,
 )
 from llm_reference.checkpoint import list_checkpoints, load_model
-from llm_reference.config import RunConfig
-from llm_reference.data import PrepareSettings, prepare
 from llm_reference.errors import UserError
 from llm_reference.finetune_settings import FinetuneSettings
 from llm_reference.lora import load_adapters, merge_lora
@@ -43,37 +41,10 @@ from llm_reference.sft_data import (
 )
 from llm_reference.sources import stdlib_files
 from llm_reference.tokenizer import Tokenizer
-from llm_reference.train import train
 
 CHAT = [{"role": "system", "content": "You are terse."},
         {"role": "user", "content": "Write the docstring for `def add(a, b=1)`."},
         {"role": "assistant", "content": "Return a plus b."}]
-
-# --- helpers shared with test_quantize.py -----------------------------------------
-
-
-def make_tiny_run(root: Path, steps: int = 30) -> Path:
-    """Prepare ~150 kB of stdlib text (vocabulary 512), train a 2-layer GPT a few
-    steps; return the run folder (its config holds the absolute data path)."""
-    data = root / "data"
-    prepare(PrepareSettings(sources=("stdlib",), max_bytes=150_000, vocab_size=512,
-                            val_fraction=0.2, near_dup_threshold=None, redact=False),
-            data, workers=1)
-    config = RunConfig.from_dict({
-        "model": {"vocab_size": "auto", "context_length": 64, "n_layer": 2,
-                  "n_head": 2, "d_model": 32},
-        "train": {"data_dir": str(data), "batch_size": 8, "max_steps": steps,
-                  "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 5,
-                  "eval_interval": steps, "eval_steps": 2,
-                  "checkpoint_interval": steps, "keep_last": 1, "device": "cpu"}})
-    train(config, root / "run")
-    return root / "run"
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    return make_tiny_run(tmp_path_factory.mktemp("finetune"))
-
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_run) -> Tokenizer:

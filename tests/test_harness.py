@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from test_evaluate import run  # noqa: F401  (the module's trained tiny run)
 
 from llm_reference.__main__ import main
 from llm_reference.artifacts import load_model
@@ -61,7 +62,13 @@ def write_task(folder, name: str, rows: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def tasks(run, tmp_path_factory):  # noqa: F811
+def run(tiny_run, tmp_path_factory) -> Path:
+    """A copy of the trained tiny run: `eval` writes its results into the run."""
+    return Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("harness") / "run"))
+
+
+@pytest.fixture(scope="module")
+def tasks(run, tmp_path_factory):
     """The three local tasks, built from the run's held-out text and model."""
     folder = tmp_path_factory.mktemp("tasks")
     model, tokenizer, info = load_model(run)
@@ -88,7 +95,7 @@ def tasks(run, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def results(run, tasks) -> dict:  # noqa: F811
+def results(run, tasks) -> dict:
     """`eval --tasks` of the three tasks in one harness run, as JSON."""
     import contextlib
     import io
@@ -128,7 +135,7 @@ def test_harness_rolling_loglikelihood_equals_ours(tasks, results):
         nats / n_bytes / math.log(2), rel=1e-4)
 
 
-def test_harness_errors_are_one_line(run, tasks, capsys, monkeypatch):  # noqa: F811
+def test_harness_errors_are_one_line(run, tasks, capsys, monkeypatch):
     assert main(["eval", "--run", str(run), "--tasks", "no_such_task",
                  "--include-path", str(tasks[0])]) == 2
     assert "unknown task 'no_such_task'" in capsys.readouterr().err

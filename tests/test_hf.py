@@ -12,7 +12,7 @@ from llm_reference.hf import (
     to_hf,
     to_hf_state_dict,
 )
-from llm_reference.model import GPT, ModelConfig
+from llm_reference.model import ModelConfig
 
 transformers = pytest.importorskip("transformers")
 
@@ -27,18 +27,8 @@ CONFIGS = {
 }
 
 
-def random_model(cfg: dict) -> GPT:
-    """A model whose every tensor is random (norm weights and biases included)."""
-    torch.manual_seed(0)
-    model = GPT(ModelConfig(**cfg)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.2 if p.dim() > 1 else 1.0)
-    return model
-
-
 @pytest.mark.parametrize("name", CONFIGS)
-def test_ours_to_hf_same_logits(name):
+def test_ours_to_hf_same_logits(random_model, name):
     ours = random_model(CONFIGS[name])
     hf = to_hf(ours).eval()
     idx = torch.randint(0, 101, (2, 24))
@@ -64,7 +54,7 @@ def test_hf_to_ours_same_logits(name):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_state_dict_round_trip_is_exact(name):
+def test_state_dict_round_trip_is_exact(random_model, name):
     ours = random_model(CONFIGS[name])
     sd = ours.state_dict()
     back = from_hf_state_dict(to_hf_state_dict(sd, ours.config), ours.config)
@@ -79,7 +69,7 @@ def test_config_round_trip(name):
     assert config_from_hf(hf_config(config)).to_dict() == config.to_dict()
 
 
-def test_gpt2_conv1d_weights_are_transposed():
+def test_gpt2_conv1d_weights_are_transposed(random_model):
     ours = random_model(CONFIGS["gpt2-tied"])
     hf_sd = to_hf_state_dict(ours.state_dict(), ours.config)
     qkv = ours.blocks[0].attn.qkv.weight  # (3C, C), nn.Linear is (out, in)
@@ -87,7 +77,7 @@ def test_gpt2_conv1d_weights_are_transposed():
     assert torch.equal(hf_sd["lm_head.weight"], ours.tok_emb.weight)
 
 
-def test_hf_greedy_generate_matches_ours():
+def test_hf_greedy_generate_matches_ours(random_model):
     ours = random_model(CONFIGS["llama-gqa-untied"])
     hf = to_hf(ours).eval()
     prompt = torch.tensor([[5, 17, 42]])

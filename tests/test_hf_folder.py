@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from test_hf import random_model
 
 from llm_reference.__main__ import main
 from llm_reference.artifacts import load_model
@@ -38,7 +37,7 @@ def tokenizer() -> Tokenizer:
     return Tokenizer.train(TEXT, 300, special_tokens=SPECIALS)
 
 
-def exported(tmp_path, tokenizer, recipe: str):
+def exported(random_model, tmp_path, tokenizer, recipe: str):
     ours = random_model(dict(RECIPES[recipe], vocab_size=tokenizer.vocab_size + 3))
     out = export_hf(ours, tokenizer, tmp_path / "hf")
     return ours, out
@@ -48,9 +47,9 @@ def exported(tmp_path, tokenizer, recipe: str):
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_export_loads_in_transformers_with_the_same_logits(tmp_path, tokenizer,
-                                                           recipe):
-    ours, out = exported(tmp_path, tokenizer, recipe)
+def test_export_loads_in_transformers_with_the_same_logits(random_model, tmp_path,
+                                                           tokenizer, recipe):
+    ours, out = exported(random_model, tmp_path, tokenizer, recipe)
     assert {p.name for p in out.iterdir()} >= {
         "config.json", "model.safetensors", "generation_config.json",
         "tokenizer.json", "tokenizer_config.json"}
@@ -67,8 +66,9 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path, tokenizer,
     assert theirs[0].tolist() == prompt + list(mine)
 
 
-def test_exported_tokenizer_and_chat_template_match_ours(tmp_path, tokenizer):
-    _, out = exported(tmp_path, tokenizer, "llama")
+def test_exported_tokenizer_and_chat_template_match_ours(random_model, tmp_path,
+                                                         tokenizer):
+    _, out = exported(random_model, tmp_path, tokenizer, "llama")
     hf_tok = transformers.AutoTokenizer.from_pretrained(out)
     for text in TEXT[:3] + ["héllo  wörld\n\n\tx"]:
         assert hf_tok.encode(text) == tokenizer.encode(text)
@@ -86,7 +86,8 @@ def test_exported_tokenizer_and_chat_template_match_ours(tmp_path, tokenizer):
                                           ("<|endoftext|>", "<|im_end|>")]
 
 
-def test_export_refuses_a_recipe_without_an_hf_family(tmp_path, tokenizer):
+def test_export_refuses_a_recipe_without_an_hf_family(random_model, tmp_path,
+                                                      tokenizer):
     ours = random_model(dict(TINY, position="rope", vocab_size=tokenizer.vocab_size))
     with pytest.raises(Exception, match="position='rope', norm='layernorm'"):
         export_hf(ours, tokenizer, tmp_path / "hf")
@@ -242,7 +243,7 @@ def test_import_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
 # ------------------------------------------------------------ every folder loads
 
 
-def test_every_folder_we_write_loads(tmp_path, tokenizer, capsys):
+def test_every_folder_we_write_loads(random_model, tmp_path, tokenizer, capsys):
     from llm_reference.quantize import quantize_model, save_quantized
     from llm_reference.release import RELEASE_FORMAT
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import REPO, losses, make_data, tiny_args, tiny_config
 
 from llm_reference import checkpoint, preemption
 from llm_reference.__main__ import main
@@ -25,10 +24,7 @@ from llm_reference.errors import UserError
 from llm_reference.prefetch import Prefetcher
 from llm_reference.train import Trainer, train
 
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return make_data(tmp_path_factory.mktemp("preemption"))
+REPO = Path(__file__).resolve().parents[1]
 
 
 class SignalledTrainer(Trainer):
@@ -49,9 +45,9 @@ class SignalledTrainer(Trainer):
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143),
                                           (signal.SIGINT, 130)])
-def test_a_signal_saves_a_checkpoint_at_the_step_boundary(data_dir, tmp_path,
+def test_a_signal_saves_a_checkpoint_at_the_step_boundary(tiny_config, tmp_path,
                                                           signum, code):
-    trainer = SignalledTrainer(tiny_config(data_dir, max_steps=30,
+    trainer = SignalledTrainer(tiny_config(max_steps=30,
                                            checkpoint_interval=100), tmp_path,
                                at=8, signum=signum)
     handlers = [signal.getsignal(s) for s in preemption.SIGNALS]
@@ -69,13 +65,13 @@ def test_a_signal_saves_a_checkpoint_at_the_step_boundary(data_dir, tmp_path,
     assert [signal.getsignal(s) for s in preemption.SIGNALS] == handlers  # restored
 
 
-def test_checkpoints_also_come_every_checkpoint_minutes(data_dir, tmp_path):
-    config = tiny_config(data_dir, max_steps=5, checkpoint_interval=100,
+def test_checkpoints_also_come_every_checkpoint_minutes(tiny_config, tmp_path):
+    config = tiny_config(max_steps=5, checkpoint_interval=100,
                          checkpoint_minutes=1e-9)  # the clock is always past due
     train(config, tmp_path / "timed")
     assert [checkpoint.checkpoint_step(p)
             for p in checkpoint.list_checkpoints(tmp_path / "timed")] == [1, 2, 3, 4, 5]
-    config = tiny_config(data_dir, max_steps=5, checkpoint_interval=100,
+    config = tiny_config(max_steps=5, checkpoint_interval=100,
                          checkpoint_minutes=0)  # steps only: the last one
     train(config, tmp_path / "steps")
     assert [checkpoint.checkpoint_step(p)
@@ -96,16 +92,18 @@ def start(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def run_args(data_dir: Path, out: Path) -> list[str]:
-    return [*tiny_args(data_dir, out), "--max-steps", "400",
+@pytest.fixture(scope="session")
+def run_args(tiny_args):
+    """`run_args(out)`: a 400-step run that checkpoints only when stopped."""
+    return lambda out: [*tiny_args(out), "--max-steps", "400",
             "--set", "train.checkpoint_interval=1000",
             "--set", "train.eval_interval=1000"]
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data_dir, tmp_path_factory) -> Path:
+def uninterrupted(run_args, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("whole") / "run"
-    proc = start(run_args(data_dir, out))
+    proc = start(run_args(out))
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     return out
 
@@ -113,11 +111,11 @@ def uninterrupted(data_dir, tmp_path_factory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130),
                                           (signal.SIGTERM, 143)])
-def test_a_signalled_run_resumes_onto_the_same_trajectory(data_dir, tmp_path,
+def test_a_signalled_run_resumes_onto_the_same_trajectory(run_args, losses, tmp_path,
                                                           uninterrupted, signum,
                                                           code):
     out = tmp_path / "run"
-    proc = start(run_args(data_dir, out))
+    proc = start(run_args(out))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (
             (out / "metrics.jsonl").exists()
@@ -140,14 +138,14 @@ def test_a_signalled_run_resumes_onto_the_same_trajectory(data_dir, tmp_path,
 
 
 def test_a_vocabulary_that_disagrees_with_the_tokenizer_writes_nothing(
-        data_dir, tmp_path, capsys):
+        data_dir, tiny_args, tmp_path, capsys):
     broken = tmp_path / "data"
     shutil.copytree(data_dir, broken)
     meta = json.loads((broken / "meta.json").read_text())
     meta["vocab_size"] = 300  # the shards hold ids up to 383
     (broken / "meta.json").write_text(json.dumps(meta))
     out = tmp_path / "run"
-    assert main(tiny_args(broken, out)) == 2
+    assert main(tiny_args(out, broken)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "meta.json: vocab_size 300 disagrees" in err
     assert not out.exists()

@@ -8,17 +8,11 @@ import json
 import re
 
 import pytest
-from test_train import make_data, read_records, tiny_config
 
 from llm_reference import tracking
 from llm_reference.errors import UserError
 from llm_reference.progress import Progress, format_seconds
 from llm_reference.train import train
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("progress"))
 
 
 class Terminal(io.StringIO):
@@ -64,9 +58,9 @@ def test_format_seconds():
     assert [format_seconds(s) for s in (9, 624, 3725)] == ["9s", "10m24s", "1h02m"]
 
 
-def test_training_off_a_terminal_logs_step_loss_speed_and_eta(data_dir, tmp_path,
+def test_training_off_a_terminal_logs_step_loss_speed_and_eta(tiny_config, tmp_path,
                                                               capsys):
-    train(tiny_config(data_dir, max_steps=6, log_seconds=1e-9), tmp_path)
+    train(tiny_config(max_steps=6, log_seconds=1e-9), tmp_path)
     lines = [line for line in capsys.readouterr().err.splitlines()
              if line.startswith("train step")]
     assert lines[0].startswith("train step 1/6 (17%) loss ")
@@ -92,14 +86,14 @@ def test_tracked_scalars_are_the_records_numbers():
     assert tracking.scalars_of(event) == {"skip/z": 7.0}
 
 
-def test_tensorboard_gets_every_record(data_dir, tmp_path):
+def test_tensorboard_gets_every_record(tiny_config, read_records, tmp_path):
     pytest.importorskip("tensorboard", reason="optional tracker, not installed: "
                         "pip install 'llm-from-scratch[tracking]'")
     from tensorboard.backend.event_processing.event_accumulator import (
         EventAccumulator,
     )
 
-    train(tiny_config(data_dir, max_steps=4, eval_interval=2, tensorboard=True),
+    train(tiny_config(max_steps=4, eval_interval=2, tensorboard=True),
           tmp_path)
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
@@ -111,12 +105,12 @@ def test_tensorboard_gets_every_record(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_wandb_logs_offline_without_an_account(data_dir, tmp_path, monkeypatch):
+def test_wandb_logs_offline_without_an_account(tiny_config, tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="optional tracker, not installed: "
                         "pip install 'llm-from-scratch[tracking]'")
     monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default
     monkeypatch.setenv("WANDB_SILENT", "true")
-    train(tiny_config(data_dir, max_steps=4, eval_interval=2, wandb=True), tmp_path)
+    train(tiny_config(max_steps=4, eval_interval=2, wandb=True), tmp_path)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     (log,) = runs[0].glob("run-*.wandb")  # the run's records, for `wandb sync`

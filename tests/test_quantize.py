@@ -4,13 +4,11 @@ paths), quantizing a GPT, the safetensors round trip and the `quantize` report."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file
-from test_finetune import make_tiny_run
 
 from llm_reference.__main__ import main
 from llm_reference.checkpoint import load_model
@@ -126,11 +124,6 @@ def test_save_load_round_trip_is_exact(recipe, tmp_path):
     idx = torch.randint(0, 97, (1, 32))
     with torch.no_grad():
         assert torch.equal(loaded(idx)[0], model(idx)[0])
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    return make_tiny_run(tmp_path_factory.mktemp("quantize"))
 
 
 def test_quantize_command_writes_weights_and_a_report(tiny_run, tmp_path, capsys):

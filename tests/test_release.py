@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,31 +15,15 @@ from safetensors.torch import load_model as load_weights
 from llm_reference import release as release_module
 from llm_reference.__main__ import main
 from llm_reference.checkpoint import list_checkpoints, load_model
-from llm_reference.config import RunConfig
 from llm_reference.data import PrepareSettings, load_tokenizer, prepare
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.model_card import compliance_section
 from llm_reference.release import release
 from llm_reference.rescan import pii_summary
 from llm_reference.tokenizer import Tokenizer
-from llm_reference.train import train
 
 FILES = {"README.md", "config.json", "eval.json", "manifest.json", "model.safetensors",
          "tokenizer.json", "training_config.toml"}
-
-
-def make_run(root: Path) -> Path:
-    """A tiny trained run: 200 kB of stdlib text, vocabulary 512, 2 layers, d 32."""
-    settings = PrepareSettings(sources=("stdlib",), max_bytes=200_000, vocab_size=512,
-                               val_fraction=0.1, near_dup_threshold=None)
-    prepare(settings, root / "data", workers=1)
-    model = {"vocab_size": "auto", "context_length": 64, "n_layer": 2, "n_head": 2,
-             "d_model": 32}
-    steps = {"data_dir": str(root / "data"), "batch_size": 8, "max_steps": 20,
-             "warmup_steps": 5, "eval_interval": 20, "eval_steps": 2,
-             "checkpoint_interval": 10, "device": "cpu"}
-    train(RunConfig.from_dict({"model": model, "train": steps}), root / "run")
-    return root / "run"
 
 
 def sha256(path: Path) -> str:
@@ -48,37 +31,29 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("release"))
-
-
-@pytest.fixture(scope="module")
-def released(run_dir, tmp_path_factory) -> Path:
+def released(tiny_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out") / "tiny-release"
-    return release(run_dir, out, license="MIT", device="cpu")
+    return release(tiny_run, out, license="MIT", device="cpu")
 
 
-def copy_run(run_dir: Path, dest: Path, data_dir: str | None = None) -> Path:
-    """A copy of the run (optionally pointing at another data folder)."""
-    shutil.copytree(run_dir, dest)
-    if data_dir is not None:
-        for checkpoint in list_checkpoints(dest):
-            state = json.loads((checkpoint / "state.json").read_text())
-            state["config"]["train"]["data_dir"] = data_dir
-            (checkpoint / "state.json").write_text(json.dumps(state))
-    return dest
+def point_at_data(run: Path, data_dir: str) -> None:
+    """Make every checkpoint of `run` name another data folder."""
+    for checkpoint in list_checkpoints(run):
+        state = json.loads((checkpoint / "state.json").read_text())
+        state["config"]["train"]["data_dir"] = data_dir
+        (checkpoint / "state.json").write_text(json.dumps(state))
 
 
 # --- files and hashes --------------------------------------------------------------
 
 
-def test_release_writes_every_file_and_right_hashes(run_dir, released):
+def test_release_writes_every_file_and_right_hashes(tiny_run, released):
     assert {p.name for p in released.iterdir()} == FILES
     manifest = json.loads((released / "manifest.json").read_text())
     assert set(manifest["files_sha256"]) == FILES - {"manifest.json"}
     for name, digest in manifest["files_sha256"].items():
         assert sha256(released / name) == digest, name
-    data_dir = Path(json.loads((list_checkpoints(run_dir)[-1] / "state.json")
+    data_dir = Path(json.loads((list_checkpoints(tiny_run)[-1] / "state.json")
                                .read_text())["config"]["train"]["data_dir"])
     data = manifest["data"]
     assert set(data["shards_sha256"]) == {"train_000.bin", "val_000.bin"}
@@ -93,8 +68,8 @@ def test_release_writes_every_file_and_right_hashes(run_dir, released):
     assert manifest["git"] is None or len(manifest["git"]["commit"]) == 40
 
 
-def test_released_weights_give_the_runs_logits(run_dir, released):
-    run_model, run_tokenizer, _ = load_model(run_dir)
+def test_released_weights_give_the_runs_logits(tiny_run, released):
+    run_model, run_tokenizer, _ = load_model(tiny_run)
     config = ModelConfig.from_dict(json.loads((released / "config.json").read_text()))
     model = GPT(config).eval()
     load_weights(model, released / "model.safetensors")
@@ -109,11 +84,11 @@ def test_released_weights_give_the_runs_logits(run_dir, released):
     assert tokenizer.encode(text, "all") == run_tokenizer.encode(text, "all")
 
 
-def test_release_of_an_earlier_step(run_dir, tmp_path):
-    out = release(run_dir, tmp_path / "r10", step=10, evaluate=False, scan_tokens=0)
+def test_release_of_an_earlier_step(tiny_run, tmp_path):
+    out = release(tiny_run, tmp_path / "r10", step=10, evaluate=False, scan_tokens=0)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["step"] == 10
-    model, _, _ = load_model(run_dir, step=10)
+    model, _, _ = load_model(tiny_run, step=10)
     released = GPT(model.config)
     load_weights(released, out / "model.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(released.state_dict().values(),
@@ -123,13 +98,13 @@ def test_release_of_an_earlier_step(run_dir, tmp_path):
 # --- the model card ------------------------------------------------------------------
 
 
-def test_model_card_documents_model_data_licenses_eval_and_pii(run_dir, released):
+def test_model_card_documents_model_data_licenses_eval_and_pii(tiny_run, released):
     card = (released / "README.md").read_text()
     assert card.startswith("---\nlicense: mit\n")
     assert "License of the weights: **MIT**" in card
     assert "| stdlib | stdlib | PSF-2.0 |" in card  # data source and its license
     assert "Data licenses: PSF-2.0" in card
-    model, _, _ = load_model(run_dir)
+    model, _, _ = load_model(tiny_run)
     assert f"| parameters | {model.num_parameters():,} |" in card
     for heading in ("## Architecture", "## Training data", "## Training",
                     "## Evaluation", "## Intended use and limitations",
@@ -142,9 +117,9 @@ def test_model_card_documents_model_data_licenses_eval_and_pii(run_dir, released
     assert "Re-scan of the first 1,000,000 tokens" in card
 
 
-def test_card_without_license_or_data_says_so(run_dir, tmp_path):
-    run = copy_run(run_dir, tmp_path / "run", data_dir=str(tmp_path / "gone"))
-    out = release(run, tmp_path / "out", device="cpu")
+def test_card_without_license_or_data_says_so(run_copy, tmp_path):
+    point_at_data(run_copy, str(tmp_path / "gone"))
+    out = release(run_copy, tmp_path / "out", device="cpu")
     card = (out / "README.md").read_text()
     assert "license:" not in card.split("---")[1]
     assert "**not chosen**" in card
@@ -153,39 +128,38 @@ def test_card_without_license_or_data_says_so(run_dir, tmp_path):
     assert "eval.json" not in {p.name for p in out.iterdir()}
 
 
-def test_card_of_a_fine_tuned_run_names_its_base(run_dir, tmp_path):
-    run = copy_run(run_dir, tmp_path / "sft")
-    path = list_checkpoints(run)[-1] / "state.json"
+def test_card_of_a_fine_tuned_run_names_its_base(run_copy, tmp_path):
+    path = list_checkpoints(run_copy)[-1] / "state.json"
     state = json.loads(path.read_text())
     state["finetune"] = {"method": "sft", "base_run": "/runs/base", "base_step": 500,
                          "settings": {}}
     path.write_text(json.dumps(state))
-    out = release(run, tmp_path / "out", evaluate=False, scan_tokens=0)
+    out = release(run_copy, tmp_path / "out", evaluate=False, scan_tokens=0)
     card = (out / "README.md").read_text()
     assert "Fine-tuned (sft, 20 steps;" in card and "of the run `base`" in card
     assert "| steps | 500 |" in card
 
 
-def test_the_runs_eval_json_is_used_for_its_step(run_dir, tmp_path):
-    run = copy_run(run_dir, tmp_path / "run")
+def test_the_runs_eval_json_is_used_for_its_step(run_copy, tmp_path):
     saved = {"step": 20, "val_loss": 1.25, "perplexity": 3.49, "bits_per_byte": 0.5,
              "accuracy": 0.5, "cloze": None}
-    (run / "eval.json").write_text(json.dumps(saved))
-    out = release(run, tmp_path / "out", scan_tokens=0)
+    (run_copy / "eval.json").write_text(json.dumps(saved))
+    out = release(run_copy, tmp_path / "out", scan_tokens=0)
     assert json.loads((out / "eval.json").read_text()) == saved
     assert "| perplexity | 3.49 |" in (out / "README.md").read_text()
-    earlier = release(run, tmp_path / "out10", step=10, scan_tokens=0)  # re-evaluated
+    # another step has no eval.json: it is evaluated again
+    earlier = release(run_copy, tmp_path / "out10", step=10, scan_tokens=0)
     assert json.loads((earlier / "eval.json").read_text())["step"] == 10
 
 
 # --- output folder -------------------------------------------------------------------
 
 
-def test_non_empty_out_is_refused_unless_force(run_dir, tmp_path, capsys):
+def test_non_empty_out_is_refused_unless_force(tiny_run, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    args = ["release", "--run", str(run_dir), "--out", str(out), "--no-eval",
+    args = ["release", "--run", str(tiny_run), "--out", str(out), "--no-eval",
             "--scan-tokens", "0", "--license", "Apache-2.0"]
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err
@@ -197,35 +171,35 @@ def test_non_empty_out_is_refused_unless_force(run_dir, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folders
 
 
-def test_an_empty_out_folder_is_fine(run_dir, tmp_path):
+def test_an_empty_out_folder_is_fine(tiny_run, tmp_path):
     (tmp_path / "empty").mkdir()
-    release(run_dir, tmp_path / "empty", evaluate=False, scan_tokens=0)
+    release(tiny_run, tmp_path / "empty", evaluate=False, scan_tokens=0)
     assert (tmp_path / "empty" / "model.safetensors").is_file()
 
 
-def test_a_failed_release_leaves_nothing(run_dir, tmp_path, monkeypatch):
+def test_a_failed_release_leaves_nothing(tiny_run, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(release_module, "release_manifest", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        release(run_dir, tmp_path / "out", evaluate=False, scan_tokens=0)
+        release(tiny_run, tmp_path / "out", evaluate=False, scan_tokens=0)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_errors(run_dir, tmp_path, capsys):
-    base = ["release", "--run", str(run_dir), "--out", str(tmp_path / "o")]
+def test_cli_errors(tiny_run, tmp_path, capsys):
+    base = ["release", "--run", str(tiny_run), "--out", str(tmp_path / "o")]
     assert main([*base, "--step", "7"]) == 2
     assert "available steps: 10, 20" in capsys.readouterr().err
     assert main([*base, "--data", str(tmp_path)]) == 2
     assert main([*base, "--scan-tokens", "-1"]) == 2
-    for inside in (run_dir, run_dir.parent):  # --force must not delete the run
-        assert main(["release", "--run", str(run_dir), "--out", str(inside),
+    for inside in (tiny_run, tiny_run.parent):  # --force must not delete the run
+        assert main(["release", "--run", str(tiny_run), "--out", str(inside),
                      "--force"]) == 2
         assert "holds the run" in capsys.readouterr().err
-    assert list_checkpoints(run_dir)
+    assert list_checkpoints(tiny_run)
     (tmp_path / "file").write_text("x")
-    assert main(["release", "--run", str(run_dir), "--out",
+    assert main(["release", "--run", str(tiny_run), "--out",
                  str(tmp_path / "file")]) == 2
 
 

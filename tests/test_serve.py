@@ -28,41 +28,19 @@ from llm_reference.__main__ import main
 from llm_reference.chat import encode_chat
 from llm_reference.checkpoint import load_model
 from llm_reference.cli.serve import is_loopback
-from llm_reference.config import RunConfig
-from llm_reference.data import PrepareSettings, prepare
 from llm_reference.engine import Engine, ServerSettings
 from llm_reference.generate import generate
 from llm_reference.model import GPT
 from llm_reference.serve import BackgroundServer, bind, create_app
-from llm_reference.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "tiny"
 CAP = 64
 
 
-def make_run(root: Path) -> Path:
-    """A tiny trained run: 200 kB of stdlib text, vocabulary 512, 2 layers, d 32."""
-    settings = PrepareSettings(sources=("stdlib",), max_bytes=200_000, vocab_size=512,
-                               val_fraction=0.1, near_dup_threshold=None, redact=False)
-    prepare(settings, root / "data", workers=1)
-    model = {"vocab_size": "auto", "context_length": 64, "n_layer": 2, "n_head": 2,
-             "d_model": 32}
-    steps = {"data_dir": str(root / "data"), "batch_size": 8, "max_steps": 20,
-             "warmup_steps": 5, "eval_interval": 20, "eval_steps": 2,
-             "checkpoint_interval": 20, "device": "cpu"}
-    train(RunConfig.from_dict({"model": model, "train": steps}), root / "run")
-    return root / "run"
-
-
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("serve"))
-
-
-@pytest.fixture(scope="module")
-def loaded(run_dir):
-    model, tokenizer, _ = load_model(run_dir)
+def loaded(tiny_run):
+    model, tokenizer, _ = load_model(tiny_run)
     return model, tokenizer
 
 
@@ -524,15 +502,15 @@ def test_listening_socket_is_tcp_so_asyncio_sets_nodelay():
                 assert conn.proto == socket.IPPROTO_TCP
 
 
-def test_cli_rejects_bad_settings(run_dir, capsys):
-    assert main(["serve", "--run", str(run_dir), "--max-concurrency", "0"]) == 2
+def test_cli_rejects_bad_settings(tiny_run, capsys):
+    assert main(["serve", "--run", str(tiny_run), "--max-concurrency", "0"]) == 2
     assert "--max-concurrency" in capsys.readouterr().err
-    assert main(["serve", "--run", str(run_dir.parent / "missing")]) == 2
+    assert main(["serve", "--run", str(tiny_run.parent / "missing")]) == 2
 
 
 @pytest.mark.slow
-def test_cli_serves_a_run(run_dir):
-    command = [sys.executable, "-m", "llm_reference", "serve", "--run", str(run_dir),
+def test_cli_serves_a_run(tiny_run):
+    command = [sys.executable, "-m", "llm_reference", "serve", "--run", str(tiny_run),
                "--port", "0", "--model-name", NAME, "--device", "cpu"]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)

@@ -8,16 +8,10 @@ import random
 
 import pytest
 import torch
-from test_train import losses, make_data, read_records, tiny_config
 
 from llm_reference.errors import UserError
 from llm_reference.stability import FaultInjector, StabilityMonitor
 from llm_reference.train import Trainer, train
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("stability"))
 
 
 def noisy_losses(n: int, seed: int = 0) -> list[float]:
@@ -92,8 +86,8 @@ def all_finite(trainer: Trainer) -> bool:
     return all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
-def test_skip_drops_the_spike_and_the_nan_step(data_dir, tmp_path):
-    config = tiny_config(data_dir, max_steps=30, anomaly_action="skip",
+def test_skip_drops_the_spike_and_the_nan_step(tiny_config, read_records, tmp_path):
+    config = tiny_config(max_steps=30, anomaly_action="skip",
                          inject_spike_at=20, inject_nan_at=25)
     trainer = Trainer(config, tmp_path)
     trainer.fit()
@@ -108,8 +102,9 @@ def test_skip_drops_the_spike_and_the_nan_step(data_dir, tmp_path):
     assert adam_steps.item() == 28  # two updates were not applied
 
 
-def test_rollback_restores_the_checkpoint_and_lowers_the_lr(data_dir, tmp_path):
-    config = tiny_config(data_dir, max_steps=30, anomaly_action="rollback",
+def test_rollback_restores_the_checkpoint_and_lowers_the_lr(tiny_config, losses,
+                                                            read_records, tmp_path):
+    config = tiny_config(max_steps=30, anomaly_action="rollback",
                          inject_spike_at=25, inject_nan_at=27, keep_last=1)
     trainer = Trainer(config, tmp_path)
     trainer.fit()
@@ -128,23 +123,24 @@ def test_rollback_restores_the_checkpoint_and_lowers_the_lr(data_dir, tmp_path):
     assert set(losses(tmp_path)) == set(range(1, 31))
 
 
-def test_rollback_without_a_checkpoint_skips(data_dir, tmp_path):
-    config = tiny_config(data_dir, max_steps=8, anomaly_action="rollback",
+def test_rollback_without_a_checkpoint_skips(tiny_config, read_records, tmp_path):
+    config = tiny_config(max_steps=8, anomaly_action="rollback",
                          inject_nan_at=5)
     train(config, tmp_path)
     events = read_records(tmp_path)[1]
     assert [(e["step"], e["event"]) for e in events] == [(5, "skip")]
 
 
-def test_too_many_rollbacks_stop_the_run(data_dir, tmp_path):
-    config = tiny_config(data_dir, max_steps=30, anomaly_action="rollback",
+def test_too_many_rollbacks_stop_the_run(tiny_config, tmp_path):
+    config = tiny_config(max_steps=30, anomaly_action="rollback",
                          inject_nan_at=15, max_rollbacks=0)
     with pytest.raises(UserError, match="training diverged at step 15 .nan. after 0"):
         train(config, tmp_path)
 
 
-def test_a_skipped_last_step_is_still_evaluated_and_saved(data_dir, tmp_path):
-    config = tiny_config(data_dir, max_steps=12, inject_spike_at=12)
+def test_a_skipped_last_step_is_still_evaluated_and_saved(tiny_config, read_records,
+                                                          tmp_path):
+    config = tiny_config(max_steps=12, inject_spike_at=12)
     result = train(config, tmp_path)
     steps, events = read_records(tmp_path)
     assert [(e["step"], e["event"]) for e in events] == [(12, "skip")]

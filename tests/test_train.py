@@ -3,7 +3,6 @@ reproducibility, resume (also after SIGKILL) and the train command line."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -17,8 +16,6 @@ import pytest
 import torch
 
 from llm_reference.__main__ import main
-from llm_reference.config import RunConfig
-from llm_reference.data import PrepareSettings, prepare
 from llm_reference.errors import UserError
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.optim import make_optimizer, param_groups
@@ -26,47 +23,6 @@ from llm_reference.schedule import cosine_lr, lr_at, wsd_lr
 from llm_reference.train import Trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
-
-# --- helpers shared with the other training test files ---------------------------
-
-
-def make_data(root: Path) -> Path:
-    """A small prepared data folder: ~150 kB of stdlib source, vocabulary 384."""
-    out = root / "data"
-    settings = PrepareSettings(sources=("stdlib",), max_bytes=150_000, vocab_size=384,
-                               val_fraction=0.2, near_dup_threshold=None, redact=False)
-    meta = prepare(settings, out, workers=1)["meta"]
-    assert meta["train_tokens"] > 10_000 and meta["val_tokens"] > 1_000
-    return out
-
-
-def tiny_config(data_dir: Path, **train) -> RunConfig:
-    """2 layers, d_model 32, context 16: a step takes milliseconds."""
-    model = {"vocab_size": "auto", "context_length": 16, "n_layer": 2, "n_head": 2,
-             "d_model": 32}
-    settings = {"data_dir": str(data_dir), "batch_size": 4, "max_steps": 20,
-                "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 5, "eval_interval": 10,
-                "eval_steps": 2, "checkpoint_interval": 10, "keep_last": 5,
-                "spike_warmup": 10, **train}
-    return RunConfig.from_dict({"model": model, "train": settings})
-
-
-def read_records(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(step records, event records) of a run's metrics.jsonl."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    return ([r for r in records if "event" not in r],
-            [r for r in records if "event" in r])
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_records(run_dir)[0]}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return make_data(tmp_path_factory.mktemp("train"))
-
 
 # --- schedules ---------------------------------------------------------------------
 
@@ -139,11 +95,11 @@ class FixedBatches:
         return self.x[rows], self.y[rows]
 
 
-def test_grad_accumulation_equals_one_big_batch(data_dir, tmp_path):
+def test_grad_accumulation_equals_one_big_batch(tiny_config, tmp_path):
     x, y = torch.randint(0, 384, (8, 16)), torch.randint(0, 384, (8, 16))
     params = []
     for name, (batch, accum) in {"one": (8, 1), "accum": (4, 2)}.items():
-        trainer = Trainer(tiny_config(data_dir, batch_size=batch, grad_accum=accum),
+        trainer = Trainer(tiny_config(batch_size=batch, grad_accum=accum),
                           tmp_path / name)
         trainer.train_batches = FixedBatches(x, y, batch)
         result = trainer.train_step()
@@ -157,8 +113,8 @@ def test_grad_accumulation_equals_one_big_batch(data_dir, tmp_path):
     torch.testing.assert_close(m_accum, m_one, rtol=1e-4, atol=1e-9)
 
 
-def test_clipping_reports_the_norm_before_clipping(data_dir, tmp_path):
-    trainer = Trainer(tiny_config(data_dir, grad_clip=1e-3), tmp_path)
+def test_clipping_reports_the_norm_before_clipping(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(grad_clip=1e-3), tmp_path)
     x, y = trainer.train_batches.get(0)
     _, loss = trainer.model(x, y)
     loss.backward()
@@ -177,36 +133,36 @@ def test_clipping_reports_the_norm_before_clipping(data_dir, tmp_path):
 # a T4 takes runs here (events "fp16_overflow" are the scaler's routine skips).
 
 
-def anomalies(run: Path) -> list[tuple[str, int]]:
+def anomalies(events: list[dict]) -> list[tuple[str, int]]:
     """(event, step) of a run's events other than the scaler's overflows."""
-    return [(e["event"], e["step"]) for e in read_records(run)[1]
-            if e["event"] != "fp16_overflow"]
+    return [(e["event"], e["step"]) for e in events if e["event"] != "fp16_overflow"]
 
 
-def test_float16_skips_a_spike_and_trains_on(data_dir, tmp_path):
+def test_float16_skips_a_spike_and_trains_on(tiny_config, read_records, losses,
+                                             tmp_path):
     # A skipped step left the scaler's unscale_() open: the next step raised
     # "unscale_() has already been called on this optimizer since the last update()"
-    config = tiny_config(data_dir, dtype="float16", max_steps=14, spike_warmup=5,
+    config = tiny_config(dtype="float16", max_steps=14, spike_warmup=5,
                          spike_z=3.0, inject_spike_at=10, inject_spike_scale=3.0)
     train(config, tmp_path)
-    assert anomalies(tmp_path) == [("skip", 10)]
+    assert anomalies(read_records(tmp_path)[1]) == [("skip", 10)]
     assert max(losses(tmp_path)) == 14
 
 
-def test_float16_rolls_back_after_a_spike(data_dir, tmp_path):
-    config = tiny_config(data_dir, dtype="float16", max_steps=16,
+def test_float16_rolls_back_after_a_spike(tiny_config, read_records, losses,
+                                          tmp_path):
+    config = tiny_config(dtype="float16", max_steps=16,
                          checkpoint_interval=8, anomaly_action="rollback",
                          spike_warmup=5, spike_z=3.0, inject_spike_at=12,
                          inject_spike_scale=3.0)
     train(config, tmp_path)
-    assert anomalies(tmp_path) == [("rollback", 12)]
+    assert anomalies(read_records(tmp_path)[1]) == [("rollback", 12)]
     rollback = next(e for e in read_records(tmp_path)[1] if e["event"] == "rollback")
     assert rollback["to_step"] == 8 and max(losses(tmp_path)) == 16
 
 
-def test_float16_overflow_is_skipped_by_the_scaler(data_dir, tmp_path):
-    trainer = Trainer(tiny_config(data_dir, dtype="float16", inject_nan_at=3),
-                      tmp_path)
+def test_float16_overflow_is_skipped_by_the_scaler(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(dtype="float16", inject_nan_at=3), tmp_path)
     results = [trainer.train_step() for _ in range(5)]
     assert trainer.scaler.is_enabled()
     scale = trainer.scaler.get_scale()
@@ -216,8 +172,8 @@ def test_float16_overflow_is_skipped_by_the_scaler(data_dir, tmp_path):
     assert scale < 2.0**16  # lowered by the overflow(s)
 
 
-def test_bfloat16_autocast_trains_on_cpu(data_dir, tmp_path):
-    trainer = Trainer(tiny_config(data_dir, dtype="bfloat16"), tmp_path)
+def test_bfloat16_autocast_trains_on_cpu(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(dtype="bfloat16"), tmp_path)
     results = [trainer.train_step() for _ in range(3)]
     assert all(math.isfinite(r.loss) and r.anomaly is None for r in results)
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
@@ -226,9 +182,10 @@ def test_bfloat16_autocast_trains_on_cpu(data_dir, tmp_path):
 # --- whole runs --------------------------------------------------------------------
 
 
-def test_a_run_writes_metrics_plot_checkpoints_and_loss_falls(data_dir, tmp_path):
+def test_a_run_writes_metrics_plot_checkpoints_and_loss_falls(data_dir, tiny_config,
+                                                              read_records, tmp_path):
     run = tmp_path / "run"
-    result = train(tiny_config(data_dir, max_steps=60, eval_interval=20), run)
+    result = train(tiny_config(max_steps=60, eval_interval=20), run)
     steps, events = read_records(run)
     assert [r["step"] for r in steps] == list(range(1, 61)) and events == []
     # the first step's time includes the start-up (compilation on a GPU): no speed
@@ -248,14 +205,15 @@ def test_a_run_writes_metrics_plot_checkpoints_and_loss_falls(data_dir, tmp_path
     assert kept == [f"step_{s:07d}" for s in (20, 30, 40, 50, 60)]  # keep_last = 5
 
 
-def test_cpu_runs_are_bit_reproducible(data_dir, tmp_path):
+def test_cpu_runs_are_bit_reproducible(tiny_config, losses, tmp_path):
     for name in ("a", "b"):
-        train(tiny_config(data_dir, max_steps=12, seed=7), tmp_path / name)
+        train(tiny_config(max_steps=12, seed=7), tmp_path / name)
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
 
 
-def test_resume_continues_the_same_trajectory(data_dir, tmp_path):
-    config = tiny_config(data_dir, max_steps=20)
+def test_resume_continues_the_same_trajectory(tiny_config, losses, read_records,
+                                              tmp_path):
+    config = tiny_config(max_steps=20)
     full, cut = tmp_path / "full", tmp_path / "cut"
     train(config, full)
     shutil.copytree(full, cut)  # as if killed after step 17: last checkpoint is 10
@@ -267,8 +225,9 @@ def test_resume_continues_the_same_trajectory(data_dir, tmp_path):
     assert len(read_records(cut)[0]) == 20  # killed steps 11..17 logged once
 
 
-def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
-    config = tiny_config(data_dir, max_steps=10)
+def test_existing_run_is_not_overwritten_without_force(tiny_config, read_records,
+                                                       tmp_path):
+    config = tiny_config(max_steps=10)
     train(config, tmp_path)
     with pytest.raises(UserError, match="already has checkpoints; pass --resume"):
         train(config, tmp_path)
@@ -276,14 +235,15 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
     assert len(read_records(tmp_path)[0]) == 10  # the old metrics were removed
 
 
-def test_a_run_killed_before_its_first_checkpoint_starts_clean(data_dir, tmp_path):
+def test_a_run_killed_before_its_first_checkpoint_starts_clean(tiny_config,
+                                                               read_records, tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
-    train(tiny_config(data_dir, max_steps=3), tmp_path)
+    train(tiny_config(max_steps=3), tmp_path)
     assert len(read_records(tmp_path)[0]) == 3
 
 
-def test_model_vocab_smaller_than_the_data_is_refused(data_dir, tmp_path):
-    config = tiny_config(data_dir)
+def test_model_vocab_smaller_than_the_data_is_refused(tiny_config, tmp_path):
+    config = tiny_config()
     config.model["vocab_size"] = 100
     with pytest.raises(UserError, match="model.vocab_size: must be >= the data's"):
         Trainer(config, tmp_path)
@@ -292,17 +252,9 @@ def test_model_vocab_smaller_than_the_data_is_refused(data_dir, tmp_path):
 # --- command line ------------------------------------------------------------------
 
 
-def tiny_args(data_dir: Path, out: Path) -> list[str]:
-    sets = ["model.n_layer=2", "model.n_head=2", "model.d_model=32",
-            "model.context_length=16", "train.batch_size=4", "train.eval_interval=5",
-            "train.eval_steps=2", "train.checkpoint_interval=5", "train.warmup_steps=2"]
-    return ["train", "--preset", "tiny", "--data", str(data_dir), "--out", str(out),
-            *[a for s in sets for a in ("--set", s)]]
-
-
-def test_cli_trains_resumes_and_extends(data_dir, tmp_path, capsys):
+def test_cli_trains_resumes_and_extends(tiny_args, losses, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*tiny_args(data_dir, out), "--max-steps", "5"]) == 0
+    assert main([*tiny_args(out), "--max-steps", "5"]) == 0
     captured = capsys.readouterr()
     assert "final val loss" in captured.out and str(out) in captured.out
     assert "parameters" in captured.err and "tokens/step" in captured.err
@@ -313,17 +265,17 @@ def test_cli_trains_resumes_and_extends(data_dir, tmp_path, capsys):
     assert "max_steps = 10" in (out / "config.toml").read_text()
 
 
-def test_cli_errors_are_one_line(data_dir, tmp_path, capsys):
+def test_cli_errors_are_one_line(tiny_args, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*tiny_args(data_dir, out), "--set", "train.lr=-1"]) == 2
+    assert main([*tiny_args(out), "--set", "train.lr=-1"]) == 2
     assert capsys.readouterr().err == "error: config train.lr: must be > 0, got -1\n"
     assert main(["train", "--out", str(out), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
-    main([*tiny_args(data_dir, out), "--max-steps", "5"])
+    main([*tiny_args(out), "--max-steps", "5"])
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--set", "train.lr=1"]) == 2
     assert "--resume uses the run's own config.toml" in capsys.readouterr().err
-    assert main([*tiny_args(data_dir, out), "--max-steps", "5"]) == 2
+    assert main([*tiny_args(out), "--max-steps", "5"]) == 2
     assert "--force" in capsys.readouterr().err
 
 
@@ -341,9 +293,10 @@ def test_cli_help_explains_every_option(capsys):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_args, losses,
+                                                          tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "llm_reference", *tiny_args(data_dir, tmp_path)]
+    args = [sys.executable, "-m", "llm_reference", *tiny_args(tmp_path)]
     args += ["--max-steps", "120", "--set", "train.checkpoint_interval=20",
              "--set", "train.eval_interval=20"]
 
@@ -369,7 +322,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_model_trains(data_dir, tmp_path):
+def test_compiled_model_trains(tiny_config, tmp_path):
     pytest.importorskip("torch._inductor")
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("torch.compile on CPU needs a C compiler")
@@ -379,7 +332,7 @@ def test_compiled_model_trains(data_dir, tmp_path):
     counters.clear()
     results = {}
     for compiled in (False, True):  # under bf16 autocast, as on a GPU
-        trainer = Trainer(tiny_config(data_dir, compile=compiled, dtype="bfloat16"),
+        trainer = Trainer(tiny_config(compile=compiled, dtype="bfloat16"),
                           tmp_path / str(compiled))
         results[compiled] = [trainer.train_step().loss for _ in range(2)]
     assert results[True] == pytest.approx(results[False], rel=1e-2)
@@ -389,7 +342,7 @@ def test_compiled_model_trains(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_preset_learns_on_real_data(data_dir, tmp_path):
+def test_tiny_preset_learns_on_real_data(data_dir, read_records, tmp_path):
     sets = ["train.batch_size=8", "train.eval_interval=30", "train.eval_steps=4"]
     args = ["train", "--preset", "tiny", "--data", str(data_dir), "--out",
             str(tmp_path), "--max-steps", "30"]

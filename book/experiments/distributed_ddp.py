@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from llm_reference import checkpoint, plan
 from llm_reference.config import load_config
-from llm_reference.data import Batches, PrepareSettings, prepare
+from llm_reference.data import Batches
 from llm_reference.flops import count_parameters
 from llm_reference.memory import (
     USABLE_MEMORY,
@@ -29,6 +29,7 @@ from llm_reference.memory import (
     training_memory,
 )
 from llm_reference.model import ModelConfig
+from llm_reference.quickstart import tiny_data
 from llm_reference.train import Trainer
 
 BOOK = {"timeout": 240, "seed": 0,
@@ -38,10 +39,9 @@ BOOK = {"timeout": 240, "seed": 0,
 S = BOOK["settings"]
 W, A, STEPS = S["world_size"], S["grad_accum"], S["steps"]
 torch.set_num_threads(1)
-prepare(PrepareSettings(sources=("stdlib",), max_bytes=S["max_bytes"],
-                        vocab_size=S["vocab_size"], val_fraction=0.2,
-                        near_dup_threshold=None, redact=False),
-        Path("data"), workers=1)
+data_dir = str(tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],
+                         val_fraction=0.2, near_dup_threshold=None,
+                         redact=False))  # `prepare`, cached
 SETTINGS = ["model.n_layer=2", "model.n_head=2", "model.d_model=32",
             "model.context_length=16", f"train.batch_size={S['batch_size']}",
             f"train.grad_accum={A}", f"train.max_steps={STEPS}",
@@ -52,7 +52,7 @@ SETTINGS = ["model.n_layer=2", "model.n_head=2", "model.d_model=32",
 # %% tags=["checkpoint"]
 command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc-per-node", str(W), "-m", "llm_reference", "train",
-           "--preset", "tiny", "--data", "data", "--out", "runs/ddp",
+           "--preset", "tiny", "--data", data_dir, "--out", "runs/ddp",
            *[a for s in SETTINGS for a in ("--set", s)]]
 env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per process
 done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
@@ -80,7 +80,7 @@ config = load_config(config_file="runs/ddp/config.toml",
 single = Trainer(config, "runs/single")
 T = single.model_config.context_length
 single.train_batches = UnionOfRanks([
-    Batches("data", "train", S["batch_size"], T, config.train.seed, rank=r,
+    Batches(data_dir, "train", S["batch_size"], T, config.train.seed, rank=r,
             world_size=W) for r in range(W)])
 print(f"step  DDP, {W} processes  1 process, grad_accum {A * W}  difference")
 rows = []

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from llm_reference.config import load_config
-from llm_reference.data import Batches, PrepareSettings, load_tokenizer, prepare
+from llm_reference.data import Batches, load_meta, load_tokenizer
 from llm_reference.evaluate import (
     build_cloze,
     cloze_accuracy,
@@ -25,6 +25,7 @@ from llm_reference.evaluate import (
     language_model_metrics,
 )
 from llm_reference.model import GPT, ModelConfig
+from llm_reference.quickstart import tiny_data
 from llm_reference.train import train
 
 BOOK = {"timeout": 300, "seed": 1337,
@@ -35,7 +36,6 @@ BOOK = {"timeout": 300, "seed": 1337,
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
 workdir = tempfile.TemporaryDirectory()
-data_dir = Path(workdir.name) / "stdlib-2048"
 run_dir = Path(workdir.name) / "run"
 cpu = torch.device("cpu")
 
@@ -43,9 +43,9 @@ cpu = torch.device("cpu")
 # ## Data and a short training run
 
 # %% tags=["train"]
-meta = prepare(PrepareSettings(vocab_size=S["vocab_size"], max_bytes=S["max_bytes"],
-                               val_fraction=S["val_fraction"]), data_dir,
-               workers=1)["meta"]
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],
+                     val_fraction=S["val_fraction"])  # `prepare`, cached
+meta = load_meta(data_dir)
 config = load_config("small", overrides=[
     f"train.data_dir={json.dumps(str(data_dir))}", 'train.device="cpu"',
     f"model.context_length={S['context_length']}",

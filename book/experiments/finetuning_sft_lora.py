@@ -11,7 +11,6 @@
 # %%
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,8 +18,8 @@ import torch
 
 from llm_reference.chat import format_chat, tokenize_chat
 from llm_reference.checkpoint import load_model
-from llm_reference.config import RunConfig, load_preset
-from llm_reference.data import PrepareSettings, load_tokenizer, prepare
+from llm_reference.config import load_preset
+from llm_reference.data import load_tokenizer
 from llm_reference.finetune import (
     FinetuneSettings,
     SFTTask,
@@ -35,12 +34,10 @@ from llm_reference.lora import (
     lora_parameter_count,
 )
 from llm_reference.model import GPT, ModelConfig
-from llm_reference.train import train
+from llm_reference.quickstart import TINY_MODEL, tiny_base, tiny_data
 
 BOOK = {"timeout": 420, "seed": 0,
         "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 150,
-                     "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
-                               "d_model": 128},
                      "examples": 2000, "steps": 60, "batch_size": 16,
                      "sft_lr": 1e-3, "lora_lr": 3e-3, "lora_rank": 8}}
 S = BOOK["settings"]
@@ -49,20 +46,18 @@ torch.set_num_threads(1)
 
 workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
-start = time.perf_counter()
-prepare(PrepareSettings(sources=("stdlib",), max_bytes=S["max_bytes"],
-                        vocab_size=S["vocab_size"], val_fraction=0.1),
-        root / "data", workers=1)
-run = {"model": {"vocab_size": "auto", **S["model"]},
-       "train": {"data_dir": str(root / "data"), "batch_size": 16,
-                 "max_steps": S["pretrain_steps"], "lr": 3e-3, "warmup_steps": 20,
-                 "eval_interval": S["pretrain_steps"], "eval_steps": 4,
-                 "checkpoint_interval": S["pretrain_steps"], "device": "cpu",
-                 "seed": BOOK["seed"]}}
-base = train(RunConfig.from_dict(run), root / "base")
-tok = load_tokenizer(root / "data")
-print(f"pretrained {S['pretrain_steps']} steps in {time.perf_counter() - start:.0f} s "
-      f"(data included): validation loss {base['val_loss']:.2f}")
+
+# %% [markdown]
+# The base model: `tiny_data` runs `prepare` on a slice of the standard library and
+# `tiny_base` pretrains `TINY_MODEL` (4 layers, width 128, context 128) on it with
+# `train`, as in the earlier steps. Both keep their result in a cache, shared with
+# the other experiments that start from this model.
+
+# %%
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
+base = tiny_base(data_dir, S["pretrain_steps"], seed=BOOK["seed"])
+tok = load_tokenizer(data_dir)
+print(f"pretrained {S['pretrain_steps']} steps: validation loss {base.val_loss:.2f}")
 
 # %% [markdown]
 # ## The chat template and its loss mask
@@ -91,7 +86,7 @@ print(f"{len(ids)} tokens, {sum(mask)} trained; {len(conversations):,} conversat
 # or one per row (padded).
 
 # %% tags=["packing"]
-T = S["model"]["context_length"]
+T = TINY_MODEL["context_length"]
 packing = {}
 for pack in (True, False):
     task = SFTTask(tok, train_convs[:S["examples"]], [], T, S["batch_size"],
@@ -115,9 +110,9 @@ common = dict(max_steps=S["steps"], batch_size=S["batch_size"], warmup_steps=5,
               max_examples=S["examples"], eval_interval=S["steps"], eval_batches=4,
               seed=BOOK["seed"])
 runs = {
-    "sft": finetune(root / "base", root / "sft",
+    "sft": finetune(base.folder, root / "sft",
                     FinetuneSettings(method="sft", lr=S["sft_lr"], **common)),
-    "lora": finetune(root / "base", root / "lora",
+    "lora": finetune(base.folder, root / "lora",
                      FinetuneSettings(method="lora", lr=S["lora_lr"],
                                       lora_rank=S["lora_rank"], **common),
                      merge=True),
@@ -143,13 +138,13 @@ for name, r in runs.items():
 # and the merged model, and compare their logits on held-out text.
 
 # %% tags=["checkpoint"]
-adapted, _, _ = load_model(root / "base")
+adapted, _, _ = load_model(base.folder)
 config = load_adapters(adapted, root / "lora")  # wraps attn.qkv, attn.proj
 merged, _, _ = load_model(root / "lora")  # a plain GPT: no LoRA layers left
 x = torch.tensor([tokenize_chat(tok, val_convs[1])[0]])  # (1, T)
 with torch.no_grad():
     diff = (adapted.eval()(x)[0] - merged.eval()(x)[0]).abs().max().item()
-d, L = S["model"]["d_model"], S["model"]["n_layer"]
+d, L = TINY_MODEL["d_model"], TINY_MODEL["n_layer"]
 formula = L * config.rank * ((d + 3 * d) + (d + d))  # r (d_in + d_out), qkv + proj
 print(f"adapter numbers: {lora_parameter_count(adapted):,} "
       f"(r (d_in + d_out) summed: {formula:,})")
@@ -192,7 +187,7 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 fig.savefig("sft_loss.svg")
 
-json.dump({"base_val_loss": base["val_loss"], "packing": packing, "scale": scale,
+json.dump({"base_val_loss": base.val_loss, "packing": packing, "scale": scale,
            "runs": {n: {k: r[k] for k in ("trainable_parameters", "total_parameters",
                                           "before", "after", "sample")}
                     for n, r in runs.items()},

@@ -9,18 +9,17 @@
 
 # %%
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from llm_reference.data import Batches, PrepareSettings, load_tokenizer, prepare
+from llm_reference.data import Batches, load_tokenizer
 from llm_reference.evaluate import mean_loss
 from llm_reference.generate import generate, generate_text, top_k_filter, top_p_filter
 from llm_reference.model import GPT, ModelConfig
+from llm_reference.quickstart import tiny_data
 
 BOOK = {"timeout": 600, "seed": 0,
         "settings": {"max_bytes": 2_000_000, "vocab_size": 512, "val_fraction": 0.1,
@@ -31,10 +30,8 @@ S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
 torch.set_num_threads(1)
 
-workdir = tempfile.TemporaryDirectory()
-data_dir = Path(workdir.name) / "stdlib-512"
-prepare(PrepareSettings(vocab_size=S["vocab_size"], max_bytes=S["max_bytes"],
-                        val_fraction=S["val_fraction"]), data_dir, workers=1)
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],
+                     val_fraction=S["val_fraction"])  # `prepare`, cached
 tok = load_tokenizer(data_dir)
 
 # %% [markdown]
@@ -222,4 +219,3 @@ ax.legend(frameon=False)
 ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 fig.savefig("kv_cache.svg")
-workdir.cleanup()

@@ -11,18 +11,17 @@
 import json
 import lzma
 import math
-import tempfile
 import zlib
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llm_reference.data import Batches, PrepareSettings, load_tokenizer, prepare
+from llm_reference.data import Batches, load_meta, load_tokenizer
 from llm_reference.evaluate import mean_loss
 from llm_reference.model import GPT, ModelConfig
+from llm_reference.quickstart import tiny_data
 
 BOOK = {"timeout": 300, "seed": 0,
         "settings": {"max_bytes": 2_000_000, "vocab_size": 512, "val_fraction": 0.1,
@@ -88,15 +87,14 @@ print(f"ignore_index=-100: {F.cross_entropy(logits, masked).item():.4f} = mean o
 # adds 0.1 to every count so that no pair has probability zero.
 
 # %% tags=["baselines"]
-workdir = tempfile.TemporaryDirectory()
-data_dir = Path(workdir.name) / "stdlib-512"
-summary = prepare(PrepareSettings(vocab_size=S["vocab_size"], max_bytes=S["max_bytes"],
-                                  val_fraction=S["val_fraction"]), data_dir, workers=1)
-V = summary["meta"]["vocab_size"]
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],
+                     val_fraction=S["val_fraction"])  # `prepare`, cached
+meta = load_meta(data_dir)
+V = meta["vocab_size"]
 train = np.concatenate([np.fromfile(data_dir / s["file"], dtype="<u2")
-                        for s in summary["meta"]["shards"]["train"]]).astype(np.int64)
+                        for s in meta["shards"]["train"]]).astype(np.int64)
 val = np.concatenate([np.fromfile(data_dir / s["file"], dtype="<u2")
-                      for s in summary["meta"]["shards"]["val"]]).astype(np.int64)
+                      for s in meta["shards"]["val"]]).astype(np.int64)
 tok = load_tokenizer(data_dir)
 val_text = tok.decode(val.tolist()).encode("utf-8")
 val_bytes = len(val_text)
@@ -176,4 +174,3 @@ ax.legend(frameon=False, loc="lower left")
 ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 fig.savefig("loss_vs_baselines.svg")
-workdir.cleanup()

@@ -14,21 +14,16 @@
 # %%
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from llm_reference.config import RunConfig
-from llm_reference.data import PrepareSettings, prepare
 from llm_reference.finetune import FinetuneSettings, finetune, stdlib_conversations
-from llm_reference.train import train
+from llm_reference.quickstart import tiny_base, tiny_data
 
 BOOK = {"timeout": 360, "seed": 0,
-        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 100,
-                     "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
-                               "d_model": 128},
+        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 150,
                      "sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
                      "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5}}
 S = BOOK["settings"]
@@ -37,23 +32,21 @@ torch.set_num_threads(1)
 
 workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
-start = time.perf_counter()
-prepare(PrepareSettings(sources=("stdlib",), max_bytes=S["max_bytes"],
-                        vocab_size=S["vocab_size"], val_fraction=0.1),
-        root / "data", workers=1)
-run = {"model": {"vocab_size": "auto", **S["model"]},
-       "train": {"data_dir": str(root / "data"), "batch_size": 16,
-                 "max_steps": S["pretrain_steps"], "lr": 3e-3, "warmup_steps": 20,
-                 "eval_interval": S["pretrain_steps"], "eval_steps": 4,
-                 "checkpoint_interval": S["pretrain_steps"], "device": "cpu",
-                 "seed": BOOK["seed"]}}
-train(RunConfig.from_dict(run), root / "base")
-sft = finetune(root / "base", root / "sft",
+
+# %% [markdown]
+# The starting point: the base model of the fine-tuning step (`tiny_data` and
+# `tiny_base` run `prepare` and `train` and keep the result in a cache), then a
+# short SFT on the docstring conversations.
+
+# %%
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
+base = tiny_base(data_dir, S["pretrain_steps"], seed=BOOK["seed"])
+sft = finetune(base.folder, root / "sft",
                FinetuneSettings(method="sft", max_steps=S["sft_steps"], lr=1e-3,
                                 batch_size=16, warmup_steps=5, max_examples=2000,
                                 eval_interval=S["sft_steps"], eval_batches=2,
                                 seed=BOOK["seed"]))
-print(f"pretrained and fine-tuned in {time.perf_counter() - start:.0f} s: held-out "
+print(f"pretrained: validation loss {base.val_loss:.2f}; fine-tuned: held-out "
       f"masked loss {sft['after']['val_loss']:.2f}")
 
 # %% [markdown]

@@ -19,10 +19,11 @@ import torch
 
 from llm_reference.checkpoint import list_checkpoints, load_model
 from llm_reference.config import load_config
-from llm_reference.data import PrepareSettings, prepare
+from llm_reference.data import load_meta
 from llm_reference.generate import generate
 from llm_reference.metrics_plot import read_metrics
 from llm_reference.optim import param_groups
+from llm_reference.quickstart import tiny_data
 from llm_reference.schedule import lr_at
 from llm_reference.train import train
 
@@ -35,7 +36,6 @@ BOOK = {"timeout": 600, "seed": 1337,
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
 workdir = tempfile.TemporaryDirectory()
-data_dir = Path(workdir.name) / "stdlib-2048"
 run_dir = Path(workdir.name) / "small"
 
 # %% [markdown]
@@ -66,11 +66,13 @@ fig.savefig("lr_schedules.svg")
 
 # %% [markdown]
 # ## Data: a slice of the default corpus
+#
+# `tiny_data` runs `prepare` (the dataset step) and keeps the folder in a cache.
 
 # %% tags=["data"]
-summary = prepare(PrepareSettings(vocab_size=S["vocab_size"], max_bytes=S["max_bytes"],
-                                  val_fraction=S["val_fraction"]), data_dir, workers=1)
-meta = summary["meta"]
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],
+                     val_fraction=S["val_fraction"])
+meta = load_meta(data_dir)
 print(f"{meta['train_tokens']:,} training and {meta['val_tokens']:,} validation "
       f"tokens, vocabulary {meta['vocab_size']:,}")
 

@@ -18,8 +18,6 @@ import torch
 import torch.nn as nn
 
 from llm_reference.checkpoint import load_model
-from llm_reference.config import RunConfig
-from llm_reference.data import PrepareSettings, prepare
 from llm_reference.quantize import (
     QuantizedLinear,
     dequantize_per_channel,
@@ -28,12 +26,10 @@ from llm_reference.quantize import (
     quantize_run,
     torch_dynamic_int8,
 )
-from llm_reference.train import train
+from llm_reference.quickstart import tiny_base, tiny_data
 
 BOOK = {"timeout": 300, "seed": 0,
-        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "steps": 120,
-                     "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
-                               "d_model": 128},
+        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "steps": 150,
                      "val_batches": 8, "new_tokens": 48, "repeats": 3,
                      "layer": [2048, 2048], "timing_repeats": 30}}
 S = BOOK["settings"]
@@ -42,21 +38,17 @@ torch.set_num_threads(1)
 
 workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
-start = time.perf_counter()
-prepare(PrepareSettings(sources=("stdlib",), max_bytes=S["max_bytes"],
-                        vocab_size=S["vocab_size"], val_fraction=0.1),
-        root / "data", workers=1)
-run = {"model": {"vocab_size": "auto", **S["model"]},
-       "train": {"data_dir": str(root / "data"), "batch_size": 16,
-                 "max_steps": S["steps"], "lr": 3e-3, "warmup_steps": 20,
-                 "eval_interval": S["steps"], "eval_steps": 4,
-                 "checkpoint_interval": S["steps"], "device": "cpu",
-                 "seed": BOOK["seed"]}}
-base = train(RunConfig.from_dict(run), root / "base")
-model, tok, _ = load_model(root / "base")
-print(f"trained {model.num_parameters():,} parameters for {S['steps']} steps in "
-      f"{time.perf_counter() - start:.0f} s (data included): "
-      f"validation loss {base['val_loss']:.2f}")
+
+# %% [markdown]
+# The model: the base of the fine-tuning step (`tiny_data` and `tiny_base` run
+# `prepare` and `train` and keep the result in a cache).
+
+# %%
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
+base = tiny_base(data_dir, S["steps"], seed=BOOK["seed"])
+model, tok, _ = load_model(base.folder)
+print(f"trained {model.num_parameters():,} parameters for {S['steps']} steps: "
+      f"validation loss {base.val_loss:.2f}")
 
 # %% [markdown]
 # ## The rounding error, per channel and per tensor
@@ -95,7 +87,7 @@ assert worst <= 0.5 + 1e-4
 # perplexity on the same held-out batches, and how many greedy tokens match fp32.
 
 # %% tags=["checkpoint"]
-report = quantize_run(root / "base", root / "int8", val_batches=S["val_batches"],
+report = quantize_run(base.folder, root / "int8", val_batches=S["val_batches"],
                       new_tokens=S["new_tokens"], repeats=S["repeats"])
 print(format_report(report))
 

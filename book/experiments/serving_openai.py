@@ -14,7 +14,6 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from pathlib import Path
 
 import httpx
 import openai
@@ -23,14 +22,12 @@ from openai import OpenAI
 
 from llm_reference import plan, units
 from llm_reference.checkpoint import load_model
-from llm_reference.config import RunConfig
-from llm_reference.data import PrepareSettings, prepare
 from llm_reference.engine import Engine, ServerSettings
 from llm_reference.flops import count_parameters
 from llm_reference.memory import USABLE_MEMORY, kv_cache_bytes
 from llm_reference.model import ModelConfig
+from llm_reference.quickstart import tiny_base, tiny_data
 from llm_reference.serve import BackgroundServer, create_app
-from llm_reference.train import train
 
 BOOK = {"timeout": 300, "seed": 0,
         "settings": {"max_bytes": 300_000, "vocab_size": 512, "steps": 300,
@@ -42,20 +39,12 @@ S = BOOK["settings"]
 torch.set_num_threads(1)  # one core per generation: two can run side by side
 NAME = "tiny"
 
-start = time.perf_counter()
-prepare(PrepareSettings(sources=("stdlib",), max_bytes=S["max_bytes"],
-                        vocab_size=S["vocab_size"], val_fraction=0.1),
-        Path("data"), workers=1)
-run = {"model": {"vocab_size": "auto", **S["model"]},
-       "train": {"data_dir": "data", "batch_size": 16, "max_steps": S["steps"],
-                 "lr": 5e-3, "warmup_steps": 20, "eval_interval": S["steps"],
-                 "eval_steps": 4, "checkpoint_interval": S["steps"],
-                 "device": "cpu", "seed": BOOK["seed"]}}
-result = train(RunConfig.from_dict(run), NAME)
-model, tokenizer, state = load_model(NAME)
-print(f"trained {model.num_parameters():,} parameters for {state['step']} steps in "
-      f"{time.perf_counter() - start:.0f} s (data included): "
-      f"val loss {result['val_loss']:.2f}")
+# `prepare` and `train` through the quickstart helpers, which keep the run in a cache
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
+base = tiny_base(data_dir, S["steps"], model=S["model"], seed=BOOK["seed"], lr=5e-3)
+model, tokenizer, state = load_model(base.folder)
+print(f"trained {model.num_parameters():,} parameters for {state['step']} steps: "
+      f"val loss {base.val_loss:.2f}")
 
 settings = ServerSettings(NAME, max_tokens_cap=S["max_tokens_cap"],
                           max_concurrency=S["max_concurrency"],

@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from llm_reference.config import load_config
-from llm_reference.data import PrepareSettings, prepare
 from llm_reference.metrics_plot import read_metrics
+from llm_reference.quickstart import tiny_data
 from llm_reference.stability import StabilityMonitor
 from llm_reference.train import train
 
@@ -28,9 +28,8 @@ BOOK = {"timeout": 240, "seed": 1337,
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
 workdir = tempfile.TemporaryDirectory()
-data_dir = Path(workdir.name) / "stdlib-512"
-meta = prepare(PrepareSettings(vocab_size=S["vocab_size"], max_bytes=S["max_bytes"],
-                               val_fraction=0.1), data_dir, workers=1)["meta"]
+data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],
+                     val_fraction=0.1)  # `prepare`, cached
 
 # %% [markdown]
 # ## The monitor on its own
