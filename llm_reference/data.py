@@ -302,13 +302,7 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
 
     settings_hash = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True)
                                    .encode("utf-8")).hexdigest()
-    tokenizer = _resumable_tokenizer(out, settings_hash)
-    if tokenizer is None and settings.tokenizer_file:
-        tokenizer = Tokenizer.load(settings.tokenizer_file)
-    if tokenizer is None:
-        (out / shards.PROGRESS).unlink(missing_ok=True)
-        tokenizer = Tokenizer.train([d.text for d in train], settings.vocab_size,
-                                    pattern=settings.pattern, verbose=verbose)
+    tokenizer = tokenizer_for(out, settings, settings_hash, train, verbose)
     del sample, train
     trained = time.perf_counter()
     (out / "meta.json").unlink(missing_ok=True)  # the folder changes: incomplete now
@@ -322,10 +316,35 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     if settings.val_fraction > 0 and not written["val"]:
         raise UserError("the val split came out empty; raise --val-fraction or "
                         "--tokens")
+    meta = finish(out, settings, tokenizer, list(records.values()), quality,
+                  written, documents)
+    end = time.perf_counter()
+    return {"meta": meta, "records": list(records.values()), "seconds": {
+        "read_clean": cleaned - start, "tokenizer": trained - cleaned,
+        "encode_write": end - trained, "total": end - start}}
+
+
+def tokenizer_for(out: Path, settings: PrepareSettings, settings_hash: str,
+                  train: list[Document], verbose: bool) -> Tokenizer:
+    """The tokenizer of a resumed run, the one given (--tokenizer), or a new one
+    trained on `train` (a new tokenizer makes earlier shards useless)."""
+    tokenizer = _resumable_tokenizer(out, settings_hash)
+    if tokenizer is None and settings.tokenizer_file:
+        tokenizer = Tokenizer.load(settings.tokenizer_file)
+    if tokenizer is None:
+        (out / shards.PROGRESS).unlink(missing_ok=True)
+        tokenizer = Tokenizer.train([d.text for d in train], settings.vocab_size,
+                                    pattern=settings.pattern, verbose=verbose)
+    return tokenizer
+
+
+def finish(out: Path, settings: PrepareSettings, tokenizer: Tokenizer,
+           records: list[SourceRecord], quality: QualityReport | None,
+           written: dict[str, list[dict]], documents: dict[str, int]) -> dict:
+    """Write manifest.json, then meta.json (last: its presence means "complete")."""
     outputs = {name: file_sha256(out / name) for name in
                ["tokenizer.json", *(s["file"] for v in written.values() for s in v)]}
-    manifest = compliance.build_manifest(list(records.values()), asdict(settings),
-                                         outputs)
+    manifest = compliance.build_manifest(records, asdict(settings), outputs)
     manifest["quality_filters"] = quality.to_dict() if quality else "off"
     write_json(out / "manifest.json", manifest)
     meta = {
@@ -342,12 +361,9 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
         "val_tokens": sum(s["tokens"] for s in written["val"]),
         "shards": written,
     }
-    write_json(out / "meta.json", meta)  # last: its presence means "complete"
+    write_json(out / "meta.json", meta)
     (out / shards.PROGRESS).unlink(missing_ok=True)
-    end = time.perf_counter()
-    return {"meta": meta, "records": list(records.values()), "seconds": {
-        "read_clean": cleaned - start, "tokenizer": trained - cleaned,
-        "encode_write": end - trained, "total": end - start}}
+    return meta
 
 
 def _resumable_tokenizer(out: Path, settings_hash: str) -> Tokenizer | None:

@@ -342,15 +342,10 @@ def grpo(run_dir: str | Path, out: str | Path, task: RLTask, settings: GRPOSetti
     rng = random.Random(s.seed)  # problem order and sampling seeds
     held_out = task.held_out[:s.eval_problems]
     metrics_path = out / "metrics.jsonl"
-    start, before = 0, None
     if resume:
-        state = checkpoint.load_checkpoint(checkpoint.find_checkpoint(out), policy,
-                                           optimizer)
-        checkpoint.set_rng_state(checkpoint.rng_states(state)[0])
-        rng.setstate(_python_rng(state["grpo"]["sampler"]))
-        start, before = state["step"], state["grpo"]["before"]
-        keep_metrics_until(metrics_path, start)
+        start, before = restore(out, policy, optimizer, rng)
     else:
+        start = 0
         before = held_out_accuracy(policy, tokenizer, held_out, s.max_new_tokens)
         write_text(metrics_path, "")
     pad_id = tokenizer.special_tokens[ENDOFTEXT]
@@ -362,8 +357,7 @@ def grpo(run_dir: str | Path, out: str | Path, task: RLTask, settings: GRPOSetti
         for step_index in range(start, s.max_steps):
             t0 = time.perf_counter()
             lr = s.lr * min(1.0, (step_index + 1) / (s.warmup_steps + 1))  # warmup
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            optimizer.param_groups[0]["lr"] = lr  # one group: no weight decay
             problems = rng.sample(task.train, min(s.prompts_per_step, len(task.train)))
             groups = sample_groups(policy, tokenizer, problems, s, reward, rng)
             record = {"step": step_index + 1, "lr": lr,
@@ -390,6 +384,19 @@ def grpo(run_dir: str | Path, out: str | Path, task: RLTask, settings: GRPOSetti
               "seconds": time.perf_counter() - started}
     write_json(out / "grpo.json", record)
     return {**record, "out": str(out)}
+
+
+def restore(out: Path, policy: nn.Module, optimizer: torch.optim.Optimizer,
+            rng: random.Random) -> tuple[int, float]:
+    """Continue from the last checkpoint in `out`: weights, optimizer, RNG states
+    and the sampling stream; metrics.jsonl cut back to that step. Returns the step
+    and the held-out accuracy measured before training."""
+    state = checkpoint.load_checkpoint(checkpoint.find_checkpoint(out), policy,
+                                       optimizer)
+    checkpoint.set_rng_state(checkpoint.rng_states(state)[0])
+    rng.setstate(_python_rng(state["grpo"]["sampler"]))
+    keep_metrics_until(out / "metrics.jsonl", state["step"])
+    return state["step"], state["grpo"]["before"]
 
 
 def plot_rewards(metrics_path: str | Path, out_path: str | Path) -> None:
