@@ -34,7 +34,7 @@ DISTRIBUTION = "llm-from-scratch"  # ours: its requirements give version bounds
 # only when all of its modules exist (distributed.py, say, may not be written yet).
 # Nodes without an entry are covered by the modules that these import.
 NODE_MODULES: dict[str, tuple[str, ...]] = {
-    "data": ("data", "sources", "compliance"),
+    "data": ("data", "sources", "compliance", "audit/__init__", "audit/report"),
     "tokenizer": ("tokenizer",),
     "dataset": ("data",),
     "model": ("model",),

@@ -170,6 +170,21 @@ def test_generated_command_line_lists_only_copied_commands(repos):
     assert "python -m beginner_llm" in result.stdout
 
 
+def test_generated_repo_audits_itself_in_ci(repos):
+    """Every starter repo carries `audit` and its CI runs it (`make audit`)."""
+    out = repos["beginner"]
+    assert "make audit" in (out / ".github" / "workflows" / "ci.yml").read_text()
+    assert "\naudit: venv" in (out / "Makefile").read_text()
+    env = {**os.environ, "PYTHONPATH": str(out)}
+    result = subprocess.run([sys.executable, "-m", "beginner_llm", "audit", "--code",
+                             ".", "--format", "json"], cwd=out, capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    checked = {r["check"] for r in json.loads(result.stdout)["results"]
+               if r["status"] == "pass"}
+    assert {"model.no-pickle", "serving.bind-and-auth"} <= checked
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("track", list(plan.TRACKS))
 def test_generated_repo_passes_its_own_tests_on_a_cpu(repos, track):
