@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 # Text the tokenizer learns from: enough for stable merges at a 50k vocabulary, and
 # it bounds the memory of training (a word-count table) on corpora of any size.
 TOKENIZER_SAMPLE_BYTES = 200_000_000
+# Four times the largest vocabularies in use (256k): a bigger one is a typo.
+MAX_VOCAB_SIZE = 1 << 20
 
 # --- read -------------------------------------------------------------------------
 
@@ -154,6 +156,9 @@ class PrepareSettings:
             raise UserError(f"--vocab-size {self.vocab_size} is too small: it must "
                             f"hold 256 byte tokens + {len(DEFAULT_SPECIAL_TOKENS)} "
                             f"special tokens (>= {smallest})")
+        if self.vocab_size > MAX_VOCAB_SIZE:
+            raise UserError(f"--vocab-size {self.vocab_size} is too large: at most "
+                            f"{MAX_VOCAB_SIZE:,} (large models use 32k-256k)")
         if not 0 <= self.val_fraction < 1:
             raise UserError(f"--val-fraction {self.val_fraction} must be in [0, 1)")
         if self.near_dup_threshold is not None and not 0 < self.near_dup_threshold <= 1:
@@ -175,12 +180,19 @@ class PrepareSettings:
 
 
 def _check_writable(out: Path) -> None:
+    """Fail before any work on an --out we cannot write; the folders this check
+    makes are removed again, so a later failure leaves no new, empty folder."""
+    made = [p for p in (out, *out.parents) if not p.exists()]  # child first
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as e:
         raise UserError(f"cannot write to output folder {out}: {e.strerror}; "
                         "choose a writable --out") from None
+    finally:
+        for folder in made:
+            if folder.is_dir():
+                folder.rmdir()
 
 
 def cleaned_documents(sources: list[Source], settings: PrepareSettings
@@ -305,6 +317,7 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     tokenizer = tokenizer_for(out, settings, settings_hash, train, verbose)
     del sample, train
     trained = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # the folder changes: incomplete now
     tokenizer.save(out / "tokenizer.json")
     fingerprint = f"{settings_hash}:{file_sha256(out / 'tokenizer.json')}"

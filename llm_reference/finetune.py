@@ -205,6 +205,7 @@ def finetune(run_dir: str | Path, out: str | Path, settings: FinetuneSettings,
     model, tokenizer, base_state = checkpoint.load_model(run_dir, step, str(dev))
     seed_everything(settings.seed)
     task = build_task(settings, model, tokenizer, data)
+    make_out_dir(out)  # only now: a bad run, step or data leaves no folder behind
     if settings.method == "lora":
         layers = apply_lora(model, settings.lora_config())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -299,6 +300,10 @@ def prepare_out_dir(run_dir: Path, out: Path, force: bool) -> None:
                             "replace it or choose another --out")
         shutil.rmtree(out / checkpoint.CHECKPOINTS, ignore_errors=True)
         (out / "finetune.json").unlink(missing_ok=True)
+
+
+def make_out_dir(out: Path) -> None:
+    """Create --out once the inputs have loaded; an unwritable one is a UserError."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

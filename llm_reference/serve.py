@@ -399,6 +399,9 @@ def bind(host: str, port: int) -> socket.socket:
     connection (TCP_NODELAY). With it on, the body of a reply, written after its
     headers, waits for the client's delayed ACK: up to 40 ms per request.
     """
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a TCP port; choose one in 0-65535 "
+                        "(0 picks a free one)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:

@@ -7,8 +7,12 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import add_out
+
+if TYPE_CHECKING:
+    from ..data import PrepareSettings
 
 
 def parse_bytes(value: str) -> int:
@@ -151,10 +155,30 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result = prepare(settings, out, workers=args.workers, cache_dir=args.cache_dir,
                      verbose=sys.stderr.isatty())
-    for warning in compliance.license_warnings(result["records"]):
+    for warning in [*compliance.license_warnings(result["records"]),
+                    *input_warnings(result, settings)]:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_summary(result, out))
     return 0
+
+
+def input_warnings(result: dict, settings: PrepareSettings) -> list[str]:
+    """What prepare did not take as asked: files that are not UTF-8 text (skipped,
+    not decoded with U+FFFD, so binary files stay out of the corpus; manifest.json
+    lists them) and a vocabulary the text could not fill."""
+    warnings = []
+    for r in result["records"]:
+        if r.skipped_files:
+            names = ", ".join(r.skipped_files[:3]) + (
+                ", ..." if len(r.skipped_files) > 3 else "")
+            warnings.append(f"source {r.id!r}: skipped {len(r.skipped_files)} "
+                            f"file(s) that are not UTF-8 text ({names}); re-encode "
+                            "them as UTF-8 to include them (manifest.json lists all)")
+    vocab = result["meta"]["vocab_size"]
+    if settings.tokenizer_file is None and vocab < settings.vocab_size:
+        warnings.append(f"--vocab-size {settings.vocab_size}: the text holds only "
+                        f"{vocab} distinct tokens, so the vocabulary is {vocab}")
+    return warnings
 
 
 def format_summary(result: dict, out: Path) -> str:
