@@ -33,6 +33,7 @@ class Recipe:
     sha256: str | None = None  # the pin of a URL
     revision: str | None = None  # the pin of a Hub dataset (None: pass --revision)
     separator: str | None = None  # cuts a plain text file into documents
+    tokens: int | None = None  # about how many GPT-2 tokens it holds (the planner)
 
 
 RECIPES = {r.name: r for r in [
@@ -54,13 +55,14 @@ RECIPES = {r.name: r for r in [
            "Eldan and Li, TinyStories: How Small Can Language Models Be and Still "
            "Speak Coherent English? (2023), arXiv:2305.07759",
            "2.2 GB of text, about 2.7M stories, about 0.6B GPT-2 tokens",
-           prose=True, separator="<|endoftext|>"),
+           prose=True, separator="<|endoftext|>", tokens=600_000_000),
     Recipe("fineweb-edu", "hf:HuggingFaceFW/fineweb-edu:sample/10BT/*.parquet",
            "ODC-By-1.0",
            "Lozhkov, Ben Allal, von Werra and Wolf, FineWeb-Edu (2024), "
            "huggingface.co/datasets/HuggingFaceFW/fineweb-edu",
            "the sample-10BT config: about 10B GPT-2 tokens in parquet files of "
-           "about 2 GB each; --tokens reads only the first ones", prose=True),
+           "about 2 GB each; --tokens reads only the first ones", prose=True,
+           tokens=10_000_000_000),
 ]}
 
 

@@ -299,3 +299,48 @@ def test_the_planner_needs_no_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------- the data
+
+
+def test_the_beginner_plan_keeps_the_stdlib_and_warns_of_its_epochs():
+    plan = P.make_plan("cpu:30m")
+    assert plan.data.recipe == "stdlib" and plan.train["data_dir"] == "data/stdlib"
+    assert plan.data.command == ("python -m llm_reference prepare --source stdlib "
+                                 "--vocab-size 8192 --out data/stdlib")
+    assert plan.data.epochs > P.MAX_EPOCHS
+    assert any("repeated data helps less" in note for note in plan.notes)
+    assert any("does not describe the stdlib" in note for note in plan.notes)
+
+
+def test_a_gpu_plan_prepares_fineweb_edu_for_its_tokens():
+    plan = P.make_plan("1xH100:8h")
+    train = int(plan.data.command.split("--tokens ")[1].split()[0].rstrip("M")) * 10**6
+    assert plan.data.recipe == "fineweb-edu"
+    assert plan.tokens <= train < 1.02 * plan.tokens  # rounded up, one epoch
+    assert plan.data.tokens == round(train / (1 - P.VAL_FRACTION))  # + validation
+    assert plan.data.command == (
+        f"python -m llm_reference prepare --source fineweb-edu --revision COMMIT "
+        f"--tokens {train // 10**6}M --encoder hf --vocab-size 32768 "
+        "--out data/fineweb-edu-32k")
+    assert not any("repeated data helps less" in note for note in plan.notes)
+
+
+def test_a_plan_beyond_the_sample_repeats_it_within_four_epochs():
+    plan = P.make_plan("8xH100:24h")
+    assert "--tokens 10B" in plan.data.command
+    assert 1 < plan.data.epochs <= P.MAX_EPOCHS
+
+
+def test_cli_json_names_the_data_and_the_toml_reads_it(tmp_path, capsys):
+    out = tmp_path / "h100.toml"
+    argv = ["plan", "--budget", "1xH100:8h", "--json", "--out", str(out)]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)["data"]
+    assert data["recipe"] == "fineweb-edu" and data["tokens"] > 5e9
+    text = out.read_text()
+    config = tomllib.loads(text)
+    assert config["train"]["data_dir"] == data["command"].split("--out ")[1]
+    assert f"# note: prepare the data: `{data['command']}`" in text
+    assert RunConfig.from_dict(config).train.data_dir == "data/fineweb-edu-32k"
