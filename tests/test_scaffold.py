@@ -127,7 +127,20 @@ def test_launch_script_once_the_reference_trains_on_several_gpus(tmp_path,
     assert os.access(script, os.X_OK)
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
-    assert 'NPROC="${NPROC:-8}"' in text and "-m repo train --config" in text
+    assert 'NPROC="${NPROC:-8}"' in text
+    dry = {**os.environ, "DRY_RUN": "1"}
+    (out / "data" / "stdlib").mkdir(parents=True)
+    (out / "data" / "stdlib" / "meta.json").write_text("{}")
+    train = subprocess.run([str(script)], env=dry, capture_output=True, text=True)
+    assert train.stdout.split() == [
+        ".venv/bin/torchrun", "--standalone", "--nproc_per_node", "8", "-m", "repo",
+        "train", "--config", "config.toml", "--data", "data/stdlib", "--out",
+        "runs/main"]
+    # resume on as many GPUs as the run trained on, from the run folder alone
+    resume = subprocess.run([str(script), "--resume"], env=dry, capture_output=True,
+                            text=True)
+    assert resume.stdout.split()[-4:] == ["train", "--resume", "--out", "runs/main"]
+    assert "scripts/launch_torchrun.sh --resume" in (out / "Makefile").read_text()
     assert "## Several GPUs" in (out / "README.md").read_text()
     beginner = scaffold.new("beginner", None, tmp_path / "small", git=False)
     assert not (beginner / "scripts").exists()
