@@ -9,7 +9,7 @@ import tomllib
 import pytest
 import torch
 
-from llm_reference import hardware
+from llm_reference import data_plan, hardware
 from llm_reference import plan as P
 from llm_reference.__main__ import main
 from llm_reference.budget import parse_budget
@@ -309,7 +309,7 @@ def test_the_beginner_plan_keeps_the_stdlib_and_warns_of_its_epochs():
     assert plan.data.recipe == "stdlib" and plan.train["data_dir"] == "data/stdlib"
     assert plan.data.command == ("python -m llm_reference prepare --source stdlib "
                                  "--vocab-size 8192 --out data/stdlib")
-    assert plan.data.epochs > P.MAX_EPOCHS
+    assert plan.data.epochs > data_plan.MAX_EPOCHS
     assert any("repeated data helps less" in note for note in plan.notes)
     assert any("does not describe the stdlib" in note for note in plan.notes)
 
@@ -319,7 +319,8 @@ def test_a_gpu_plan_prepares_fineweb_edu_for_its_tokens():
     train = int(plan.data.command.split("--tokens ")[1].split()[0].rstrip("M")) * 10**6
     assert plan.data.recipe == "fineweb-edu"
     assert plan.tokens <= train < 1.02 * plan.tokens  # rounded up, one epoch
-    assert plan.data.tokens == round(train / (1 - P.VAL_FRACTION))  # + validation
+    # + the validation share
+    assert plan.data.tokens == round(train / (1 - data_plan.VAL_FRACTION))
     assert plan.data.command == (
         f"python -m llm_reference prepare --source fineweb-edu --revision COMMIT "
         f"--tokens {train // 10**6}M --encoder hf --vocab-size 32768 "
@@ -330,7 +331,7 @@ def test_a_gpu_plan_prepares_fineweb_edu_for_its_tokens():
 def test_a_plan_beyond_the_sample_repeats_it_within_four_epochs():
     plan = P.make_plan("8xH100:24h")
     assert "--tokens 10B" in plan.data.command
-    assert 1 < plan.data.epochs <= P.MAX_EPOCHS
+    assert 1 < plan.data.epochs <= data_plan.MAX_EPOCHS
 
 
 def test_cli_json_names_the_data_and_the_toml_reads_it(tmp_path, capsys):
