@@ -26,13 +26,11 @@ import dataclasses
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from . import checkpoint
 from .atomic import write_bytes, write_json, write_text
@@ -53,6 +51,7 @@ from .generate import generate
 from .lora import apply_lora, merge_lora, save_adapters
 from .metrics_plot import plot_metrics
 from .optim import make_optimizer
+from .progress import Progress
 from .schedule import lr_at
 from .sft_data import (
     IGNORE_INDEX,
@@ -249,8 +248,7 @@ def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     """AdamW steps with warmup + cosine decay and clipping; returns the last eval."""
     s = settings
     params = [p for p in model.parameters() if p.requires_grad]
-    bar = tqdm(total=s.max_steps, desc=s.method, unit="step", file=sys.stderr,
-               disable=None, dynamic_ncols=True)
+    bar = Progress(s.max_steps, desc=s.method)  # a bar, or a line every 10 s in a log
     last_eval: dict[str, float] = {}
     with open(metrics_path, "w", encoding="utf-8") as log:  # a log, line by line
         for step in range(s.max_steps):
@@ -275,8 +273,7 @@ def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 record.update(last_eval)
             log.write(json.dumps(record) + "\n")
             log.flush()
-            bar.update()
-            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.1e}")
+            bar.update(step + 1, loss=record["loss"], lr=lr)
     bar.close()
     return last_eval
 

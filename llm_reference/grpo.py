@@ -59,7 +59,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from . import checkpoint
 from .atomic import atomic_open, write_bytes, write_json, write_text
@@ -69,6 +68,7 @@ from .errors import UserError
 from .generate import generate
 from .grpo_settings import GRPOSettings
 from .metrics_plot import read_metrics
+from .progress import Progress
 from .rl_tasks import ANSWER_MARK, Problem, RLTask, normalise_answer
 from .train import keep_metrics_until, seed_everything
 
@@ -351,8 +351,7 @@ def grpo(run_dir: str | Path, out: str | Path, task: RLTask, settings: GRPOSetti
     pad_id = tokenizer.special_tokens[ENDOFTEXT]
     started = time.perf_counter()
     after = before
-    bar = tqdm(total=s.max_steps, initial=start, desc="grpo", unit="step",
-               file=sys.stderr, disable=None, dynamic_ncols=True)
+    bar = Progress(s.max_steps, initial=start, desc="grpo")  # a bar, or log lines
     with open(metrics_path, "a", encoding="utf-8") as log:
         for step_index in range(start, s.max_steps):
             t0 = time.perf_counter()
@@ -373,8 +372,7 @@ def grpo(run_dir: str | Path, out: str | Path, task: RLTask, settings: GRPOSetti
             if done % s.save_interval == 0 or done == s.max_steps:
                 save_grpo_run(out, run_dir, policy, optimizer, base_state, s, done,
                               {"before": before, "sampler": rng.getstate()})
-            bar.update()
-            bar.set_postfix(reward=f"{record['reward_mean']:.2f}")
+            bar.update(done, reward=record["reward_mean"])
     bar.close()
     plot_rewards(metrics_path, out / "reward.png")
     record = {"method": "grpo", "task": task.name, "base_run": str(run_dir),
