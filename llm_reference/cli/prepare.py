@@ -15,22 +15,33 @@ if TYPE_CHECKING:
     from ..data import PrepareSettings
 
 
+def parse_scaled(value: str, units: dict[str, int], suffix: str = "") -> int:
+    """A number with an optional unit letter of `units` (and `suffix`) -> an int."""
+    letters = "".join(u for u in units if u)
+    match = re.fullmatch(rf"(\d+(?:\.\d+)?)\s*([{letters}]?){suffix}",
+                         value.strip().lower())
+    if not match:
+        raise ValueError(value)
+    return int(float(match[1]) * units[match[2]])
+
+
 def parse_bytes(value: str) -> int:
     """'200000', '200k', '12M' or '1G' (powers of 1000) -> a number of bytes."""
-    units = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", value.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a size like 200k or 12M")
-    return int(float(match[1]) * units[match[2]])
+    try:
+        return parse_scaled(value, {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}, "b?")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a size like 200k or 12M") from None
 
 
 def parse_count(value: str) -> int:
     """'50000', '50k', '20M', '5B' or '1T' (B: billion) -> a number of tokens."""
     units = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmbgt]?)", value.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a count like 50M or 5B")
-    return int(float(match[1]) * units[match[2]])
+    try:
+        return parse_scaled(value, units)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a count like 50M or 5B") from None
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
