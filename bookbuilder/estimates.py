@@ -6,15 +6,27 @@ track. Every kind runs on the hardware of the track's first budget preset (or of
 the spec's `budget`), with the model the planner picks for that budget:
 
 - reading: no compute.
-- tokenizer: train the BPE tokenizer on `bytes` of text (default: the stdlib
-  corpus) at the measured bytes/s of `impl` ("ours" or "hf"); always on a CPU.
+- tokenizer: train the BPE tokenizer on `bytes` of text (default: the track's
+  corpus, capped at the sample `prepare` trains on) at the measured bytes/s of
+  `impl` ("ours" or "hf"); always on a CPU.
 - data: the whole `prepare` pipeline (read, clean, dedup, redact, train the
-  tokenizer, encode, write shards) at its measured bytes/s; on a CPU.
+  tokenizer, encode, write shards) at its measured bytes/s on `bytes` (default:
+  the corpus the track's plan prepares); on a CPU, in bounded memory.
+- shards: the token shards of the track's corpus on disk (2 bytes per id while
+  the vocabulary fits in 16 bits, else 4); their encoding is the data card's.
 - pretrain: the plan itself.
+- step: one optimizer step of the plan (its global batch) and its memory.
+- loss: the output layer and cross-entropy over `tokens` tokens, forward and
+  backward, and the logits' memory with the chunked loss (without it: the note).
+- sweep: a scaling-law sweep, `runs` small runs of `fraction` of the plan's
+  compute each, before the real run.
 - train: `tokens` more training tokens of the plan's model (an experiment).
 - finetune: `tokens` (default: `fraction` of the pretraining tokens) of full
-  finetuning, or of LoRA (method="lora": no weight gradients for the frozen
-  base, ~2/3 of the FLOPs, and no optimizer state for it).
+  finetuning, of LoRA (method="lora": no weight gradients for the frozen base,
+  ~2/3 of the FLOPs, and no optimizer state for it), or of DPO (method="dpo":
+  each pair is two sequences through the policy, forward and backward, and two
+  through the frozen reference model, forward only, whose weights also take
+  memory).
 - eval: a forward pass over `tokens` tokens.
 - inference: generate `tokens` tokens for `batch` sequences with a KV cache.
   Each step reads all weights from memory, so at small batches decoding is
@@ -38,6 +50,7 @@ import math
 from typing import Any
 
 from llm_reference.budget import parse_budget
+from llm_reference.data import TOKENIZER_SAMPLE_BYTES
 from llm_reference.flops import forward_flops_per_token
 from llm_reference.hardware import CALIBRATION, HARDWARE, Hardware
 from llm_reference.memory import kv_cache_bytes, training_memory
@@ -51,7 +64,11 @@ ESTIMATE_KINDS: dict[str, dict[str, Any]] = {
     "reading": {},
     "tokenizer": {"bytes": None, "impl": "ours"},
     "data": {"bytes": None},
+    "shards": {"budget": None},
     "pretrain": {"budget": None, "tokens_per_param": 20.0},
+    "step": {"budget": None},
+    "loss": {"tokens": 1_000_000, "budget": None},
+    "sweep": {"runs": 5, "fraction": 0.01, "budget": None},
     "train": {"tokens": 1_000_000, "budget": None},
     "finetune": {"tokens": None, "fraction": 0.01, "method": "full", "budget": None},
     "eval": {"tokens": 1_000_000, "budget": None},
@@ -81,7 +98,8 @@ def node_estimate(spec: dict[str, Any], track: str) -> dict[str, Any]:
     s = {**ESTIMATE_KINDS[kind], **spec}
     t = get_track(track)
     if kind in ("tokenizer", "data"):
-        return _cpu_work(kind, s, track)
+        return _cpu_work(kind, s, _cached_plan(s.get("budget") or t.budgets[0],
+                                               t.name, 20.0))
     if kind == "reading":
         hw = HARDWARE[parse_budget(t.budgets[0]).hardware]
         return card(kind, track, hw, 1, 0.0, 0.0, 0.0,
@@ -110,25 +128,42 @@ def card(kind: str, track: str, hw: Hardware, count: int, flops: float,
             "memory_bytes": memory, "note": note}
 
 
-def _cpu_work(kind: str, s: dict[str, Any], track: str) -> dict[str, Any]:
-    """Tokenizer training and data preparation: CPU work measured in bytes/s."""
+def corpus_bytes(plan: Plan) -> float:
+    """The bytes of text behind the tokens the plan prepares, at the default
+    corpus's measured bytes per token (a recipe of prose packs a little more)."""
     corpus = CALIBRATION["default_corpus"]
-    size = s["bytes"] or corpus["bytes"]
+    return plan.data.tokens * corpus["bytes"] / corpus["tokens"]
+
+
+def _megabytes(size: float) -> str:
+    return f"{size / 1e9:,.1f} GB" if size >= 1e9 else f"{size / 1e6:.3g} MB"
+
+
+def _cpu_work(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """Tokenizer training and data preparation: CPU work measured in bytes/s."""
+    size = s["bytes"] or corpus_bytes(plan)
+    what = (f"{plan.data.recipe}, {fmt_count(plan.data.tokens)} tokens"
+            if not s["bytes"] else "the given text")
     if kind == "tokenizer":
         if s["impl"] not in ("ours", "hf"):
             raise BuildError(f"estimate tokenizer impl {s['impl']!r}: 'ours' or "
                              "'hf'")
+        size = min(size, TOKENIZER_SAMPLE_BYTES)
         rate = CALIBRATION["tokenizer_train"][s["impl"]]
-        note = (f"BPE training ({s['impl']}) on {size / 1e6:.3g} MB of text at "
-                f"{rate['bytes_per_s'] / 1e6:.2g} MB/s, measured on the stdlib corpus")
+        note = (f"BPE training ({s['impl']}) on {_megabytes(size)} of {what} "
+                f"(at most the {TOKENIZER_SAMPLE_BYTES / 1e6:.0f} MB sample) at "
+                f"{rate['bytes_per_s'] / 1e6:.2g} MB/s, measured on 2 CPU cores")
+        memory = size * rate["memory_bytes_per_byte"]
     else:
         rate = CALIBRATION["data_prepare"]
         note = (f"`prepare` (clean, dedup, redact, tokenize, write) on "
-                f"{size / 1e6:.3g} MB at {rate['bytes_per_s'] / 1e6:.2g} MB/s, "
-                "measured on the stdlib corpus")
+                f"{_megabytes(size)} of {what} at "
+                f"{rate['bytes_per_s'] / 1e6:.2g} MB/s, measured on 2 CPU cores; "
+                "more cores (--workers) or machines (--slice) divide the time")
+        # streaming: memory is bounded by the measured peak on the default corpus
+        memory = CALIBRATION["default_corpus"]["bytes"] * rate["memory_bytes_per_byte"]
     seconds = size / rate["bytes_per_s"]
-    memory = size * rate["memory_bytes_per_byte"]
-    return card(kind, track, HARDWARE["cpu"], 1, 0.0, seconds, memory, note)
+    return card(kind, plan.track, HARDWARE["cpu"], 1, 0.0, seconds, memory, note)
 
 
 # ------------------------------------------------ kinds that run the planned model
@@ -154,21 +189,71 @@ def _pretrain(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
                 f"{plan.budget.text}: {_size(plan)}, {fmt_count(plan.tokens)} tokens")
 
 
+def _shards(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """The track's token shards on disk; written by `prepare` (the data card)."""
+    id_bytes = 2 if plan.config.vocab_size <= 2**16 else 4
+    disk = plan.data.tokens * id_bytes
+    return card(kind, plan.track, HARDWARE["cpu"], 1, 0.0, 0.0, disk,
+                f"{fmt_count(plan.data.tokens)} tokens of {plan.data.recipe} at "
+                f"{id_bytes} bytes per id: the memory line is disk; the sampler "
+                "maps the shards and reads only its windows")
+
+
+def _step(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """One optimizer step of the plan: its global batch, forward and backward."""
+    flops = plan.tokens_per_step * plan.flops_per_token
+    return card(kind, plan.track, plan.hardware, plan.budget.count, flops,
+                flops / _flops_per_second(plan), plan.memory["total"],
+                f"one optimizer step of the {_size(plan)}: "
+                f"{fmt_count(plan.tokens_per_step)} tokens; memory: weights, "
+                "gradients, AdamW state and activations")
+
+
+def _loss(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """The output layer and the cross-entropy: 2 d V FLOPs per token forward, twice
+    that backward; the chunked loss keeps one chunk of fp32 logits alive."""
+    c, micro = plan.config, plan.train["batch_size"]
+    flops = s["tokens"] * 6 * c.d_model * c.vocab_size
+    chunked = training_memory(c, micro, plan.hardware.dtype)["logits"]
+    full = c.context_length * micro * c.vocab_size * 8
+    return card(kind, plan.track, plan.hardware, plan.budget.count, flops,
+                flops / _flops_per_second(plan), chunked,
+                f"output layer + loss over {fmt_count(s['tokens'])} tokens; "
+                f"logits: {chunked / 2**30:.2g} GiB chunked instead of "
+                f"{full / 2**30:.2g} GiB for a micro-batch of {micro}")
+
+
+def _sweep(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """A scaling-law sweep: `runs` small runs, each `fraction` of the plan."""
+    if s["runs"] < 1 or not 0 < s["fraction"] <= 1:
+        raise BuildError(f"estimate sweep runs={s['runs']!r} fraction="
+                         f"{s['fraction']!r}: runs >= 1 and 0 < fraction <= 1")
+    flops = s["runs"] * s["fraction"] * plan.train_flops
+    return card(kind, plan.track, plan.hardware, plan.budget.count, flops,
+                flops / _flops_per_second(plan), plan.memory["total"],
+                f"{s['runs']} runs at {s['fraction']:.0%} of the {plan.budget.text} "
+                f"plan's compute each, to fit the law before the real run")
+
+
 def _training(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """More training of the planned model: an experiment, or finetuning."""
-    if kind == "finetune" and s["method"] not in ("full", "lora"):
-        raise BuildError(f"estimate finetune method {s['method']!r}: "
-                         "'full' or 'lora'")
-    lora = kind == "finetune" and s["method"] == "lora"
+    method = s.get("method", "full")
+    if method not in ("full", "lora", "dpo"):
+        raise BuildError(f"estimate finetune method {method!r}: "
+                         "'full', 'lora' or 'dpo'")
     tokens = s["tokens"] if s["tokens"] is not None else s["fraction"] * plan.tokens
-    flops = tokens * plan.flops_per_token * (2 / 3 if lora else 1)
+    per_token = {"full": 1, "lora": 2 / 3, "dpo": 8 / 6}[method]  # of 6N
+    flops = tokens * plan.flops_per_token * per_token
     memory = plan.memory["total"]
-    if lora:  # frozen weights, no gradients or AdamW state for them
+    if method == "lora":  # frozen weights, no gradients or AdamW state for them
         memory += _weight_bytes(plan) - plan.memory["model_states"]
+    if method == "dpo":  # the frozen reference model, forward only
+        memory += _weight_bytes(plan)
+    what = {"full": "full training", "lora": "LoRA training",
+            "dpo": "DPO (policy forward + backward, frozen reference forward)"}
     return card(kind, plan.track, plan.hardware, plan.budget.count, flops,
                 flops / _flops_per_second(plan), memory,
-                f"{'LoRA' if lora else 'full'} training of the {_size(plan)} on "
-                f"{fmt_count(tokens)} tokens")
+                f"{what[method]} of the {_size(plan)} on {fmt_count(tokens)} tokens")
 
 
 def _forward(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
@@ -234,5 +319,6 @@ def _distributed(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
 
 
 MODEL_KINDS = {"pretrain": _pretrain, "train": _training, "finetune": _training,
+               "shards": _shards, "step": _step, "loss": _loss, "sweep": _sweep,
                "eval": _forward, "quantize": _forward, "inference": _decoding,
                "serve": _decoding, "distributed": _distributed}

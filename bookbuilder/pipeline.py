@@ -21,7 +21,7 @@ from typing import Any
 
 from llm_reference.atomic import write_bytes, write_json, write_text
 
-from . import execute, pdf, render, snippets
+from . import execute, pdf, render, snippets, source
 from .errors import BuildError
 from .render import Book, Chapter, Typst, Variant
 from .roadmap import Node, Roadmap, check_track, load, load_module
@@ -130,6 +130,20 @@ def _attachments(book: Book, node: Node) -> list[dict[str, str]]:
     return out
 
 
+def _source(src_root: Path, build_dir: Path) -> dict[str, Any]:
+    """The commit this build ran from and the source archive every PDF carries."""
+    rel = f"code/{source.ARCHIVE}"
+    data = source.archive_bytes(src_root)
+    if not (build_dir / rel).is_file() or (build_dir / rel).read_bytes() != data:
+        write_bytes(build_dir / rel, data)
+    return {"revision": source.revision(src_root),
+            "version": _version("llm-from-scratch"), "folder": source.PREFIX,
+            "attachment": {"path": f"/{rel}", "rel": rel, "name": source.ARCHIVE,
+                           "mime": "application/gzip", "bytes": len(data),
+                           "description": "the source of llm_reference, the "
+                                          "scaffold and this book's builder"}}
+
+
 def render_variant(book: Book, variant: Variant, env, files: list[Path]
                    ) -> tuple[str, list[tuple[Path, int]], list[dict[str, str]]]:
     roadmap = book.roadmap
@@ -143,7 +157,8 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
         return [{"name": t, "depth": tracks[t].depth.get(node.id)} for t in names
                 if tracks[t].depth.get(node.id)]
 
-    chapters, pending, attachments = [], [], []
+    chapters, pending = [], []
+    attachments = [] if variant.only else [book.source["attachment"]]
     for node in shown:
         entry: dict[str, Any] = {"node": node, "number": book.number(node),
                                  "depths": depths(node)}
@@ -189,7 +204,8 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
         "hardware": hardware_table(getattr(roadmap.plan, "HARDWARE", None)),
         "export": export_rows(roadmap, [t["name"] for t in track_rows]),
         "linkable": linkable, "titles": {n.id: n.title for n in roadmap.nodes},
-        "version": _version("llm-from-scratch"), "tstr": render.tstr,
+        "version": _version("llm-from-scratch"), "source": book.source,
+        "tstr": render.tstr,
         "content": render.content, "num": render.num,
     }
     text = render.render_template(env, "book.typ", context)
@@ -256,6 +272,7 @@ def build(opts: Options) -> Report:
     build_dir = out / ".build"
     build_dir.mkdir(parents=True, exist_ok=True)
     book = Book(roadmap, by_node, opts.templates.resolve(), build_dir)
+    book.source = _source(src_root, build_dir)
     for name in ("style.typ", "references.yml"):
         src = book.templates / name
         if src.is_file() and ((build_dir / name).exists() is False

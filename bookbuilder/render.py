@@ -212,6 +212,7 @@ class Book:
     templates: Path
     build_dir: Path                  # Typst root for compilation
     quoted: dict[str, str] = field(default_factory=dict)  # ref -> file (for manifest)
+    source: dict[str, Any] = field(default_factory=dict)  # source.py: commit, archive
 
     def number(self, node: Node) -> int:
         return self.roadmap.nodes.index(node) + 1

@@ -40,7 +40,7 @@ from .compliance import SourceRecord
 from .encoding import EOT, Encoder
 from .errors import UserError
 from .filters import QualityReport
-from .prepare_progress import PrepareProgress
+from .progress import Progress
 from .sources import Document, Source, file_sha256, open_sources
 from .tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
@@ -254,7 +254,8 @@ def encode_splits(out: Path, splits: Iterable[tuple[str, Document]],
 
     pool = encoding.encoder_pool(str(out / "tokenizer.json"), settings.encoder,
                                  workers)
-    progress = PrepareProgress(total_bytes)
+    progress = Progress(total_bytes, desc="prepare", unit="B")
+    tokens = 0
     try:
         for (number, names, size), (ids, lengths) in encoding.ordered_map(
                 encoding.encode_chunk, numbered(), pool, window=2 * workers + 2):
@@ -264,7 +265,8 @@ def encode_splits(out: Path, splits: Iterable[tuple[str, Document]],
             if any(finished):
                 shards.save_progress(out, fingerprint, writers)
             documents.update(names)
-            progress.update(size, ids.size)
+            tokens += ids.size
+            progress.advance(size, tokens=tokens)
             if writers["train"].full:
                 break
         return ({split: writer.finish() for split, writer in writers.items()},

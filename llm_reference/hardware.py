@@ -178,12 +178,12 @@ GPUS = (
                     "vast.ai on-demand $0.88 (Jun 2026)"),
     Hardware(key="A100-40GB", name="NVIDIA A100 SXM 40GB", bf16_tflops=312.0,
              fp32_tflops=19.5, tf32_tflops=156.0, memory_gib=40.0,
-             bandwidth_gbs=1555.0, link_gbs=300.0, price_usd=(1.29, 3.67),
-             device_name=r"\bA100\b.*\b40GB\b", date="2025",
+             bandwidth_gbs=1555.0, link_gbs=300.0, price_usd=(0.80, 3.00),
+             device_name=r"\bA100\b.*\b40GB\b", date="2026-05",
              source="NVIDIA A100 datasheet: 312 bf16 TFLOPS dense, 156 TF32, 19.5 "
                     "fp32, 1555 GB/s, NVLink 600 GB/s (both directions). Price: "
-                    "Lambda $1.29 to GCP a2-highgpu-1g $3.67, list prices recalled "
-                    "from 2024-25, not re-checked; A100 prices have fallen since"),
+                    "no separate 2026 listing found; the A100 80GB range of "
+                    "mercatus-ai.com (May 2026) is an upper bound for the 40GB card"),
     Hardware(key="A100-80GB", name="NVIDIA A100 SXM 80GB", bf16_tflops=312.0,
              fp32_tflops=19.5, tf32_tflops=156.0, memory_gib=80.0,
              bandwidth_gbs=2039.0, link_gbs=300.0, price_usd=(0.80, 3.00),

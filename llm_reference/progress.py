@@ -6,9 +6,12 @@ itself off, and a run then prints nothing for hours. Off a terminal `Progress`
 writes one plain line every `every` seconds instead:
 
     train step 1200/5000 (24%) loss 3.412 lr 8.1e-04 6,120 tokens/s ETA 10m24s
+    prepare 120.0/480.0 MB (25%) 12.0 MB/s tokens 31,000,000 ETA 30s
 
-The rate and the ETA are measured from the first update on, so that a first step
-slowed by compilation does not count.
+The first counts steps (training, finetuning, RL), the second bytes of input
+(`unit="B"`, `prepare`, whose total may be unknown). The rate and the ETA are
+measured from the first update on, so that a first step slowed by compilation
+does not count.
 """
 
 from __future__ import annotations
@@ -22,18 +25,20 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Progress through `total` units (steps), starting at `initial`."""
+    """Progress through `total` units ("step", or "B" for bytes; None: unknown),
+    starting at `initial`."""
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "",
+    def __init__(self, total: int | None, initial: int = 0, desc: str = "",
                  every: float = 10.0, enabled: bool = True,
-                 file: TextIO | None = None) -> None:
-        self.total, self.desc, self.every = total, desc, every
+                 file: TextIO | None = None, unit: str = "step") -> None:
+        self.total, self.desc, self.every, self.unit = total, desc, every, unit
         self.file = file or sys.stderr
         self.enabled = enabled
         self.bar = None
         if enabled and self.file.isatty():
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step",
-                            file=self.file, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit,
+                            unit_scale=unit == "B", file=self.file,
+                            dynamic_ncols=True, leave=unit != "B")
         self.n = initial
         self.fields: dict[str, Any] = {}
         self.start: tuple[float, int] | None = None  # (time, n) of the first update
@@ -64,17 +69,29 @@ class Progress:
         self.printed = now
         print(self.line(now), file=self.file, flush=True)
 
+    def advance(self, n: int, **fields: Any) -> None:
+        """`n` more units done (bytes read, say), rather than `update`'s position."""
+        self.update(self.n + n, **fields)
+
     def line(self, now: float) -> str:
-        """`desc step n/total (p%) field value … ETA`."""
-        parts = [self.desc, f"step {self.n}/{self.total}"]
-        parts.append(f"({self.n / max(self.total, 1):.0%})")
+        """`desc step n/total (p%) field value … ETA`, or in MB for bytes."""
+        t0, n0 = self.start or (now, self.n)
+        if self.unit == "B":
+            done = f"{self.n / 1e6:.1f}"
+            parts = [self.desc, f"{done}/{self.total / 1e6:.1f} MB" if self.total
+                     else f"{done} MB"]
+        else:
+            parts = [self.desc, f"step {self.n}/{self.total}"]
+        if self.total:
+            parts.append(f"({self.n / self.total:.0%})")
+        if self.unit == "B" and now > t0:
+            parts.append(f"{(self.n - n0) / (now - t0) / 1e6:.1f} MB/s")
         for key, value in self.fields.items():
             if key == "tokens_per_s":
                 parts.append(f"{value:,.0f} tokens/s")
             else:
                 parts.append(f"{key} {format_value(value)}")
-        t0, n0 = self.start or (now, self.n)
-        if self.n > n0 and self.n < self.total:
+        if self.total and n0 < self.n < self.total:
             eta = (self.total - self.n) * (now - t0) / (self.n - n0)
             parts.append(f"ETA {format_seconds(eta)}")
         return " ".join(p for p in parts if p)

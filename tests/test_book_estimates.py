@@ -21,7 +21,7 @@ def test_node_estimate_every_kind(kind, track):
     assert 0 <= card["cost_usd"]["low"] <= card["cost_usd"]["high"]
     assert card["note"] and "\n" not in card["note"]
     json.dumps(card)
-    if kind == "reading":
+    if kind in ("reading", "shards"):  # no compute: shards are disk
         assert card["flops"] == card["seconds"] == 0
     else:
         assert card["seconds"] > 0
@@ -51,11 +51,44 @@ def test_node_estimate_values():
     assert cpu["cost_usd"] == {"low": 0.0, "high": 0.0}
 
 
+def test_cards_follow_the_track_and_the_step():
+    """Each track's data cards count its own corpus; no two kinds print one card."""
+    data = {t: E.node_estimate({"kind": "data"}, t) for t in TRACK_NAMES}
+    plans = {t: E._cached_plan(E.get_track(t).budgets[0], t, 20.0)
+             for t in TRACK_NAMES}
+    for t in TRACK_NAMES:
+        assert data[t]["seconds"] == pytest.approx(
+            E.corpus_bytes(plans[t]) / CALIBRATION["data_prepare"]["bytes_per_s"])
+    assert data["researcher"]["seconds"] > 100 * data["beginner"]["seconds"]
+    shards = E.node_estimate({"kind": "shards"}, "researcher")
+    assert shards["memory_bytes"] == 2 * plans["researcher"].data.tokens
+    tok = E.node_estimate({"kind": "tokenizer"}, "researcher")
+    rate = CALIBRATION["tokenizer_train"]["ours"]["bytes_per_s"]
+    assert tok["seconds"] == pytest.approx(E.TOKENIZER_SAMPLE_BYTES / rate)
+    cards = [E.node_estimate({"kind": k}, "practitioner")
+             for k in ("step", "loss", "eval", "pretrain", "sweep")]
+    assert len({(c["flops"], c["memory_bytes"]) for c in cards}) == len(cards)
+    plan = plans["practitioner"]
+    sweep = E.node_estimate({"kind": "sweep", "runs": 4, "fraction": 0.02},
+                            "practitioner")
+    assert sweep["flops"] == pytest.approx(0.08 * plan.train_flops)
+
+
+def test_dpo_card_counts_the_reference_model():
+    full = E.node_estimate({"kind": "finetune", "tokens": 1e6}, "researcher")
+    dpo = E.node_estimate({"kind": "finetune", "tokens": 1e6, "method": "dpo"},
+                          "researcher")
+    assert dpo["flops"] == pytest.approx(full["flops"] * 8 / 6)
+    assert dpo["memory_bytes"] > full["memory_bytes"]
+    assert "reference" in dpo["note"]
+
+
 @pytest.mark.parametrize("spec, fragment", [
     ({"kind": "magic"}, "choose one of"),
     ({}, "choose one of"),
     ({"kind": "eval", "bytes": 3}, "unknown key"),
-    ({"kind": "finetune", "method": "qlora"}, "'full' or 'lora'"),
+    ({"kind": "finetune", "method": "qlora"}, "'full', 'lora' or 'dpo'"),
+    ({"kind": "sweep", "fraction": 0}, "0 < fraction"),
     ({"kind": "tokenizer", "impl": "rust"}, "'ours' or 'hf'"),
 ])
 def test_node_estimate_errors(spec, fragment):

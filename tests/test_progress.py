@@ -54,6 +54,23 @@ def test_a_process_that_does_not_report_prints_nothing():
     assert out.getvalue() == ""
 
 
+def test_bytes_are_counted_in_megabytes_with_a_rate():
+    out = io.StringIO()  # `prepare` in a batch job's log
+    with Progress(total=4_000_000, desc="prepare", every=0.0, file=out,
+                  unit="B") as progress:
+        progress.advance(1_000_000, tokens=250_000)
+        progress.advance(1_000_000, tokens=500_000)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("prepare 1.0/4.0 MB (25%)")
+    assert re.fullmatch(r"prepare 2\.0/4\.0 MB \(50%\) [\d.]+ MB/s tokens 500,000 "
+                        r"ETA \d+s", lines[1])
+    unknown = io.StringIO()
+    with Progress(total=None, desc="prepare", every=0.0, file=unknown,
+                  unit="B") as progress:
+        progress.advance(3_000_000)
+    assert unknown.getvalue().splitlines()[0] == "prepare 3.0 MB"
+
+
 def test_format_seconds():
     assert [format_seconds(s) for s in (9, 624, 3725)] == ["9s", "10m24s", "1h02m"]
 

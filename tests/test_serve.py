@@ -27,9 +27,9 @@ from openai import OpenAI
 from llm_reference.__main__ import main
 from llm_reference.chat import encode_chat
 from llm_reference.checkpoint import load_model
-from llm_reference.cli.serve import is_loopback
 from llm_reference.engine import Engine, ServerSettings
 from llm_reference.generate import generate
+from llm_reference.hosts import is_loopback
 from llm_reference.model import GPT
 from llm_reference.serve import BackgroundServer, bind, create_app
 

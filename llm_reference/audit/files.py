@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..hosts import is_loopback
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -87,11 +87,5 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
 
 
 def exposed(host: str) -> bool:
-    """True unless `host` is only reachable from this machine (loopback)."""
-    host = host.strip("[]'\"")
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True  # a name or a variable: we cannot tell, so it may be public
+    """True unless `host` (as written in a file: quotes, brackets) is loopback."""
+    return not is_loopback(host.strip("[]'\""))
