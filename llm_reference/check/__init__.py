@@ -27,14 +27,23 @@ from __future__ import annotations
 
 from . import (
     attention,
+    data,
     dataset,
+    distributed,
+    efficiency,
     embeddings,
+    evaluation,
     finetuning,
     generation,
+    mental_model,
     model,
     objective,
+    preference,
     pretraining,
     quantization,
+    release,
+    scaling,
+    serving,
     stability,
     tokenizer,
 )
@@ -43,8 +52,9 @@ from .runner import Node, Result, run_node
 __all__ = ["NODES", "Node", "Result", "command_for", "run_node"]
 
 NODES: dict[str, Node] = {m.node.id: m.node for m in (
-    tokenizer, dataset, embeddings, attention, model, objective, pretraining,
-    stability, generation, finetuning, quantization)}
+    mental_model, data, tokenizer, dataset, embeddings, attention, model, objective,
+    pretraining, stability, efficiency, scaling, distributed, evaluation,
+    generation, finetuning, preference, quantization, serving, release)}
 
 
 def command_for(node_id: str) -> str:

@@ -188,6 +188,17 @@ def as_tensor(value: Any, what: str) -> torch.Tensor:
         fail(f"{what} is a {type(value).__name__}, expected a tensor")
 
 
+def as_float64(value: Any, what: str) -> torch.Tensor:
+    """The reader's number (or tuple of numbers) as float64, without rounding it
+    to float32 as `as_tensor` of a Python float would."""
+    try:
+        if isinstance(value, (tuple, list)):
+            return torch.tensor([float(v) for v in value], dtype=torch.float64)
+        return torch.tensor(float(value), dtype=torch.float64)
+    except (TypeError, ValueError):
+        fail(f"{what} is {short(value)}, expected a number")
+
+
 def mismatch(actual: torch.Tensor, expected: torch.Tensor, atol: float,
              rtol: float) -> str | None:
     """None if close, else the shape, or the first differing index and values."""
