@@ -121,8 +121,12 @@ def exact_duplicates(deduplicate: Callable) -> None:
     kept = deduplicate(list(DOCUMENTS))
     if not isinstance(kept, list):
         fail(f"deduplicate returned a {type(kept).__name__}, expected a list")
-    expect_equal(kept, reference_deduplicate(DOCUMENTS),
-                 "the documents kept out of 6 (3 distinct after normalising)")
+    expected = reference_deduplicate(DOCUMENTS)
+    expect_equal(len(kept), len(expected),
+                 "the number of documents kept out of 6 (3 distinct after "
+                 "normalising)")
+    for i, (a, e) in enumerate(zip(kept, expected)):
+        expect_equal(a, e, f"document {i} kept")
 
 
 @node.check("jaccard_matches_reference", uses=["jaccard"],

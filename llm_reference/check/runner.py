@@ -35,6 +35,7 @@ import torch
 from ..errors import UserError
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+STARTERS = Path(__file__).parent / "starters"  # one folder per node
 
 
 class CheckFailed(Exception):
@@ -111,6 +112,12 @@ class Node:
 
     def command(self) -> str:
         return f"python -m llm_reference check {self.id} --impl {self.example}"
+
+    def starter(self) -> Path:
+        """The file the reader starts from: the protocol's signatures, docstrings
+        and `raise NotImplementedError`, named as the command imports it
+        (starters/attention/my_attention.py for --impl my_attention:attention)."""
+        return STARTERS / self.id / (self.example.partition(":")[0] + ".py")
 
     def sections(self) -> list[str]:
         """The book sections this node's hints point to, in order of first use."""
