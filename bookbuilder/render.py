@@ -455,8 +455,8 @@ class Chapter:
         if self.result is None or not self.result.cells:
             if check is None:
                 return Typst("")
-            start = (f"[Start from the attached #raw({starter_arg}): replace each "
-                     f"`raise NotImplementedError`, then run, in its folder:] + "
+            start = (f"block[Start from the attached #raw({starter_arg}): replace "
+                     f"each `raise NotImplementedError`, then run, in its folder:] + "
                      if starter_arg != "none" else "")
             return Typst(f"#panel([Checkpoint], rgb(\"#bf8700\"), "
                          f"[*Validate your own implementation*] + {start}"
