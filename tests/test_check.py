@@ -377,3 +377,11 @@ def test_cli_starter_writes_the_file_once(tmp_path, monkeypatch, capsys):
     assert "my_release.py exists" in capsys.readouterr().err
     assert main(["check", "all", "--starter"]) == 2
     assert "--starter writes one node's file" in capsys.readouterr().err
+
+
+def test_scaling_protocol_states_the_reference_fit():
+    from llm_reference.scaling import LOSS_FIT
+
+    protocol = " ".join(NODES["scaling"].protocol.split())
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert f"{name} = {getattr(LOSS_FIT, name)}" in protocol

@@ -66,7 +66,7 @@ def reference_jaccard(a: str, b: str) -> float:
 
 node = Node(
     id="data",
-    title="Data: sources, cleaning, deduplication, PII",
+    title="Collect, license, clean, dedup, scrub PII",
     protocol=__doc__,
     example="my_data_cleaning",
     reference=lambda: SimpleNamespace(

@@ -76,7 +76,7 @@ def reference_gradients(model: GPT, x: torch.Tensor, y: torch.Tensor,
 
 node = Node(
     id="distributed",
-    title="Distributed training: DDP, FSDP, torchrun",
+    title="DDP / FSDP with torchrun",
     protocol=__doc__,
     example="my_distributed",
     reference=lambda: SimpleNamespace(

@@ -67,7 +67,7 @@ def reference_unscale_(grads: list[torch.Tensor], scale: float) -> bool:
 
 node = Node(
     id="efficiency",
-    title="Efficiency: mixed precision, compile, fused attention, MFU",
+    title="Mixed precision, compile, flash attention, MFU",
     protocol=__doc__,
     example="my_efficiency",
     reference=lambda: SimpleNamespace(

@@ -72,7 +72,7 @@ def reference_pick_choice(logprobs: Sequence[float], choices: Sequence[str]) -> 
 
 node = Node(
     id="evaluation",
-    title="Evaluation: perplexity, bits per byte, benchmarks",
+    title="Held-out loss, perplexity, bits/byte, evals",
     protocol=__doc__,
     example="my_evaluation",
     reference=lambda: SimpleNamespace(

@@ -63,7 +63,7 @@ def reference_greedy(model: GPT, ids: torch.Tensor, steps: int) -> torch.Tensor:
 
 node = Node(
     id="mental-model",
-    title="The mental model: next-token prediction end to end",
+    title="How a GPT works",
     protocol=__doc__,
     example="my_mental_model",
     reference=lambda: SimpleNamespace(

@@ -46,7 +46,7 @@ from .runner import (
 
 node = Node(
     id="preference",
-    title="Preference tuning: DPO",
+    title="DPO",
     protocol=__doc__,
     example="my_dpo",
     reference=lambda: SimpleNamespace(

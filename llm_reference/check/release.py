@@ -51,7 +51,7 @@ def reference_verify(folder: Path, files_sha256: dict[str, str]) -> list[str]:
 
 node = Node(
     id="release",
-    title="Release: model card, license, reproducibility",
+    title="Model card, license, safetensors, manifest",
     protocol=__doc__,
     example="my_release",
     reference=lambda: SimpleNamespace(sha256_file=file_sha256,

@@ -46,7 +46,7 @@ def reference_training_seconds(flops: float, n_devices: int, peak_flops: float,
 
 node = Node(
     id="scaling",
-    title="Scaling laws and compute planning",
+    title="Scaling laws and budget planning",
     protocol=__doc__,
     example="my_scaling",
     reference=lambda: SimpleNamespace(

@@ -61,7 +61,7 @@ class ReferenceStopStream:
 
 node = Node(
     id="serving",
-    title="Serving: an OpenAI-compatible server",
+    title="OpenAI-compatible server",
     protocol=__doc__,
     example="my_serving",
     reference=lambda: SimpleNamespace(format_chat=format_chat,
