@@ -313,7 +313,8 @@ def _resolve_checks(path: Path, nodes: list[Node], checks: ModuleType) -> None:
 
     `checks` is the module named by [book] checks (llm_reference.check): its `NODES`
     are the nodes that have checks and `command_for(id)` is the command to print;
-    `starter_for(id)`, if it has one, is the stub file the chapter attaches.
+    `starter_for(id)`, if it has one, is the stub file the chapter attaches (when
+    it exists).
     """
     for n in nodes:
         if n.check is None:
@@ -323,8 +324,10 @@ def _resolve_checks(path: Path, nodes: list[Node], checks: ModuleType) -> None:
                              f"{checks.__name__} has no checks for {n.check!r} (it "
                              f"has {', '.join(checks.NODES)}); drop the key")
         n.check_command = checks.command_for(n.check)
-        if hasattr(checks, "starter_for"):
-            n.check_starter = Path(checks.starter_for(n.check))
+        starter = Path(checks.starter_for(n.check)) if hasattr(
+            checks, "starter_for") else None
+        if starter is not None and starter.is_file():  # tests/test_check.py: all are
+            n.check_starter = starter
 
 
 AUDIT_PREFIX = "audit:"  # an automated check that `python -m llm_reference audit` runs

@@ -309,10 +309,14 @@ def test_checks_module_gives_each_node_its_starter_file(book: Path):
         "def command_for(node):\n"
         "    return f'python -m llm_reference check {node} --impl my_{node}'\n"
         "def starter_for(node):\n"
-        "    return f'/starters/{node}/my_{node}.py'\n")
+        f"    return f'{book}/starters/my_{{node}}.py'\n")
+    (book / "starters").mkdir()
+    (book / "starters" / "my_write.py").write_text("def write():\n    raise "
+                                                   "NotImplementedError\n")
     edit(book, "[book]\n", "[book]\nchecks = \"checks.py\"\n")
     road = roadmap.load(book, REPO)
-    assert road.by_id["write"].check_starter == Path("/starters/write/my_write.py")
+    assert road.by_id["write"].check_starter == book / "starters" / "my_write.py"
+    assert road.by_id["intro"].check_starter is None  # its file does not exist
 
 
 def test_check_without_reader_checks_is_an_error(book: Path):
