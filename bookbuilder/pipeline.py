@@ -109,23 +109,28 @@ def hardware_table(catalog: Any) -> dict[str, Any] | None:
 
 
 def _attachments(book: Book, node: Node) -> list[dict[str, str]]:
-    """Copy the node's experiment (.py and executed .ipynb) into the Typst root."""
+    """Copy the node's experiment (.py and executed .ipynb) and the starter file of
+    its reader check into the Typst root."""
     result = book.results.get(node.id)
-    if result is None:
-        return []
-    name = result.experiment.name
+    files = []
+    if result is not None:
+        name = result.experiment.name
+        files += [(result.experiment.path, f"{name}.py", "text/x-python",
+                   "experiment source (jupytext percent format)"),
+                  (result.notebook, f"{name}.ipynb", "application/x-ipynb+json",
+                   "experiment notebook, executed by this build")]
+    if node.check_starter is not None:
+        files.append((node.check_starter, node.check_starter.name, "text/x-python",
+                      "starter file for your own implementation (fill it in, then "
+                      "run the checkpoint's command)"))
     out = []
-    for src, suffix, mime, desc in (
-            (result.experiment.path, ".py", "text/x-python",
-             "experiment source (jupytext percent format)"),
-            (result.notebook, ".ipynb", "application/x-ipynb+json",
-             "experiment notebook, executed by this build")):
-        rel = f"code/{node.id}/{name}{suffix}"
+    for src, filename, mime, desc in files:
+        rel = f"code/{node.id}/{filename}"
         dst = book.build_dir / rel
         data = src.read_bytes()
         if not dst.is_file() or dst.read_bytes() != data:
             write_bytes(dst, data)
-        out.append({"path": f"/{rel}", "rel": rel, "name": f"{name}{suffix}",
+        out.append({"path": f"/{rel}", "rel": rel, "name": filename,
                     "mime": mime, "description": f"{node.title}: {desc}"})
     return out
 

@@ -450,19 +450,24 @@ class Chapter:
         self.used.add("checkpoint")
         check = check_command(self.node)
         check_arg = tstr(check) if check else "none"
+        starter = self.node.check_starter
+        starter_arg = tstr(starter.name) if check and starter else "none"
         files = self.attachment_names()
         if self.result is None or not self.result.cells:
             if check is None:
                 return Typst("")
+            start = (f"block[Start from the attached #raw({starter_arg}): replace "
+                     f"each `raise NotImplementedError`, then run, in its folder:] + "
+                     if starter_arg != "none" else "")
             return Typst(f"#panel([Checkpoint], rgb(\"#bf8700\"), "
-                         f"[*Validate your own implementation*] + "
+                         f"[*Validate your own implementation*] + {start}"
                          f"block(raw({tstr(check)}, lang: \"bash\", block: true)))")
         cells = self.result.checkpoint_cells()
         run = "\n\n".join(c.source for c in cells)
         out = "".join(c.text for c in cells)
         return Typst(f"#checkpoint-box(run: {tstr(run)}, first: {cells[0].line}, "
                      f"output: {tstr(out)}, check: {check_arg}, "
-                     f"files: {_list(files, tstr)})")
+                     f"starter: {starter_arg}, files: {_list(files, tstr)})")
 
     def estimate(self) -> Typst:
         self.used.add("estimate")
@@ -482,10 +487,13 @@ class Chapter:
         return Typst("\n\n".join(p for p in parts if p))
 
     def attachment_names(self) -> list[str]:
-        if self.result is None:
-            return []
-        name = self.result.experiment.name
-        return [f"{name}.py", f"{name}.ipynb"]
+        names = []
+        if self.result is not None:
+            name = self.result.experiment.name
+            names += [f"{name}.py", f"{name}.ipynb"]
+        if self.node.check_starter is not None:
+            names.append(self.node.check_starter.name)
+        return names
 
     def context(self) -> dict[str, Any]:
         ctx: dict[str, Any] = {name: getattr(self, name) for name in (

@@ -64,6 +64,7 @@ class Node:
     experiment: str | None = None
     check: str | None = None
     check_command: str | None = None  # from the [book] checks module, when it has one
+    check_starter: Path | None = None  # the stub the reader fills in (attached)
     tools: list[Tool] = field(default_factory=list)
     estimate: dict[str, Any] = field(default_factory=dict)
     compliance: list[str] = field(default_factory=list)
@@ -311,7 +312,9 @@ def _resolve_checks(path: Path, nodes: list[Node], checks: ModuleType) -> None:
     """Give each node the exact command of its reader checkpoint.
 
     `checks` is the module named by [book] checks (llm_reference.check): its `NODES`
-    are the nodes that have checks and `command_for(id)` is the command to print.
+    are the nodes that have checks and `command_for(id)` is the command to print;
+    `starter_for(id)`, if it has one, is the stub file the chapter attaches (when
+    it exists).
     """
     for n in nodes:
         if n.check is None:
@@ -321,6 +324,10 @@ def _resolve_checks(path: Path, nodes: list[Node], checks: ModuleType) -> None:
                              f"{checks.__name__} has no checks for {n.check!r} (it "
                              f"has {', '.join(checks.NODES)}); drop the key")
         n.check_command = checks.command_for(n.check)
+        starter = Path(checks.starter_for(n.check)) if hasattr(
+            checks, "starter_for") else None
+        if starter is not None and starter.is_file():  # tests/test_check.py: all are
+            n.check_starter = starter
 
 
 AUDIT_PREFIX = "audit:"  # an automated check that `python -m llm_reference audit` runs

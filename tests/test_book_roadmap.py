@@ -300,6 +300,23 @@ def test_checks_module_gives_each_node_its_command(book: Path):
     road = roadmap.load(book, REPO)
     assert road.by_id["write"].check_command == (
         "python -m llm_reference check write --impl my_write")
+    assert road.by_id["write"].check_starter is None  # the module has no starters
+
+
+def test_checks_module_gives_each_node_its_starter_file(book: Path):
+    (book / "checks.py").write_text(
+        "NODES = {'intro': None, 'write': None, 'later': None}\n"
+        "def command_for(node):\n"
+        "    return f'python -m llm_reference check {node} --impl my_{node}'\n"
+        "def starter_for(node):\n"
+        f"    return f'{book}/starters/my_{{node}}.py'\n")
+    (book / "starters").mkdir()
+    (book / "starters" / "my_write.py").write_text("def write():\n    raise "
+                                                   "NotImplementedError\n")
+    edit(book, "[book]\n", "[book]\nchecks = \"checks.py\"\n")
+    road = roadmap.load(book, REPO)
+    assert road.by_id["write"].check_starter == book / "starters" / "my_write.py"
+    assert road.by_id["intro"].check_starter is None  # its file does not exist
 
 
 def test_check_without_reader_checks_is_an_error(book: Path):

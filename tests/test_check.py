@@ -9,13 +9,14 @@ bad input as one-line errors.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch.nn as nn
 
 from llm_reference.__main__ import main
-from llm_reference.check import NODES, command_for, run_node
+from llm_reference.check import NODES, command_for, run_node, starter_for
 from llm_reference.check.model import ReferenceGPT
 from llm_reference.check.runner import FAIL, PASS, SKIP, load_impl
 
@@ -93,6 +94,44 @@ BROKEN = [
       "error_within_half_a_step": ["more than scale / 2"],
       "one_scale_per_row": ["small rows next to a large one lost precision"]},
      set()),
+    ("mental-model", "mental_model_broken.py",
+     {"targets_are_shifted": ["y is [[48, 87,", "x = ids[:, :-1], y = ids[:, 1:]"],
+      "greedy_matches_reference": ["the last position's logits"]}, set()),
+    ("data", "data_broken.py",
+     {"exact_duplicates": ["the number of documents kept out of 6", "is 5, expected 3"],
+      "redact_matches_reference": ["line 2 of the redacted text", "[EMAIL]",
+                                   'section "Personal data and secrets"']}, set()),
+    ("efficiency", "efficiency_broken.py",
+     {"flops_match_reference": ["it matches 6 N' alone"],
+      "unscale_reports_overflow": ["holding inf was not reported"]}, set()),
+    ("scaling", "scaling_broken.py",
+     {"six_n_d": ["it matches 2 N D, the forward pass only"],
+      "compute_optimal_matches_reference": ["it matches (D, N), swapped"],
+      "compute_optimal_refuses_no_budget": ["compute_optimal(0) returned"]}, set()),
+    ("distributed", "distributed_broken.py",
+     {"eval_indices_cover_once": ["rank 0 of 4 for 8 batches is [0, 1], expected "
+                                  "[0, 4]"],
+      "ddp_equals_one_process": ["it matches the sum of the ranks' gradients"]},
+     set()),
+    ("evaluation", "evaluation_broken.py",
+     {"bits_per_byte_matches_reference": ["it matches nats per byte"],
+      "continuation_logprob_matches_reference": ["log p(' a + b' | context)"],
+      "pick_choice_per_byte": ["is 0, expected 1"]}, set()),
+    ("preference", "preference_broken.py",
+     {"dpo_matches_reference": ["it matches the loss without the reference model"],
+      "equal_policy_gives_log_2": ["expected 0.693147"],
+      "gradient_prefers_chosen": ["d loss / d policy_chosen"],
+      "sequence_logprobs_matches_reference": ["summed log-probs of 3 answers"]},
+     set()),
+    ("serving", "serving_broken.py",
+     {"stream_text_before_the_stop": ["is 'Hello world<|im_end|>more!', expected "
+                                      "'Hello world'"],
+      "stream_pieces_as_early_as_possible": ["add('ld<')", "expected 'ld'"]},
+     set()),
+    ("release", "release_broken.py",
+     {"manifest_lists_every_file": ["the names listed"],
+      "verify_finds_every_change": ["is ['config.json'], expected ['README.md', "
+                                    "'config.json', 'extra.pkl']"]}, set()),
 ]
 
 
@@ -115,6 +154,9 @@ def test_broken_implementation_fails_as_expected(node_id, spec, failures, skippe
     ("attention", "attention_reader.py:attention"),
     ("model", "model_reader.py"),
     ("pretraining", "pretraining_reader.py"),
+    *[(node_id, f"{node_id.replace('-', '_')}_reader.py") for node_id in (
+        "mental-model", "data", "efficiency", "scaling", "distributed", "evaluation",
+        "preference", "serving", "release")],
 ])
 def test_implementations_written_from_the_protocol_pass(node_id, spec):
     results = results_of(node_id, fixture(spec))
@@ -286,7 +328,60 @@ def test_command_for_and_protocols():
     assert command_for("pretraining") == (
         "python -m llm_reference check pretraining --impl my_train")
     with pytest.raises(KeyError):
-        command_for("data")
+        command_for("no-such-step")
     for node in NODES.values():
         assert f"Command: {node.command()}" in node.protocol
         assert node.sections() and all(node.sections())
+
+
+BOOK = Path(__file__).parents[1] / "book"
+
+
+def test_every_roadmap_step_has_a_check_whose_hints_cite_its_chapter():
+    roadmap = tomllib.loads((BOOK / "roadmap.toml").read_text(encoding="utf-8"))
+    for step in roadmap["node"]:
+        assert step.get("check") == step["id"] in NODES, step["id"]
+        if "chapter" not in step:
+            continue
+        text = (BOOK / step["chapter"]).read_text(encoding="utf-8")
+        headings = {line.lstrip("=").strip() for line in text.splitlines()
+                    if line.startswith("==")}
+        missing = [s for s in NODES[step["id"]].sections() if s not in headings]
+        assert not missing, f"{step['chapter']} has no section {missing}"
+
+
+# ---------------------------------------------------------------- starter files
+
+
+@pytest.mark.parametrize("node_id", list(NODES))
+def test_starter_file_fails_or_skips_cleanly(node_id):
+    node = NODES[node_id]
+    path = starter_for(node_id)
+    assert path.name == node.example.partition(":")[0] + ".py"
+    attr = node.example.partition(":")[2]
+    results = run_node(node, load_impl(f"{path}:{attr}" if attr else str(path)))
+    optional = {c.name for c in node.checks if c.optional}
+    for r in results:
+        name = r.check.split(".", 1)[1]
+        assert r.status == (SKIP if name in optional else FAIL), r.line()
+        assert "NotImplementedError" in r.message, r.line()
+
+
+def test_cli_starter_writes_the_file_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "release", "--starter"]) == 0
+    assert capsys.readouterr().out.startswith("wrote my_release.py")
+    assert (tmp_path / "my_release.py").read_bytes() == (
+        starter_for("release").read_bytes())
+    assert main(["check", "release", "--starter"]) == 2
+    assert "my_release.py exists" in capsys.readouterr().err
+    assert main(["check", "all", "--starter"]) == 2
+    assert "--starter writes one node's file" in capsys.readouterr().err
+
+
+def test_scaling_protocol_states_the_reference_fit():
+    from llm_reference.scaling import LOSS_FIT
+
+    protocol = " ".join(NODES["scaling"].protocol.split())
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert f"{name} = {getattr(LOSS_FIT, name)}" in protocol

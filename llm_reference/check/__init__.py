@@ -18,33 +18,50 @@ NotImplementedError for them and they are reported as SKIP.
 `path/to/file.py:attr`; for a node whose protocol has several parts, name the module
 or file alone and it must define them all (`--part NAME` runs one part's checks).
 
+Each node has a starter file, `starters/NODE/MODULE.py`: the protocol's signatures
+with docstrings and `raise NotImplementedError`, named as the command imports it;
+the reader fills it in (`check NODE --starter` copies it into the current folder).
+
 For the book: `NODES` maps each node id to its `Node` (title, protocol text,
-checks, `sections()` that the hints cite) and `command_for(node_id)` gives the
-command its checkpoint box prints. The command line itself is `cli/check.py`.
+checks, `sections()` that the hints cite), `command_for(node_id)` gives the
+command its checkpoint box prints and `starter_for(node_id)` the file it
+attaches. The command line itself is `cli/check.py`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import (
     attention,
+    data,
     dataset,
+    distributed,
+    efficiency,
     embeddings,
+    evaluation,
     finetuning,
     generation,
+    mental_model,
     model,
     objective,
+    preference,
     pretraining,
     quantization,
+    release,
+    scaling,
+    serving,
     stability,
     tokenizer,
 )
 from .runner import Node, Result, run_node
 
-__all__ = ["NODES", "Node", "Result", "command_for", "run_node"]
+__all__ = ["NODES", "Node", "Result", "command_for", "run_node", "starter_for"]
 
 NODES: dict[str, Node] = {m.node.id: m.node for m in (
-    tokenizer, dataset, embeddings, attention, model, objective, pretraining,
-    stability, generation, finetuning, quantization)}
+    mental_model, data, tokenizer, dataset, embeddings, attention, model, objective,
+    pretraining, stability, efficiency, scaling, distributed, evaluation,
+    generation, finetuning, preference, quantization, serving, release)}
 
 
 def command_for(node_id: str) -> str:
@@ -54,3 +71,11 @@ def command_for(node_id: str) -> str:
     Raises KeyError for a roadmap node without checks (test with `in NODES`).
     """
     return NODES[node_id].command()
+
+
+def starter_for(node_id: str) -> Path:
+    """The starter file of the node's checks, e.g. starters/attention/my_attention.py.
+
+    Raises KeyError for a roadmap node without checks.
+    """
+    return NODES[node_id].starter()

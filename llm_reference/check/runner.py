@@ -35,6 +35,7 @@ import torch
 from ..errors import UserError
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+STARTERS = Path(__file__).parent / "starters"  # one folder per node
 
 
 class CheckFailed(Exception):
@@ -112,6 +113,12 @@ class Node:
     def command(self) -> str:
         return f"python -m llm_reference check {self.id} --impl {self.example}"
 
+    def starter(self) -> Path:
+        """The file the reader starts from: the protocol's signatures, docstrings
+        and `raise NotImplementedError`, named as the command imports it
+        (starters/attention/my_attention.py for --impl my_attention:attention)."""
+        return STARTERS / self.id / (self.example.partition(":")[0] + ".py")
+
     def sections(self) -> list[str]:
         """The book sections this node's hints point to, in order of first use."""
         return list(dict.fromkeys(c.section for c in self.checks))
@@ -186,6 +193,17 @@ def as_tensor(value: Any, what: str) -> torch.Tensor:
         return torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError):
         fail(f"{what} is a {type(value).__name__}, expected a tensor")
+
+
+def as_float64(value: Any, what: str) -> torch.Tensor:
+    """The reader's number (or tuple of numbers) as float64, without rounding it
+    to float32 as `as_tensor` of a Python float would."""
+    try:
+        if isinstance(value, (tuple, list)):
+            return torch.tensor([float(v) for v in value], dtype=torch.float64)
+        return torch.tensor(float(value), dtype=torch.float64)
+    except (TypeError, ValueError):
+        fail(f"{what} is {short(value)}, expected a number")
 
 
 def mismatch(actual: torch.Tensor, expected: torch.Tensor, atol: float,

@@ -10,6 +10,7 @@ import argparse
 import json
 import textwrap
 import types
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
@@ -35,6 +36,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "checks, and exit")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON object instead of lines")
+    parser.add_argument("--starter", action="store_true",
+                        help="write NODE's starter file (the protocol to fill in, "
+                             "e.g. my_attention.py) into the current folder, and exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"name a node to check ({', '.join(NODES)} or all), or "
                         "--list to see them")
     nodes = selected(NODES, args.node)
+    if args.starter:
+        return write_starter(nodes, args.node)
     if args.node == "all" and (args.impl or args.part):
         raise UserError("check all runs every node on the reference; to check your "
                         "code, name one node: check NODE --impl module:attr")
@@ -74,6 +80,25 @@ def selected(nodes: dict[str, Node], name: str) -> list[Node]:
         raise UserError(f"unknown node {name!r}; the nodes with checks are "
                         f"{', '.join(nodes)} (or all)")
     return [nodes[name]]
+
+
+def write_starter(nodes: list[Node], name: str) -> int:
+    """Copy the node's starter file into the current folder, never over a file."""
+    from ..atomic import write_text
+
+    if name == "all":
+        raise UserError("--starter writes one node's file: name the node, e.g. "
+                        "check attention --starter")
+    node = nodes[0]
+    source = node.starter()
+    target = Path.cwd() / source.name
+    if target.exists():
+        raise UserError(f"{target} exists; fill it in and run: {node.command()} "
+                        "(or move it away to start again)")
+    write_text(target, source.read_text(encoding="utf-8"))
+    print(f"wrote {source.name}: replace each `raise NotImplementedError`, then run\n"
+          f"  {node.command()}")
+    return 0
 
 
 def check_parts(node: Node, parts: list[str]) -> None:
