@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="never run experiments: use cached results, error if missing")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display while experiments run")
+    p.add_argument("--html", action="store_true",
+                   help="also write the web edition: OUT/web/index.html (the "
+                        "roadmap) and one page per chapter")
+    p.add_argument("--screenshots", action="store_true",
+                   help="with --html: save PNGs of the roadmap and one chapter in "
+                        "OUT/web/screenshots/ (needs Chromium)")
     return p.parse_args(argv)
 
 
@@ -51,10 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --force and --no-exec contradict each other; pick one",
               file=sys.stderr)
         return 2
+    if (args.html or args.screenshots) and (args.track or args.only):
+        print("error: --html writes every track's pages; leave out --track and --only",
+              file=sys.stderr)
+        return 2
     opts = Options(book_dir=args.book_dir, out=args.out, src_root=args.src_root,
                    templates=args.templates, track=args.track, only=args.only,
                    force=args.force, no_exec=args.no_exec,
-                   progress=False if args.no_progress else None)
+                   progress=False if args.no_progress else None,
+                   html=args.html or args.screenshots, screenshots=args.screenshots)
     try:
         report = build(opts)
     except UserError as e:
@@ -67,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"experiments: {len(report.results)} ({ran} run, "
           f"{len(report.results) - ran} cached)")
     for path in report.pdfs.values():
+        print(f"wrote {path}")
+    if report.web_pages:
+        print(f"wrote {report.web_pages[0]} and {len(report.web_pages) - 1} chapter "
+              "pages")
+    for path in report.screenshots:
         print(f"wrote {path}")
     print(f"built in {report.seconds:.1f} s")
     return 0
