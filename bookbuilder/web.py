@@ -171,7 +171,8 @@ def screenshots(web_dir: Path, chapter: str = "attention.html") -> list[Path]:
     chapter = chapter if chapter in pages else pages[0]
     with browser.Browser(browser.require_chromium(), width=1280, height=1000) as b:
         b.goto((web_dir / "index.html").as_uri())
-        b.click(".node-button")
-        first = b.screenshot(shots / "roadmap.png", full_page=False)
+        count = b.evaluate("document.querySelectorAll('.node').length")
+        b.click(f".nodes > li:nth-child({min(6, count)}) .node-button")
+        first = b.screenshot(shots / "roadmap.png")
         b.goto((web_dir / chapter).as_uri())
         return [first, b.screenshot(shots / "chapter.png", full_page=False)]

@@ -12,6 +12,7 @@ On a narrow screen web.css drops the coordinates and the nodes read as a list.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import jinja2
@@ -89,14 +90,30 @@ def flops(value: float) -> str:
     return f"{value / 10 ** exp:.1f} × 10{sup}"
 
 
-def estimate_rows(est: dict[str, Any]) -> list[tuple[str, str]]:
-    """A node_estimate (estimates.py) as (label, text) rows."""
-    rows = [("Hardware", str(est.get("hardware", "?"))),
-            ("Compute", flops(float(est.get("flops", 0) or 0)) + " FLOPs"),
-            ("Wall time", duration(float(est.get("seconds", 0) or 0))),
-            ("Cost", money(est.get("cost_usd", 0))),
-            ("Memory", size(float(est.get("memory_bytes", 0) or 0)))]
-    return [(k, v) for k, v in rows if v not in ("–", "– FLOPs")]
+def estimate_cells(est: dict[str, Any] | None) -> dict[str, str]:
+    """A node_estimate (estimates.py) as label -> text; None: not in the track."""
+    if est is None:
+        return {"Hardware": "not in this track"}
+    return {"Hardware": str(est.get("hardware", "?")),
+            "Compute": flops(float(est.get("flops", 0) or 0)),
+            "Wall time": duration(float(est.get("seconds", 0) or 0)),
+            "Cost": money(est.get("cost_usd", 0)),
+            "Memory": size(float(est.get("memory_bytes", 0) or 0)),
+            "Note": str(est.get("note", "")).replace("`", "")}
+
+
+def estimate_table(per_track: dict[str, dict[str, str]]
+                   ) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Rows (label, [(track, text)]) of the card's estimate, one column per
+    track; a row that says nothing for every track is left out."""
+    labels = list(dict.fromkeys(k for cells in per_track.values() for k in cells))
+    rows = []
+    for label in labels:
+        cells = [(t, per_track[t].get(label, "–")) for t in per_track]
+        if all(text in ("–", "", "none") for _, text in cells):
+            continue
+        rows.append((label, cells))
+    return rows
 
 
 def badge(est: dict[str, Any] | None) -> str:
@@ -112,7 +129,7 @@ def badge(est: dict[str, Any] | None) -> str:
 
 def snippet(book: Book, ref: str) -> dict[str, Any]:
     s = snippets.quote(book.roadmap.src_root, ref)
-    lines = s.text.split("\n")
+    lines = textwrap.dedent(s.text).split("\n")
     cut = len(lines) > SNIPPET_LINES
     code = "\n".join(lines[:SNIPPET_LINES]) + ("\n..." if cut else "")
     html = highlight(code, PythonLexer(), HtmlFormatter(cssclass="hl"))
@@ -159,21 +176,21 @@ def cards(book: Book, geo: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for box in sorted(geo["nodes"], key=lambda b: (b["y"], b["x"])):
         node = roadmap.by_id[box["id"]]
-        per_track = []
+        per_track, cells = [], {}
         for t in tracks:
-            est = roadmap.estimates.get((node.id, t))
+            inside = node.id in tracks[t].depth
+            est = roadmap.estimates.get((node.id, t)) if inside else None
             per_track.append({"track": t, "depth": tracks[t].depth.get(node.id,
                                                                         "absent"),
-                              "badge": badge(est if node.id in tracks[t].depth
-                                             else None),
-                              "rows": estimate_rows(est) if est else []})
+                              "badge": badge(est if inside else None)})
+            cells[t] = estimate_cells(est)
         out.append({
             "node": node, "number": book.number(node), "box": box,
             "first": next((t for t in tracks if node.id in tracks[t].depth), ""),
             "style": (f"--x:{px(box['x'])}px;--y:{px(box['y'])}px;"
                       f"--w:{px(box['w'])}px;--h:{px(box['h'])}px"),
             "right": box["x"] + box["w"] / 2 > geo["width"] / 2,
-            "tracks": per_track,
+            "tracks": per_track, "estimate": estimate_table(cells),
             "all": "core" if any(t["depth"] == "core" for t in per_track)
                    else "optional",
             "snippet": snippet(book, node.code[0]) if node.code else None,

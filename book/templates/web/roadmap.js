@@ -34,17 +34,22 @@
               parseFloat(style.getPropertyValue("--h")) / 2];
   }
 
+  // up / down: the nearest layer in that direction, then the closest in it;
+  // left / right: the same layer first, then the closest in that direction
   function nearest(from, dir) {
     const [x0, y0] = centre(from);
-    let best = null, bestScore = Infinity;
+    let best = null, bestKey = null;
     nodes.forEach(function (node) {
       if (node === from) return;
       const [x, y] = centre(node);
       const along = (x - x0) * dir[0] + (y - y0) * dir[1];
       if (along <= 0) return;
       const across = Math.abs((x - x0) * dir[1]) + Math.abs((y - y0) * dir[0]);
-      const score = along + 2 * across;
-      if (score < bestScore) { best = node; bestScore = score; }
+      const key = dir[1] !== 0 ? [along, across] : [across, along];
+      if (bestKey === null || key[0] < bestKey[0] ||
+          (key[0] === bestKey[0] && key[1] < bestKey[1])) {
+        best = node; bestKey = key;
+      }
     });
     return best;
   }
