@@ -23,8 +23,9 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
+# the PDFs and the web edition (dist/web/index.html)
 book: venv
-	$(BIN)/python build.py
+	$(BIN)/python build.py --html
 
 # each prints ours, peer and ratio, measured in the same run (--quick: minutes, not hours)
 BENCHMARKS := tokenizer data train generate quantize serve build
