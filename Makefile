@@ -25,7 +25,7 @@ test-fast: venv
 
 # the PDFs and the web edition (dist/web/index.html)
 book: venv
-	$(BIN)/python build.py --html
+	$(BIN)/python build.py
 
 # each prints ours, peer and ratio, measured in the same run (--quick: minutes, not hours)
 BENCHMARKS := tokenizer data train generate quantize serve build

@@ -2,8 +2,8 @@
 
 Runs the experiments (cached), renders the chapters and compiles the PDFs with Typst:
 dist/llm-from-scratch.pdf (every track) and dist/llm-from-scratch-<track>.pdf, plus
-dist/code/ and dist/build-manifest.json. A mistake in the book's sources prints one
-line naming the file and line and exits with code 2.
+dist/code/, dist/build-manifest.json and the web edition, dist/web/. A mistake in
+the book's sources prints one line naming the file and line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from llm_reference.errors import UserError
 
+from .browser import find_chromium
 from .pipeline import REPO, Options, build
 
 
@@ -42,11 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="never run experiments: use cached results, error if missing")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display while experiments run")
-    p.add_argument("--html", action="store_true",
-                   help="also write the web edition: OUT/web/index.html (the "
-                        "roadmap) and one page per chapter")
+    p.add_argument("--html", action=argparse.BooleanOptionalAction, default=None,
+                   help="write the web edition, OUT/web/index.html (the roadmap) and "
+                        "a page per chapter (default: yes, unless --track or --only)")
     p.add_argument("--screenshots", action="store_true",
-                   help="with --html: save PNGs of the roadmap and one chapter in "
+                   help="also save PNGs of the web edition's roadmap and a chapter in "
                         "OUT/web/screenshots/ (needs Chromium)")
     return p.parse_args(argv)
 
@@ -61,11 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --html writes every track's pages; leave out --track and --only",
               file=sys.stderr)
         return 2
+    if args.screenshots and find_chromium() is None:
+        print("error: --screenshots needs Chromium on PATH: install it (Debian: "
+              "apt-get install chromium) or leave --screenshots out", file=sys.stderr)
+        return 2
     opts = Options(book_dir=args.book_dir, out=args.out, src_root=args.src_root,
                    templates=args.templates, track=args.track, only=args.only,
                    force=args.force, no_exec=args.no_exec,
                    progress=False if args.no_progress else None,
-                   html=args.html or args.screenshots, screenshots=args.screenshots)
+                   html=True if args.screenshots else args.html,
+                   screenshots=args.screenshots)
     try:
         report = build(opts)
     except UserError as e:

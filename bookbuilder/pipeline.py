@@ -6,7 +6,7 @@ Outputs (all written atomically) under `out`:
   code/<node>/<experiment>.py|.ipynb   each node's experiment, source and executed
   build-manifest.json                  versions, input hashes, experiment timings
   .cache/experiments/                  the experiment cache
-  web/                                 the web edition (web.py), with --html
+  web/                                 the web edition (web.py), in a full build
   .build/                              the generated Typst (the compiler's root)
 """
 
@@ -42,7 +42,8 @@ class Options:
     force: bool = False              # re-run experiments even when cached
     no_exec: bool = False            # never run experiments; missing cache is an error
     progress: bool | None = None     # progress display; None: when stderr is a TTY
-    html: bool = False               # also write the web edition to out/web
+    html: bool | None = None         # the web edition, out/web; None: unless
+                                     # track or only is set (it shows every track)
     screenshots: bool = False        # and PNGs of it (needs Chromium)
 
 
@@ -305,7 +306,7 @@ def build(opts: Options) -> Report:
                 stale.unlink()
 
     web_pages = []
-    if opts.html and opts.only is None and opts.track is None:
+    if opts.html is not False and opts.only is None and opts.track is None:
         web_pages = web.build_web(book, env, files, out / "web")
     shots = web.screenshots(out / "web") if opts.screenshots else []
 

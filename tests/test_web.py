@@ -96,6 +96,15 @@ def test_pages_are_deterministic(built, web, tmp_path):
     assert files(again.web_pages[0].parent) == files(web)
 
 
+def test_html_with_a_track_is_refused(capsys, tmp_path):
+    from bookbuilder.__main__ import main
+    code = main(["--book-dir", str(FIXTURE), "--out", str(tmp_path), "--html",
+                 "--track", "basic"])
+    assert code == 2
+    assert "leave out --track and --only" in capsys.readouterr().err
+    assert not (tmp_path / "web").exists()
+
+
 # --- in the browser ----------------------------------------------------------------
 
 
