@@ -1,4 +1,4 @@
-"""The web edition: `python build.py --html` writes OUT/web/ from the PDF's sources.
+"""The web edition: `python build.py` writes OUT/web/ from the PDF's sources.
 
 Each chapter is the same Jinja2 + Typst source as in the PDF, rendered with the same
 `Chapter` helpers, then compiled by Typst's own HTML export: equations come out as
@@ -12,8 +12,15 @@ Outputs under OUT/web/ (written only when their bytes change, stale files remove
   index.html            the roadmap, interactive (roadmap.js, no network needed)
   NODE.html             one page per written chapter
   assets/EXP/NAME.svg   the experiments' figures the pages show
-  code/EXP.py|.ipynb    each chapter's experiment, source and executed notebook
-  web.css, roadmap.js, pygments.css
+  code/EXP.py|.ipynb    each node's experiment, source and executed notebook
+  web.css, roadmap.js   copied from templates/web/
+  tracks.css            each track's colour (the PDF's), pygments.css: the cards' code
+  screenshots/          with --screenshots only: PNGs for the README (kept by builds)
+
+Why Typst's HTML export and not a second renderer: the chapters are Typst markup
+(equations, emphasis, tables, figures, citations); rendering that ourselves would
+mean writing a Typst parser. The export is marked experimental (its warning is
+silenced in pdf.py), so the pages are checked in a real browser (tests/test_web.py).
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jinja2
 from pygments.formatters import HtmlFormatter
@@ -30,13 +36,13 @@ from llm_reference.atomic import write_bytes, write_text
 
 from . import browser, pdf, render, webroadmap
 from .render import Book, Chapter, Typst, Variant
+from .roadmap import Node
 
 WEB_VARIANT = Variant("web", None, web=True)
 STATIC = ("web.css", "roadmap.js")
 BODY = re.compile(r"<body>(.*)</body>", re.S)
 HEADING = re.compile(r"<(/?)h([2-6])\b")
 IMAGE = re.compile(r'<img src="(assets/[^"]+)"')
-CITATION = re.compile(r"(?<![\w@<])@[A-Za-z][\w-]*")
 
 
 @dataclass
@@ -95,7 +101,8 @@ def chapter_pages(book: Book) -> list[Page]:
             if n.chapter is not None]
 
 
-def render_chapter(book: Book, node, env, files: list[Path]) -> tuple[str, Any]:
+def render_chapter(book: Book, node: Node, env: jinja2.Environment,
+                   files: list[Path]) -> tuple[str, list[tuple[Path, int]]]:
     """The chapter's web page as Typst source, and its line map."""
     roadmap = book.roadmap
     tracks = roadmap.tracks
@@ -108,9 +115,7 @@ def render_chapter(book: Book, node, env, files: list[Path]) -> tuple[str, Any]:
               if node.id in tracks[t].depth]
     entry = {"node": node, "number": book.number(node), "depths": depths,
              "body": Typst(body), "extra": chapter.remaining_boxes()}
-    cites = bool(CITATION.search(render.MARK.sub("", body)))
-    text = render.render_template(env, "web/chapter.typ", {"ch": entry,
-                                                           "cites": cites})
+    text = render.render_template(env, "web/chapter.typ", {"ch": entry})
     return render.strip_marks(text, files)
 
 
@@ -122,7 +127,8 @@ def copy_typst_files(book: Book) -> None:
         write_bytes(dst, src.read_bytes())
 
 
-def build_web(book: Book, env, files: list[Path], out: Path) -> list[Path]:
+def build_web(book: Book, env: jinja2.Environment, files: list[Path], out: Path
+              ) -> list[Path]:
     """Write the web edition under `out` (OUT/web); returns the pages written."""
     writer = Writer(out)
     shells = html_env(book.templates)
@@ -143,16 +149,15 @@ def build_web(book: Book, env, files: list[Path], out: Path) -> list[Path]:
         body = page_body(html.decode("utf-8"))
         for rel in IMAGE.findall(body):
             writer.bytes(rel, (book.build_dir / rel).read_bytes())
-        result = book.results.get(node.id)
-        if result is not None:
-            name = result.experiment.name
-            writer.bytes(f"code/{name}.py", result.experiment.path.read_bytes())
-            writer.bytes(f"code/{name}.ipynb", result.notebook.read_bytes())
         written.append(writer.text(page.href, shells.get_template("page.html").render(
             book=book.roadmap.book, page=page, number=book.number(node),
             body=jinja2.filters.Markup(body),
             previous=pages[i - 1] if i > 0 else None,
             next=pages[i + 1] if i + 1 < len(pages) else None)))
+    for result in book.results.values():  # the downloads of pages and cards
+        name = result.experiment.name
+        writer.bytes(f"code/{name}.py", result.experiment.path.read_bytes())
+        writer.bytes(f"code/{name}.ipynb", result.notebook.read_bytes())
     index = webroadmap.roadmap_page(book, shells)
     written.insert(0, writer.text("index.html", index))
     for name in STATIC:
