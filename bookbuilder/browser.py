@@ -144,8 +144,11 @@ class Browser:
 
     def goto(self, url: str) -> None:
         """Open `url` and wait for its load event."""
+        seen = len(self.events)
         self.call("Page.navigate", session=True, url=url)
-        self.wait_for("Page.loadEventFired")
+        if not any(e.get("method") == "Page.loadEventFired"
+                   for e in self.events[seen:]):  # it may come before the answer
+            self.wait_for("Page.loadEventFired")
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (JSON-able)."""
