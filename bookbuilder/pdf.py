@@ -1,4 +1,5 @@
-"""Compile the rendered Typst to PDF, reproducibly, with errors on source lines.
+"""Compile the rendered Typst to PDF (or HTML pages), reproducibly, with errors on
+source lines.
 
 Reproducible: only the fonts bundled with the `typst` package (system fonts ignored,
 no extra font folders), `date: none` in the document and a fixed timestamp, so the
@@ -63,8 +64,8 @@ class SourceMap:
         return found
 
 
-def compile_pdf(main: Path, root: Path, sources: SourceMap, format: str = "pdf"
-                ) -> bytes:
+def compile_typst(main: Path, root: Path, sources: SourceMap, format: str = "pdf"
+                  ) -> bytes:
     """The PDF's bytes (or, with format="html", the web page's: Typst's HTML export);
     BuildError 'chapter.typ:LINE: message' on a Typst error."""
     try:

@@ -286,7 +286,7 @@ def build(opts: Options) -> Report:
         if not main.is_file() or main.read_text(encoding="utf-8") != text:
             write_text(main, text)
         sources.add(main, where)
-        document = pdf.compile_pdf(main, build_dir, sources)
+        document = pdf.compile_typst(main, build_dir, sources)
         target = out / pdf_name(variant)
         write_bytes(target, document)
         pdfs[variant.name] = target

@@ -145,7 +145,7 @@ def build_web(book: Book, env: jinja2.Environment, files: list[Path], out: Path
         if not main.is_file() or main.read_text(encoding="utf-8") != text:
             write_text(main, text)
         sources.add(main, where)
-        html = pdf.compile_pdf(main, book.build_dir, sources, format="html")
+        html = pdf.compile_typst(main, book.build_dir, sources, format="html")
         body = page_body(html.decode("utf-8"))
         for rel in IMAGE.findall(body):
             writer.bytes(rel, (book.build_dir / rel).read_bytes())
