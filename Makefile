@@ -23,6 +23,7 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
+# the PDFs and the web edition (dist/web/index.html)
 book: venv
 	$(BIN)/python build.py
 

@@ -2,8 +2,8 @@
 
 Runs the experiments (cached), renders the chapters and compiles the PDFs with Typst:
 dist/llm-from-scratch.pdf (every track) and dist/llm-from-scratch-<track>.pdf, plus
-dist/code/ and dist/build-manifest.json. A mistake in the book's sources prints one
-line naming the file and line and exits with code 2.
+dist/code/, dist/build-manifest.json and the web edition, dist/web/. A mistake in
+the book's sources prints one line naming the file and line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from llm_reference.errors import UserError
 
+from .browser import find_chromium
 from .pipeline import REPO, Options, build
 
 
@@ -42,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="never run experiments: use cached results, error if missing")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display while experiments run")
+    p.add_argument("--html", action=argparse.BooleanOptionalAction, default=None,
+                   help="write the web edition, OUT/web/index.html (the roadmap) and "
+                        "a page per chapter (default: yes, unless --track or --only)")
+    p.add_argument("--screenshots", action="store_true",
+                   help="also save PNGs of the web edition's roadmap and a chapter in "
+                        "OUT/web/screenshots/ (needs Chromium)")
     return p.parse_args(argv)
 
 
@@ -51,10 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --force and --no-exec contradict each other; pick one",
               file=sys.stderr)
         return 2
+    if (args.html or args.screenshots) and (args.track or args.only):
+        print("error: --html writes every track's pages; leave out --track and --only",
+              file=sys.stderr)
+        return 2
+    if args.screenshots and find_chromium() is None:
+        print("error: --screenshots needs Chromium on PATH: install it (Debian: "
+              "apt-get install chromium) or leave --screenshots out", file=sys.stderr)
+        return 2
     opts = Options(book_dir=args.book_dir, out=args.out, src_root=args.src_root,
                    templates=args.templates, track=args.track, only=args.only,
                    force=args.force, no_exec=args.no_exec,
-                   progress=False if args.no_progress else None)
+                   progress=False if args.no_progress else None,
+                   html=True if args.screenshots else args.html,
+                   screenshots=args.screenshots)
     try:
         report = build(opts)
     except UserError as e:
@@ -67,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"experiments: {len(report.results)} ({ran} run, "
           f"{len(report.results) - ran} cached)")
     for path in report.pdfs.values():
+        print(f"wrote {path}")
+    if report.web_pages:
+        print(f"wrote {report.web_pages[0]} and {len(report.web_pages) - 1} chapter "
+              "pages")
+    for path in report.screenshots:
         print(f"wrote {path}")
     print(f"built in {report.seconds:.1f} s")
     return 0

@@ -6,6 +6,7 @@ Outputs (all written atomically) under `out`:
   code/<node>/<experiment>.py|.ipynb   each node's experiment, source and executed
   build-manifest.json                  versions, input hashes, experiment timings
   .cache/experiments/                  the experiment cache
+  web/                                 the web edition (web.py), in a full build
   .build/                              the generated Typst (the compiler's root)
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from llm_reference.atomic import write_bytes, write_json, write_text
 
-from . import execute, pdf, render, snippets, source
+from . import execute, pdf, render, snippets, source, web
 from .errors import BuildError
 from .render import Book, Chapter, Typst, Variant
 from .roadmap import Node, Roadmap, check_track, load, load_module
@@ -41,6 +42,9 @@ class Options:
     force: bool = False              # re-run experiments even when cached
     no_exec: bool = False            # never run experiments; missing cache is an error
     progress: bool | None = None     # progress display; None: when stderr is a TTY
+    html: bool | None = None         # the web edition, out/web; None: unless
+                                     # track or only is set (it shows every track)
+    screenshots: bool = False        # and PNGs of it (needs Chromium)
 
 
 @dataclass
@@ -50,6 +54,8 @@ class Report:
     manifest: Path | None
     seconds: float
     code_files: list[Path] = field(default_factory=list)
+    web_pages: list[Path] = field(default_factory=list)
+    screenshots: list[Path] = field(default_factory=list)
 
 
 def pdf_name(variant: Variant) -> str:
@@ -302,7 +308,7 @@ def build(opts: Options) -> Report:
         if not main.is_file() or main.read_text(encoding="utf-8") != text:
             write_text(main, text)
         sources.add(main, where)
-        document = pdf.compile_pdf(main, build_dir, sources)
+        document = pdf.compile_typst(main, build_dir, sources)
         target = out / pdf_name(variant)
         write_bytes(target, document)
         pdfs[variant.name] = target
@@ -321,11 +327,17 @@ def build(opts: Options) -> Report:
             if stale.is_file() and stale not in keep:
                 stale.unlink()
 
+    web_pages = []
+    if opts.html is not False and opts.only is None and opts.track is None:
+        web_pages = web.build_web(book, env, files, out / "web")
+    shots = web.screenshots(out / "web") if opts.screenshots else []
+
     manifest = None
     if opts.only is None:
         manifest = out / "build-manifest.json"
         write_json(manifest, _manifest(book, results, pdfs, files, start))
-    return Report(pdfs, results, manifest, time.perf_counter() - start, code_files)
+    return Report(pdfs, results, manifest, time.perf_counter() - start, code_files,
+                  web_pages, shots)
 
 
 def _manifest(book: Book, results: dict[str, execute.Result], pdfs: dict[str, Path],

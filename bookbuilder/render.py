@@ -198,6 +198,7 @@ class Variant:
     name: str                   # "all" or the track name
     track: str | None
     only: str | None = None     # preview of a single node (--only)
+    web: bool = False           # one chapter per HTML page: links go to other pages
 
     @property
     def label(self) -> str:
@@ -406,8 +407,8 @@ class Chapter:
         return tstr(f"/{rel}")
 
     def figure(self, name: str, caption: str, width: str = "100%") -> Typst:
-        return Typst(f"#figure(image({self.asset(name)}, width: {width}), "
-                     f"caption: [{caption}])")
+        return Typst(f"#figure(image({self.asset(name)}, width: {width}, "
+                     f"alt: {tstr(caption)}), caption: [{caption}])")
 
     def table(self, rows: list[dict[str, Any]], columns: list[str],
               header: list[str] | None = None,
@@ -426,13 +427,22 @@ class Chapter:
         return Typst(f"#table(columns: {len(columns)}, align: ({align},), "
                      f"table.header({head}), {', '.join(cells)})")
 
+    def target(self, node_id: str) -> str:
+        """Where a link to a node's chapter points: its label in the PDF, its page
+        (or, without a chapter, its card on the roadmap page) on the web."""
+        if not self.variant.web:
+            return f"<node-{node_id}>"
+        if self.book.roadmap.by_id[node_id].chapter is None:
+            return tstr(f"index.html#card-{node_id}")
+        return tstr(f"{node_id}.html")
+
     def ref(self, node_id: str) -> Typst:
         by_id = self.book.roadmap.by_id
         if node_id not in by_id:
             raise BuildError(f"ref({node_id!r}): no such roadmap node")
         title = escape(by_id[node_id].title)
         if node_id in self.linkable:
-            return Typst(f"#link(<node-{node_id}>)[{title}]")
+            return Typst(f"#link({self.target(node_id)})[{title}]")
         return Typst(f"_{title}_ (not in this track)")
 
     def step(self, node_id: str) -> Typst:
@@ -442,7 +452,7 @@ class Chapter:
             raise BuildError(f"step({node_id!r}): no such roadmap node")
         label = f"step {self.book.number(by_id[node_id])}"
         if node_id in self.linkable:
-            return Typst(f"#link(<node-{node_id}>)[{label}]")
+            return Typst(f"#link({self.target(node_id)})[{label}]")
         return Typst(label)
 
     # the boxes every chapter has
