@@ -158,6 +158,12 @@ def build_web(book: Book, env: jinja2.Environment, files: list[Path], out: Path
         name = result.experiment.name
         writer.bytes(f"code/{name}.py", result.experiment.path.read_bytes())
         writer.bytes(f"code/{name}.ipynb", result.notebook.read_bytes())
+    for node in book.roadmap.nodes:  # the reader checks' starter files
+        if node.check_starter is not None:
+            starter = node.check_starter
+            writer.bytes(f"code/{starter.name}", starter.read_bytes())
+    writer.bytes(f"code/{book.source['attachment']['name']}",
+                 (book.build_dir / book.source["attachment"]["rel"]).read_bytes())
     index = webroadmap.roadmap_page(book, shells)
     written.insert(0, writer.text("index.html", index))
     for name in STATIC:

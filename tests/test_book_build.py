@@ -3,10 +3,12 @@ reproducible bytes, and Typst errors mapped back to chapter lines."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pypdf
@@ -123,7 +125,14 @@ def test_attachments_are_the_sources_and_executed_notebooks(built, road):
     attachments = {name: data[0] for name, data in reader.attachments.items()}
     assert set(attachments) == {"code/intro/hello.py", "code/intro/hello.ipynb",
                                 "code/write/atomic_demo.py",
-                                "code/write/atomic_demo.ipynb"}
+                                "code/write/atomic_demo.ipynb",
+                                "code/llm-from-scratch-src.tar.gz"}
+    archive = attachments["code/llm-from-scratch-src.tar.gz"]
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:  # the code, in the book
+        names = set(tar.getnames())
+    assert {"llm-from-scratch/pyproject.toml",
+            "llm-from-scratch/llm_reference/model.py"} <= names
+    assert (out / "code" / "llm-from-scratch-src.tar.gz").read_bytes() == archive
     for name, node in (("hello", "intro"), ("atomic_demo", "write")):
         source = (FIXTURE / "experiments" / f"{name}.py").read_bytes()
         assert attachments[f"code/{node}/{name}.py"] == source
