@@ -86,10 +86,10 @@ def folder_kind(path: Path) -> str:
     if (path / "quantization.json").is_file():
         return "quantized"
     config = _json(path / "config.json")
+    if config is not None and (path / "manifest.json").is_file():
+        return "release"  # ours, or a Hugging Face folder (release --format hf)
     if config is not None and "model_type" in config:
         return "hf"
-    if config is not None and (path / "manifest.json").is_file():
-        return "release"
     raise UserError(f"{path} {_what_it_is(path)}; pass {KINDS}")
 
 
@@ -110,10 +110,14 @@ def _what_it_is(path: Path) -> str:
 
 def _load_release(path: Path, device: str) -> Any:
     """A release's GPT: config.json is its ModelConfig, model.safetensors its
-    weights (the loading code its model card shows)."""
+    weights (the loading code its model card shows); or, when config.json has a
+    model_type, a Hugging Face folder (`release --format hf`)."""
     from safetensors.torch import load_model as load_weights
 
     from .model import GPT, ModelConfig
+
+    if "model_type" in _json(path / "config.json"):
+        return optional("hf_folder", "read_hf")(path, device)[0]
 
     model = GPT(ModelConfig.from_dict(_json(path / "config.json"))).to(device)
     load_weights(model, str(path / "model.safetensors"), device=device)

@@ -92,13 +92,28 @@ def export_hf(model: GPT, tokenizer: Tokenizer, out: str | Path,
               force: bool = False) -> Path:
     """Write `model` and `tokenizer` as an HF model folder `out`; return `out`."""
     out = Path(out)
+    check_exportable(model, tokenizer)
+    with building(out, force) as tmp:
+        name = write_hf_files(model, tokenizer, tmp)
+        write_text(tmp / "README.md", f"An HF `{name}` export of an "
+                   "llm_reference model (`python -m llm_reference export`).\n")
+    return out
+
+
+def check_exportable(model: GPT, tokenizer: Tokenizer) -> None:
+    """A UserError when `model` has no HF form or `tokenizer` does not fit it."""
     if any(type(m).__name__ == "QuantizedLinear" for m in model.modules()):
         raise UserError("this model is int8-quantized; export the run it was "
                         "quantized from (its quantization.json names base_run)")
-    name = family(model.config)  # a UserError naming the field that rules HF out
+    family(model.config)  # a UserError naming the field that rules HF out
     if tokenizer.vocab_size > model.config.vocab_size:
         raise UserError(f"the tokenizer has {tokenizer.vocab_size} ids but "
                         f"model.vocab_size = {model.config.vocab_size}")
+
+
+def write_hf_files(model: GPT, tokenizer: Tokenizer, folder: Path) -> str:
+    """config.json, model.safetensors, generation_config.json, tokenizer.json and
+    tokenizer_config.json of `model` into `folder`; returns the HF family."""
     specials = tokenizer.special_tokens
     eot, im_end = specials.get(ENDOFTEXT), specials.get(IM_END)
     hf = to_hf(model.cpu().eval())
@@ -108,14 +123,11 @@ def export_hf(model: GPT, tokenizer: Tokenizer, out: str | Path,
         config.pad_token_id = eot
     # A chat model ends its turn with <|im_end|>; a base model its document.
     hf.generation_config.eos_token_id = [i for i in (eot, im_end) if i is not None]
-    with building(out, force) as tmp:
-        hf.save_pretrained(tmp)
-        write_json(tmp / "tokenizer.json", tokenizer.to_hf_dict())
-        write_json(tmp / "tokenizer_config.json", tokenizer_config(
-            tokenizer, model.config.context_length))
-        write_text(tmp / "README.md", f"An HF `{name}` export of an "
-                   "llm_reference model (`python -m llm_reference export`).\n")
-    return out
+    hf.save_pretrained(folder)
+    write_json(folder / "tokenizer.json", tokenizer.to_hf_dict())
+    write_json(folder / "tokenizer_config.json", tokenizer_config(
+        tokenizer, model.config.context_length))
+    return family(model.config)
 
 
 def tokenizer_config(tokenizer: Tokenizer, context_length: int) -> dict[str, Any]:
