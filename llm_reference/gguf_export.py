@@ -35,7 +35,7 @@ from .chat import ENDOFTEXT, IM_END, IM_START
 from .errors import UserError
 from .hf import family
 from .hf_folder import CHAT_TEMPLATE
-from .model import GPT, ModelConfig
+from .model import GPT, ModelConfig, llama3_inv_freq
 from .tokenizer import Tokenizer, _bytes_to_text
 
 DTYPES = ("f32", "f16", "q8_0")
@@ -78,6 +78,11 @@ def gguf_tensors(model: GPT) -> Iterator[tuple[str, torch.Tensor]]:
         yield "output.weight", head  # llama.cpp's gpt2 wants the head written out
     elif not config.tie_weights:
         yield "output.weight", head  # a tied llama reads token_embd instead
+    if config.rope_scaling is not None:  # llama.cpp divides each frequency by these
+        d = config.head_dim
+        inv_freq = 1.0 / config.rope_theta ** (torch.arange(0, d, 2).float() / d)
+        yield "rope_freqs.weight", inv_freq / llama3_inv_freq(inv_freq,
+                                                              config.rope_scaling)
     norms = [("norm1", "attn_norm"), ("norm2", "ffn_norm")]
     layers = [("attn.proj", "attn_output"), ("mlp.up", "ffn_up"),
               ("mlp.down", "ffn_down")]
