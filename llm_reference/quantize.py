@@ -87,8 +87,9 @@ def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns a (N, in) int8 and xs (N, 1) float32 with x ~ a * xs. |x| / xs <= 127
     by construction, so rounding never leaves [-127, 127] and needs no clamp.
     """
-    xs = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / 127  # (N, 1)
-    return (x / xs).round_().to(torch.int8), xs
+    amax = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True)  # max |x|
+    xs = amax.clamp_min_(1e-12).div_(127)  # (N, 1); an all-zero row stays zero
+    return x.div(xs).round_().to(torch.int8), xs
 
 
 def int8_matmul(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor
@@ -139,8 +140,9 @@ class QuantizedLinear(nn.Module):
             y = int8_matmul(x.reshape(-1, self.in_features), self.weight_int8,
                             self.scale)  # (N, out)
             if self.bias is not None:
-                y = y + self.bias
-            return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+                y += self.bias
+            y = y.reshape(*x.shape[:-1], self.out_features)  # (..., out)
+            return y if y.dtype == x.dtype else y.to(x.dtype)
         w = dequantize_per_channel(self.weight_int8, self.scale)  # (out, in)
         return F.linear(x, w.to(x.dtype), self.bias)
 
