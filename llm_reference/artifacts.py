@@ -51,15 +51,31 @@ def load_model(path: str | Path, step: int | None = None, device: str = "cpu"
     if kind == "hf":
         model, tokenizer, _ = optional("hf_folder", "read_hf")(path, device)
         return model, tokenizer, _describe("hf", path, None, None)
-    from .tokenizer import Tokenizer
-
-    tokenizer = Tokenizer.load(path / "tokenizer.json")
+    tokenizer = read_tokenizer(path / "tokenizer.json")
     if kind == "quantized":
         model, info = optional("quantize", "load_quantized")(path, device)
         return model, tokenizer, _describe("quantized", path, info.get("base_step"),
                                            None)
     return _load_release(path, device), tokenizer, _describe(
         "release", path, *_release_meta(path))
+
+
+def read_tokenizer(path: Path) -> Any:
+    """tokenizer.json as our byte-level BPE `Tokenizer` or, when ours cannot read
+    it (the SentencePiece-style tokenizer of an imported model), an `HFTokenizer`
+    (hf_tokenizer.py); when neither can, our error."""
+    from .tokenizer import Tokenizer
+
+    try:
+        return Tokenizer.load(path)
+    except UserError as ours:
+        if _json(path) is None:  # missing or not JSON: our error says which
+            raise
+        try:
+            return optional("hf_tokenizer", "HFTokenizer").load(path)
+        except UserError:
+            raise UserError(f"{ours}; nor can the tokenizers library read it"
+                            ) from None
 
 
 def optional(module: str, name: str) -> Any:

@@ -187,6 +187,10 @@ def _write_tokenizer(writer, tokenizer: Tokenizer, vocab_size: int) -> None:
     tokenizer's (a vocabulary padded for speed) become unused `[PAD<id>]` tokens."""
     import gguf
 
+    if not isinstance(tokenizer, Tokenizer):
+        raise UserError("tokenizer: GGUF export writes byte-level BPE tokenizers; "
+                        "this model's is SentencePiece-style: export --format hf "
+                        "and run llama.cpp's convert_hf_to_gguf.py on it")
     if tokenizer.normalizer is not None or tokenizer.pattern not in PRE_TOKENIZERS:
         raise UserError(f"tokenizer: pattern {tokenizer.pattern!r} with normalizer "
                         f"{tokenizer.normalizer!r} has no llama.cpp pre-tokenizer; "

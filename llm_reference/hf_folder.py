@@ -145,6 +145,8 @@ def tokenizer_config(tokenizer: Tokenizer, context_length: int) -> dict[str, Any
                    "pad_token": ENDOFTEXT}
     if IM_START in specials and IM_END in specials:
         config["chat_template"] = CHAT_TEMPLATE
+    elif getattr(tokenizer, "chat_template", None):  # an imported model's own
+        config["chat_template"] = tokenizer.chat_template
     return config
 
 
@@ -214,15 +216,13 @@ def _read_config(hf_dir: Path) -> dict[str, Any]:
     return raw
 
 
-def _read_tokenizer(hf_dir: Path) -> Tokenizer:
-    """tokenizer.json, or GPT-2's vocab.json + merges.txt; byte-level BPE only."""
+def _read_tokenizer(hf_dir: Path) -> Any:
+    """tokenizer.json (ours when byte-level BPE, else the `tokenizers` library's:
+    SentencePiece-style ones), or GPT-2's vocab.json + merges.txt."""
     if (hf_dir / "tokenizer.json").is_file():
-        try:
-            return Tokenizer.load(hf_dir / "tokenizer.json")
-        except UserError as e:
-            raise UserError(f"{e}; SentencePiece-style tokenizers (Llama 2, Mistral "
-                            "7B v0.1, Gemma) cannot be read by our byte-level BPE "
-                            "tokenizer") from None
+        from .artifacts import read_tokenizer
+
+        return read_tokenizer(hf_dir / "tokenizer.json")
     if (hf_dir / "vocab.json").is_file() and (hf_dir / "merges.txt").is_file():
         return Tokenizer.from_gpt2_files(hf_dir / "vocab.json", hf_dir / "merges.txt")
     raise UserError(f"{hf_dir}: no tokenizer.json (or vocab.json + merges.txt); "
