@@ -312,7 +312,9 @@ def quantize_run(run_dir: str | Path, out: str | Path, step: int | None = None,
     layers = quantize_model(ours)
     extra = {"base_run": str(run_dir), "base_step": state["step"]}
     save_quantized(ours, layers, out, extra)
-    write_bytes(out / "tokenizer.json", (run_dir / "tokenizer.json").read_bytes())
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # the second: imported
+        if (run_dir / name).is_file():  # models' own chat template (hf_tokenizer.py)
+            write_bytes(out / name, (run_dir / name).read_bytes())
 
     sizes = ((find_checkpoint(run_dir, step) / WEIGHTS).stat().st_size,
              (out / WEIGHTS).stat().st_size)
