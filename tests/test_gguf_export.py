@@ -131,3 +131,16 @@ def test_a_model_gguf_cannot_hold_is_refused(random_model, tokenizer, tmp_path):
     with pytest.raises(UserError, match="the tokenizer has"):
         export_gguf(small, tokenizer, tmp_path / "m.gguf")
     assert not list(tmp_path.iterdir())
+
+
+def test_llama3_rope_scaling_becomes_llama_cpps_rope_freqs(random_model, tokenizer,
+                                                            tmp_path):
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+    model = random_model(dict(RECIPES["llama"], vocab_size=tokenizer.vocab_size,
+                              rope_scaling=scaling))
+    reader = gguf.GGUFReader(export_gguf(model, tokenizer, tmp_path / "m.gguf"))
+    freqs = {t.name: t for t in reader.tensors}["rope_freqs.weight"]
+    factors = freqs.data.tolist()  # one per pair of a head: 1 = unchanged
+    assert len(factors) == 8 and factors[0] == 1.0 and factors[-1] == 8.0
+    assert freqs.tensor_type.name == "F32"
