@@ -61,7 +61,7 @@ class HFTokenizer:
     def encode(self, text: str, allowed_special: Any = "none") -> list[int]:
         """Text -> ids, no BOS added. Special tokens come only from the texts
         `allowed_special` names: "none", "all" or a set of special tokens."""
-        if allowed_special == "none":
+        if allowed_special == "none" or allowed_special == set():
             return self._encode(text, specials=False)
         if allowed_special == "all" or allowed_special == set(self.special_tokens):
             return self._encode(text, specials=True)
