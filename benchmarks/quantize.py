@@ -6,10 +6,14 @@ its weights and perplexity are those of a (lightly) trained model; or `--run DIR
 for a real run. Variants:
 
 - fp32: the model as trained;
-- ours: `quantize_model` (int8 per-channel weights, dequantize then matmul);
-- ours (kernel): the same int8 weights through `torch._weight_int8pack_mm`;
+- ours: `quantize_model` (int8 per-channel weights, dequantize then matmul): the
+  readable reference;
+- ours (kernel): the same int8 weights through `int8_matmul` (activations rounded to
+  int8 per token on the fly, `torch._int_mm`), what a loaded int8 folder runs;
 - peer: `torch.ao.quantization.quantize_dynamic` with per-channel int8 weights
-  (and int8 activations computed on the fly).
+  (and int8 activations computed on the fly). torch.ao's quantization API is
+  deprecated (its successor is the `torchao` package), but it is the int8 CPU
+  path PyTorch itself ships, so it stays the peer. Target: kernel/peer >= 1.0x.
 
 Each variant is measured on: size of its serialized weights (safetensors for fp32
 and ours; the peer's packed weights only serialize with torch.save, measured in

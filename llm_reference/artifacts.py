@@ -51,15 +51,31 @@ def load_model(path: str | Path, step: int | None = None, device: str = "cpu"
     if kind == "hf":
         model, tokenizer, _ = optional("hf_folder", "read_hf")(path, device)
         return model, tokenizer, _describe("hf", path, None, None)
-    from .tokenizer import Tokenizer
-
-    tokenizer = Tokenizer.load(path / "tokenizer.json")
+    tokenizer = read_tokenizer(path / "tokenizer.json")
     if kind == "quantized":
         model, info = optional("quantize", "load_quantized")(path, device)
         return model, tokenizer, _describe("quantized", path, info.get("base_step"),
                                            None)
     return _load_release(path, device), tokenizer, _describe(
         "release", path, *_release_meta(path))
+
+
+def read_tokenizer(path: Path) -> Any:
+    """tokenizer.json as our byte-level BPE `Tokenizer` or, when ours cannot read
+    it (the SentencePiece-style tokenizer of an imported model), an `HFTokenizer`
+    (hf_tokenizer.py); when neither can, our error."""
+    from .tokenizer import Tokenizer
+
+    try:
+        return Tokenizer.load(path)
+    except UserError as ours:
+        if _json(path) is None:  # missing or not JSON: our error says which
+            raise
+        try:
+            return optional("hf_tokenizer", "HFTokenizer").load(path)
+        except UserError:
+            raise UserError(f"{ours}; nor can the tokenizers library read it"
+                            ) from None
 
 
 def optional(module: str, name: str) -> Any:
@@ -86,10 +102,10 @@ def folder_kind(path: Path) -> str:
     if (path / "quantization.json").is_file():
         return "quantized"
     config = _json(path / "config.json")
+    if config is not None and (path / "manifest.json").is_file():
+        return "release"  # ours, or a Hugging Face folder (release --format hf)
     if config is not None and "model_type" in config:
         return "hf"
-    if config is not None and (path / "manifest.json").is_file():
-        return "release"
     raise UserError(f"{path} {_what_it_is(path)}; pass {KINDS}")
 
 
@@ -110,10 +126,14 @@ def _what_it_is(path: Path) -> str:
 
 def _load_release(path: Path, device: str) -> Any:
     """A release's GPT: config.json is its ModelConfig, model.safetensors its
-    weights (the loading code its model card shows)."""
+    weights (the loading code its model card shows); or, when config.json has a
+    model_type, a Hugging Face folder (`release --format hf`)."""
     from safetensors.torch import load_model as load_weights
 
     from .model import GPT, ModelConfig
+
+    if "model_type" in _json(path / "config.json"):
+        return optional("hf_folder", "read_hf")(path, device)[0]
 
     model = GPT(ModelConfig.from_dict(_json(path / "config.json"))).to(device)
     load_weights(model, str(path / "model.safetensors"), device=device)

@@ -80,8 +80,14 @@ def encode_chat(tokenizer: Any, messages: list[dict],
                 add_generation_prompt: bool = True) -> list[int]:
     """Prompt ids for a chat model: the conversation, then an open assistant turn.
 
-    Generate from these ids and stop at the `<|im_end|>` token.
+    Generate from these ids and stop at the `<|im_end|>` token. A tokenizer without
+    ChatML's tokens that carries its model's own template (an imported model's
+    `HFTokenizer`) formats the conversation with that template instead.
     """
+    template = getattr(tokenizer, "chat_template", None)
+    if template is not None and IM_START not in tokenizer.special_tokens:
+        return tokenizer.apply_chat_template(check_messages(messages),
+                                             add_generation_prompt)
     return tokenize_chat(tokenizer, messages, add_generation_prompt)[0]
 
 

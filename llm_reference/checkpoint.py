@@ -239,8 +239,6 @@ def load_model(
     `step=None` takes the latest checkpoint. Used by eval, generate, serve, finetune,
     quantize and release.
     """
-    from .tokenizer import Tokenizer  # imported here: only commands that load need it
-
     path = find_checkpoint(run_dir, step)
     state = read_state(path)
     model = GPT(ModelConfig.from_dict(state["config"]["model"])).to(device)
@@ -251,7 +249,9 @@ def load_model(
     if not tokenizer_path.is_file():
         raise UserError(f"{tokenizer_path} is missing; copy the data folder's "
                         "tokenizer.json into the run folder")
-    return model.eval(), Tokenizer.load(tokenizer_path), state
+    from .artifacts import read_tokenizer  # here: only commands that load need it
+
+    return model.eval(), read_tokenizer(tokenizer_path), state
 
 
 def optimizer_tensors(optimizer_state: dict[str, Any]) -> dict[str, torch.Tensor]:

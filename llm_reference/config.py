@@ -272,6 +272,9 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)  # TOML uses JSON's escapes
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()
+                                if v is not None) + " }"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 

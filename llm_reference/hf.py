@@ -92,7 +92,8 @@ def hf_config(config: ModelConfig) -> PretrainedConfig:
         num_attention_heads=config.n_head, num_key_value_heads=config.kv_heads,
         head_dim=config.head_dim, intermediate_size=config.ff_dim, hidden_act="silu",
         rms_norm_eps=config.norm_eps, attention_dropout=config.dropout,
-        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta,
+                         **(config.rope_scaling or {})},
         tie_word_embeddings=config.tie_weights,
         bos_token_id=None, eos_token_id=None, pad_token_id=None)
     if name == "llama":
@@ -117,9 +118,7 @@ def config_from_hf(hf: PretrainedConfig) -> ModelConfig:
         raise UserError(f"HF config: model_type = {hf.model_type!r}; supported: "
                         f"{', '.join(map(repr, FAMILIES))}")
     rope = hf.rope_parameters or {}
-    if rope.get("rope_type", "default") != "default":
-        raise UserError(f"HF config: rope_type = {rope['rope_type']!r}; only "
-                        "'default' RoPE (no scaling) is supported")
+    scaling = _rope_scaling_from_hf(rope)
     if hf.hidden_act != "silu":
         raise UserError(f"HF config: hidden_act = {hf.hidden_act!r}; only 'silu' "
                         "(SwiGLU) is supported")
@@ -136,10 +135,28 @@ def config_from_hf(hf: PretrainedConfig) -> ModelConfig:
         d_ff=hf.intermediate_size,
         d_head=None if head_dim * hf.num_attention_heads == hf.hidden_size
         else head_dim,
-        position="rope", rope_theta=rope.get("rope_theta", 10000.0), norm="rmsnorm",
+        position="rope", rope_theta=rope.get("rope_theta", 10000.0),
+        rope_scaling=scaling, norm="rmsnorm",
         norm_eps=hf.rms_norm_eps, mlp="swiglu", bias=bias,
         qkv_bias=None if qkv_bias == bias else qkv_bias,
         qk_norm=hf.model_type == "qwen3", tie_weights=hf.tie_word_embeddings)
+
+
+def _rope_scaling_from_hf(rope: dict) -> dict | None:
+    """Our rope_scaling from HF's rope_parameters: None for plain RoPE, Llama 3's
+    four numbers for rope_type "llama3"; other scalings are a UserError."""
+    kind = rope.get("rope_type", "default")
+    if kind == "default":
+        return None
+    if kind != "llama3":
+        raise UserError(f"HF config: rope_type = {kind!r}; supported: 'default' "
+                        "and 'llama3' (Llama 3.1+)")
+    keys = ("factor", "low_freq_factor", "high_freq_factor",
+            "original_max_position_embeddings")
+    missing = [k for k in keys if k not in rope]
+    if missing:
+        raise UserError(f"HF config: rope_type 'llama3' needs {missing[0]}")
+    return {"rope_type": "llama3", **{k: rope[k] for k in keys}}
 
 
 def _attention_span(hf: PretrainedConfig) -> int:

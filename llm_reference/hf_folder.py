@@ -92,13 +92,28 @@ def export_hf(model: GPT, tokenizer: Tokenizer, out: str | Path,
               force: bool = False) -> Path:
     """Write `model` and `tokenizer` as an HF model folder `out`; return `out`."""
     out = Path(out)
+    check_exportable(model, tokenizer)
+    with building(out, force) as tmp:
+        name = write_hf_files(model, tokenizer, tmp)
+        write_text(tmp / "README.md", f"An HF `{name}` export of an "
+                   "llm_reference model (`python -m llm_reference export`).\n")
+    return out
+
+
+def check_exportable(model: GPT, tokenizer: Tokenizer) -> None:
+    """A UserError when `model` has no HF form or `tokenizer` does not fit it."""
     if any(type(m).__name__ == "QuantizedLinear" for m in model.modules()):
         raise UserError("this model is int8-quantized; export the run it was "
                         "quantized from (its quantization.json names base_run)")
-    name = family(model.config)  # a UserError naming the field that rules HF out
+    family(model.config)  # a UserError naming the field that rules HF out
     if tokenizer.vocab_size > model.config.vocab_size:
         raise UserError(f"the tokenizer has {tokenizer.vocab_size} ids but "
                         f"model.vocab_size = {model.config.vocab_size}")
+
+
+def write_hf_files(model: GPT, tokenizer: Tokenizer, folder: Path) -> str:
+    """config.json, model.safetensors, generation_config.json, tokenizer.json and
+    tokenizer_config.json of `model` into `folder`; returns the HF family."""
     specials = tokenizer.special_tokens
     eot, im_end = specials.get(ENDOFTEXT), specials.get(IM_END)
     hf = to_hf(model.cpu().eval())
@@ -108,14 +123,11 @@ def export_hf(model: GPT, tokenizer: Tokenizer, out: str | Path,
         config.pad_token_id = eot
     # A chat model ends its turn with <|im_end|>; a base model its document.
     hf.generation_config.eos_token_id = [i for i in (eot, im_end) if i is not None]
-    with building(out, force) as tmp:
-        hf.save_pretrained(tmp)
-        write_json(tmp / "tokenizer.json", tokenizer.to_hf_dict())
-        write_json(tmp / "tokenizer_config.json", tokenizer_config(
-            tokenizer, model.config.context_length))
-        write_text(tmp / "README.md", f"An HF `{name}` export of an "
-                   "llm_reference model (`python -m llm_reference export`).\n")
-    return out
+    hf.save_pretrained(folder)
+    write_json(folder / "tokenizer.json", tokenizer.to_hf_dict())
+    write_json(folder / "tokenizer_config.json", tokenizer_config(
+        tokenizer, model.config.context_length))
+    return family(model.config)
 
 
 def tokenizer_config(tokenizer: Tokenizer, context_length: int) -> dict[str, Any]:
@@ -133,6 +145,8 @@ def tokenizer_config(tokenizer: Tokenizer, context_length: int) -> dict[str, Any
                    "pad_token": ENDOFTEXT}
     if IM_START in specials and IM_END in specials:
         config["chat_template"] = CHAT_TEMPLATE
+    elif getattr(tokenizer, "chat_template", None):  # an imported model's own
+        config["chat_template"] = tokenizer.chat_template
     return config
 
 
@@ -202,15 +216,13 @@ def _read_config(hf_dir: Path) -> dict[str, Any]:
     return raw
 
 
-def _read_tokenizer(hf_dir: Path) -> Tokenizer:
-    """tokenizer.json, or GPT-2's vocab.json + merges.txt; byte-level BPE only."""
+def _read_tokenizer(hf_dir: Path) -> Any:
+    """tokenizer.json (ours when byte-level BPE, else the `tokenizers` library's:
+    SentencePiece-style ones), or GPT-2's vocab.json + merges.txt."""
     if (hf_dir / "tokenizer.json").is_file():
-        try:
-            return Tokenizer.load(hf_dir / "tokenizer.json")
-        except UserError as e:
-            raise UserError(f"{e}; SentencePiece-style tokenizers (Llama 2, Mistral "
-                            "7B v0.1, Gemma) cannot be read by our byte-level BPE "
-                            "tokenizer") from None
+        from .artifacts import read_tokenizer
+
+        return read_tokenizer(hf_dir / "tokenizer.json")
     if (hf_dir / "vocab.json").is_file() and (hf_dir / "merges.txt").is_file():
         return Tokenizer.from_gpt2_files(hf_dir / "vocab.json", hf_dir / "merges.txt")
     raise UserError(f"{hf_dir}: no tokenizer.json (or vocab.json + merges.txt); "

@@ -57,19 +57,40 @@ def make_norm(config: ModelConfig) -> nn.Module:
 # ----------------------------------------------------------------------------- RoPE
 
 
-def rope_tables(head_dim: int, max_len: int, theta: float = 10000.0
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(head_dim: int, max_len: int, theta: float = 10000.0,
+                scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the rotary angles, each (max_len, head_dim).
 
     Channel pair i of a head turns by angle position * theta^(-2i / head_dim): fast
     rotations for the first pairs, slow ones for the last. We use the "rotate half"
     layout of HF Llama: pair i is channels (i, i + head_dim/2), so the angle table is
-    the per-pair angles written twice, side by side.
+    the per-pair angles written twice, side by side. `scaling` (Llama 3.1's
+    rope_scaling) slows the low frequencies down: see `llama3_inv_freq`.
     """
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    if scaling is not None:
+        inv_freq = llama3_inv_freq(inv_freq, scaling)
     angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # (max_len, D/2)
     angles = torch.cat((angles, angles), dim=-1)  # (max_len, D)
     return angles.cos(), angles.sin()
+
+
+def llama3_inv_freq(inv_freq: torch.Tensor, scaling: dict) -> torch.Tensor:
+    """Llama 3.1's RoPE scaling of the per-pair frequencies (D/2,).
+
+    A pair whose wavelength 2 pi / f is short next to the original context (under
+    original / high_freq_factor) keeps its frequency: it already turns many times
+    within the context. A pair whose wavelength is long (over original /
+    low_freq_factor) is slowed down by `factor`, so positions up to factor x the
+    original context give angles it saw in training. In between, it is a linear
+    blend of the two in original / wavelength.
+    """
+    original = scaling["original_max_position_embeddings"]
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    wavelength = 2 * math.pi / inv_freq  # (D/2,)
+    blend = ((original / wavelength - low) / (high - low)).clamp(0.0, 1.0)  # (D/2,)
+    scaled = blend * inv_freq + (1 - blend) * inv_freq / scaling["factor"]
+    return torch.where(wavelength < original / high, inv_freq, scaled)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -337,7 +358,7 @@ class GPT(nn.Module):
             self.pos_emb = nn.Embedding(config.context_length, config.d_model)
         else:  # RoPE: angle tables, not parameters, and not saved with the weights
             cos, sin = rope_tables(config.head_dim, config.context_length,
-                                   config.rope_theta)
+                                   config.rope_theta, config.rope_scaling)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.dropout = nn.Dropout(config.dropout)

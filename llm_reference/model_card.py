@@ -124,11 +124,13 @@ def compliance_section(pii: dict[str, Any]) -> str:
 def model_card(name: str, license: str | None, model: GPT, state: dict[str, Any],
                run_dir: Path, data_dir: Path | None, data_manifest: dict | None,
                result: dict[str, Any] | None, eval_skipped: bool,
-               pii: dict[str, Any]) -> str:
-    """The README.md of a release (Hugging Face model-card layout)."""
+               pii: dict[str, Any], hf: bool = False) -> str:
+    """The README.md of a release (Hugging Face model-card layout); `hf`: the
+    release is a Hugging Face folder, loaded with `transformers`."""
     params = model.num_parameters()
+    library = "transformers" if hf else "llm-reference"
     front = ["---", f"license: {license.lower()}" if license else None,
-             "library_name: llm-reference", "tags: [llm-from-scratch, causal-lm]",
+             f"library_name: {library}", "tags: [llm-from-scratch, causal-lm]",
              "---"]
     license_line = (f"License of the weights: **{license}**." if license else
                     "License of the weights: **not chosen** (release again with "
@@ -144,7 +146,7 @@ def model_card(name: str, license: str | None, model: GPT, state: dict[str, Any]
         "## Evaluation\n\n" + evaluation_section(result, eval_skipped),
         "## Intended use and limitations\n\n" + LIMITATIONS,
         "## Compliance: personal data\n\n" + compliance_section(pii),
-        "## How to load\n\n" + HOW_TO_LOAD,
+        "## How to load\n\n" + (HOW_TO_LOAD_HF if hf else HOW_TO_LOAD),
         "## Reproducibility\n\n`manifest.json` records the sha256 of every file "
         "here and of the training data shards, the seeds, the versions of Python, "
         "PyTorch and the libraries, and the git commit of the code.",
@@ -171,4 +173,12 @@ from llm_reference.tokenizer import Tokenizer
 model = GPT(ModelConfig.from_dict(json.load(open("config.json")))).eval()
 load_model(model, "model.safetensors")
 tokenizer = Tokenizer.load("tokenizer.json")
+```"""
+
+HOW_TO_LOAD_HF = """\
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model = AutoModelForCausalLM.from_pretrained(".")  # this folder, or its Hub id
+tokenizer = AutoTokenizer.from_pretrained(".")
 ```"""

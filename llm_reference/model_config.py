@@ -29,6 +29,8 @@ POSITIONS = ("learned", "rope")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
 ATTENTIONS = ("sdpa", "explicit")
+LLAMA3_SCALING = ("factor", "low_freq_factor", "high_freq_factor",
+                  "original_max_position_embeddings")
 
 
 def default_ff_dim(d_model: int, mlp: str) -> int:
@@ -50,10 +52,12 @@ class ModelConfig:
     `n_kv_head=None` means one key/value head per query head (MHA). `d_ff=None` means
     the recipe's default width (`default_ff_dim`).
 
-    Three fields exist so that open models load as they are (see hf.py): `d_head`
+    Some fields exist so that open models load as they are (see hf.py): `d_head`
     (None = d_model / n_head; Qwen3 uses wider heads), `qkv_bias` (None = `bias`;
-    Qwen2 has biases on q, k and v only) and `qk_norm` (Qwen3's RMSNorm of each
-    query and key head before RoPE).
+    Qwen2 has biases on q, k and v only), `qk_norm` (Qwen3's RMSNorm of each
+    query and key head before RoPE) and `rope_scaling` (None = plain RoPE; Llama
+    3.1+'s {rope_type = "llama3", factor, low_freq_factor, high_freq_factor,
+    original_max_position_embeddings}, see model.py's `llama3_inv_freq`).
     """
 
     vocab_size: int = 8192
@@ -66,6 +70,7 @@ class ModelConfig:
     d_head: int | None = None
     position: str = "learned"  # "learned" | "rope"
     rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
     norm: str = "layernorm"  # "layernorm" | "rmsnorm"
     norm_eps: float = 1e-5
     mlp: str = "gelu"  # "gelu" | "swiglu"
@@ -118,7 +123,7 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["n_kv_head"], d["d_ff"] = self.kv_heads, self.ff_dim
         return {k: v for k, v in d.items()
-                if not (k in ("d_head", "qkv_bias") and v is None)}
+                if not (k in ("d_head", "qkv_bias", "rope_scaling") and v is None)}
 
     def _validate(self) -> None:
         def fail(field: str, why: str) -> None:
@@ -158,3 +163,24 @@ class ModelConfig:
             fail("n_kv_head", f"must divide n_head = {self.n_head} (1 = MQA)")
         if self.position == "rope" and self.head_dim % 2:
             fail("n_head", f"RoPE needs an even head_dim, got {self.head_dim}")
+        if self.rope_scaling is not None:
+            self._validate_rope_scaling(fail)
+
+    def _validate_rope_scaling(self, fail: Any) -> None:
+        """rope_scaling: Llama 3's table of four positive numbers, on RoPE only."""
+        scaling = self.rope_scaling
+        if self.position != "rope":
+            fail("rope_scaling", "needs position = 'rope'")
+        if not isinstance(scaling, dict) or scaling.get("rope_type") != "llama3":
+            fail("rope_scaling", "must be a table with rope_type = \"llama3\"")
+        keys = set(LLAMA3_SCALING)
+        if set(scaling) - {"rope_type"} != keys:
+            fail("rope_scaling",
+                 f"needs exactly rope_type and {', '.join(sorted(keys))}")
+        for key in keys:
+            value = scaling[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or (
+                    value <= 0):
+                fail("rope_scaling", f"{key} must be a positive number")
+        if scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
+            fail("rope_scaling", "high_freq_factor must exceed low_freq_factor")

@@ -11,13 +11,17 @@ q * scale, gives back W with an error of at most scale_o / 2 per number. One sca
 per row instead of one per matrix matters: a row of large weights would otherwise
 crush every small row to a few levels.
 
-Only the weights are quantized ("weight-only"): activations stay float, and the
-forward pass dequantizes the weight and runs an ordinary matmul. On a CPU a
-generation step is limited by reading the weights from memory, so 4x fewer bytes can
-already help, but only if the matmul reads the int8 weight directly instead of first
-writing a float copy. PyTorch has such a fused CPU kernel, `torch._weight_int8pack_mm`,
-which `QuantizedLinear` can use; whether it beats float32 depends on the CPU and the
-PyTorch build (on the machine we measured it did not), so the report times both.
+Only the weights are stored in int8; the readable forward pass dequantizes the
+weight and runs an ordinary float matmul. That is the reference, and it is slow: every
+call writes a float copy of the whole weight and reads it again, more bytes than the
+float32 model moves. The fast path (`int8_kernel`) never makes that copy. It rounds
+each row of the activations to int8 too, on the fly, with its own scale ("dynamic"
+quantization), multiplies int8 by int8 with PyTorch's integer matmul `torch._int_mm`
+(exact: sums of products in int32), and applies both scales to the int32 result:
+
+    x_n ~ a_n * xs_n,   y[n, o] = xs_n * scale_o * sum_i a[n, i] q[o, i]
+
+The only new error is the rounding of the activations, at most xs_n / 2 each.
 
 What is not quantized: the token (and position) embeddings, norms and biases. With
 tied weights the output head *is* the token embedding; we keep it in float32,
@@ -26,8 +30,9 @@ decide every token, so its precision is worth the bytes. An untied `lm_head` is 
 Linear and is quantized like the others.
 
 `python -m llm_reference quantize --run RUN --out OUT` writes the int8 model and a
-report comparing float32, ours and PyTorch's dynamic int8 quantization
-(`torch.ao.quantization.quantize_dynamic`) on size, memory, speed and perplexity.
+report comparing float32, ours (both paths) and PyTorch's dynamic int8 quantization
+(`torch.ao.quantization.quantize_dynamic`, deprecated in favour of the `torchao`
+package, still the baseline to beat on a CPU) on size, memory, speed and perplexity.
 """
 
 from __future__ import annotations
@@ -76,13 +81,36 @@ def dequantize_per_channel(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor
     return q.float() * scale[:, None]
 
 
+def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 of each row of x (N, in), scales computed from x itself.
+
+    Returns a (N, in) int8 and xs (N, 1) float32 with x ~ a * xs. |x| / xs <= 127
+    by construction, so rounding never leaves [-127, 127] and needs no clamp.
+    """
+    amax = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True)  # max |x|
+    xs = amax.clamp_min_(1e-12).div_(127)  # (N, 1); an all-zero row stays zero
+    return x.div(xs).round_().to(torch.int8), xs
+
+
+def int8_matmul(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor
+                ) -> torch.Tensor:
+    """x (N, in) float times (q * scale)^T, in integer arithmetic: (N, out) float32.
+
+    torch._int_mm sums int8 products in int32, exactly; both scales are applied to
+    the sum afterwards.
+    """
+    a, xs = quantize_activations(x.float())  # (N, in) int8, (N, 1)
+    acc = torch._int_mm(a, q.t())  # (N, out) int32
+    return acc * (xs * scale)  # (N, out) float32
+
+
 class QuantizedLinear(nn.Module):
     """A Linear layer whose weight is int8 with one float32 scale per output row.
 
     The weight, scales and bias are buffers, not parameters: this layer is for
-    inference. With `int8_kernel` on a CPU, the matmul reads the int8 weight
-    directly (PyTorch's fused kernel); otherwise it dequantizes, which reads the
-    same as the textbook formula.
+    inference. Its forward pass dequantizes, which reads as the textbook formula;
+    with `int8_kernel` on a CPU it runs `int8_matmul` instead, the fast path, which
+    never makes a float copy of the weight.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -109,17 +137,14 @@ class QuantizedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
         if self.int8_kernel and x.device.type == "cpu":
-            return self.int8_matmul(x)
+            y = int8_matmul(x.reshape(-1, self.in_features), self.weight_int8,
+                            self.scale)  # (N, out)
+            if self.bias is not None:
+                y += self.bias
+            y = y.reshape(*x.shape[:-1], self.out_features)  # (..., out)
+            return y if y.dtype == x.dtype else y.to(x.dtype)
         w = dequantize_per_channel(self.weight_int8, self.scale)  # (out, in)
         return F.linear(x, w.to(x.dtype), self.bias)
-
-    def int8_matmul(self, x: torch.Tensor) -> torch.Tensor:
-        """x @ (q * scale)^T by PyTorch's fused int8-weight CPU kernel."""
-        x2d = x.reshape(-1, self.in_features).contiguous()  # (N, in)
-        y = torch._weight_int8pack_mm(x2d, self.weight_int8, self.scale.to(x.dtype))
-        if self.bias is not None:
-            y = y + self.bias.to(y.dtype)
-        return y.reshape(*x.shape[:-1], self.out_features)  # (..., out)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -142,7 +167,7 @@ def quantize_model(model: nn.Module, int8_kernel: bool = False) -> list[str]:
 
 
 def set_int8_kernel(model: nn.Module, enabled: bool) -> None:
-    """Switch every QuantizedLinear between the fused kernel and dequantize."""
+    """Switch every QuantizedLinear between int8_matmul and dequantize."""
     for module in model.modules():
         if isinstance(module, QuantizedLinear):
             module.int8_kernel = enabled
@@ -163,9 +188,11 @@ def save_quantized(model: GPT, layers: list[str], out_dir: str | Path,
         "model": model.config.to_dict(), "layers": layers, **(extra or {})})
 
 
-def load_quantized(out_dir: str | Path, device: str = "cpu"
+def load_quantized(out_dir: str | Path, device: str = "cpu", int8_kernel: bool = True
                    ) -> tuple[GPT, dict[str, Any]]:
-    """The int8 GPT saved by `save_quantized` (eval mode) and its quantization.json."""
+    """The int8 GPT saved by `save_quantized` (eval mode) and its quantization.json.
+
+    Its layers run the fast `int8_matmul` path unless `int8_kernel` is False."""
     out_dir = Path(out_dir)
     try:
         info = json.loads((out_dir / INFO).read_text(encoding="utf-8"))
@@ -177,7 +204,7 @@ def load_quantized(out_dir: str | Path, device: str = "cpu"
         raise UserError(f"{out_dir / INFO}: format {info.get('format')!r} is not "
                         f"{FORMAT!r}")
     model = GPT(ModelConfig.from_dict(info["model"]))
-    if quantize_model(model) != info["layers"]:
+    if quantize_model(model, int8_kernel) != info["layers"]:
         raise UserError(f"{out_dir / INFO}: its layers do not match the model")
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), info
@@ -285,7 +312,9 @@ def quantize_run(run_dir: str | Path, out: str | Path, step: int | None = None,
     layers = quantize_model(ours)
     extra = {"base_run": str(run_dir), "base_step": state["step"]}
     save_quantized(ours, layers, out, extra)
-    write_bytes(out / "tokenizer.json", (run_dir / "tokenizer.json").read_bytes())
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # the second: imported
+        if (run_dir / name).is_file():  # models' own chat template (hf_tokenizer.py)
+            write_bytes(out / name, (run_dir / name).read_bytes())
 
     sizes = ((find_checkpoint(run_dir, step) / WEIGHTS).stat().st_size,
              (out / WEIGHTS).stat().st_size)
@@ -307,18 +336,19 @@ Variant = tuple[str, nn.Module | None, int | None, str]  # name, model, disk byt
 
 def variants(model: GPT, ours: GPT, sizes: tuple[int, int], device: torch.device,
              peer: bool) -> list[Variant]:
-    """What the report compares: float32, ours (with the fused int8 kernel where
-    there is one) and PyTorch's dynamic int8. `sizes`: fp32 and int8 bytes on disk."""
+    """What the report compares: float32, ours (the readable dequantize path and, on
+    a CPU, the int8_matmul path) and PyTorch's dynamic int8. `sizes`: fp32 and int8
+    bytes on disk."""
     fp32_bytes, int8_bytes = sizes
     found: list[Variant] = [
         ("fp32", model, fp32_bytes, "float32 checkpoint"),
         ("ours int8", ours, int8_bytes, "dequantize, then float matmul"),
     ]
-    if hasattr(torch, "_weight_int8pack_mm") and device.type == "cpu":
-        fused = copy.deepcopy(ours)
-        set_int8_kernel(fused, True)
-        found.append(("ours int8 (kernel)", fused, int8_bytes,
-                      "torch._weight_int8pack_mm, same weights"))
+    if device.type == "cpu":
+        fast = copy.deepcopy(ours)
+        set_int8_kernel(fast, True)
+        found.append(("ours int8 (kernel)", fast, int8_bytes,
+                      "same weights; dynamic int8 activations, torch._int_mm"))
     if peer:
         if device.type != "cpu":
             found.append(("torch.ao dynamic int8", None, None,

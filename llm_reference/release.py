@@ -13,6 +13,12 @@
     manifest.json          for reproducibility: versions, seeds, the git commit, and
                            the sha256 of every file above and of the data shards
 
+With `--format hf` the weights, config and tokenizer are written as a Hugging Face
+model folder instead (`hf_folder.write_hf_files`: config.json with a `model_type`,
+HF tensor names, tokenizer_config.json with the chat template,
+generation_config.json), next to the same card, eval and manifest: a folder that
+`transformers` loads and `huggingface-cli upload` publishes with its model card.
+
 The folder is built under a temporary name next to `--out` and renamed when it is
 complete, so a release that fails half-way leaves nothing that looks finished. An
 `--out` that already holds files is refused unless `--force` replaces it. The card
@@ -196,12 +202,20 @@ def check_out_dir(out: Path, run_dir: Path, force: bool) -> None:
 def release(run_dir: str | Path, out: str | Path, step: int | None = None,
             license: str | None = None, data_dir: str | Path | None = None,
             force: bool = False, evaluate: bool = True,
-            scan_tokens: int = SCAN_TOKENS, device: str = "auto") -> Path:
-    """Write the release of a run's checkpoint to `out`; return `out`."""
+            scan_tokens: int = SCAN_TOKENS, device: str = "auto",
+            format: str = "native") -> Path:
+    """Write the release of a run's checkpoint to `out`; return `out`. `format`:
+    "native" (our config.json and tensor names) or "hf" (a Hugging Face folder)."""
     run_dir, out = Path(run_dir), Path(out)
+    if format not in ("native", "hf"):
+        raise UserError(f"--format {format!r}: choose native or hf")
     check_out_dir(out, run_dir, force)
     dev = resolve_device(device)
     model, tokenizer, state = load_model(run_dir, step, device=str(dev))
+    if format == "hf":
+        from .hf_folder import check_exportable
+
+        check_exportable(model, tokenizer)
     data = find_data_dir(state, data_dir)
     data_manifest = None
     if data is not None and (data / "manifest.json").is_file():
@@ -217,16 +231,21 @@ def release(run_dir: str | Path, out: str | Path, step: int | None = None,
         raise UserError(f"cannot write to {out.parent}: {e.strerror}; choose a "
                         "writable --out") from None
     try:
-        save_model(model.cpu(), str(tmp / "model.safetensors"),
-                   metadata={"format": "pt", "step": str(state["step"])})
-        write_json(tmp / "config.json", model.config.to_dict())
-        shutil.copyfile(run_dir / "tokenizer.json", tmp / "tokenizer.json")
+        if format == "hf":
+            from .hf_folder import write_hf_files
+
+            write_hf_files(model, tokenizer, tmp)
+        else:
+            save_model(model.cpu(), str(tmp / "model.safetensors"),
+                       metadata={"format": "pt", "step": str(state["step"])})
+            write_json(tmp / "config.json", model.config.to_dict())
+            shutil.copyfile(run_dir / "tokenizer.json", tmp / "tokenizer.json")
         write_text(tmp / "training_config.toml", to_toml(state["config"]))
         if result is not None:
             write_json(tmp / "eval.json", result)
         write_text(tmp / "README.md", model_card(
             name, license, model, state, run_dir, data, data_manifest, result,
-            not evaluate, pii))
+            not evaluate, pii, hf=format == "hf"))
         write_json(tmp / "manifest.json",
                    release_manifest(tmp, state, data, data_manifest))
         for file in tmp.iterdir():  # on disk before the rename makes it visible

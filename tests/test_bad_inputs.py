@@ -46,6 +46,10 @@ CASES = {
     "finetune-missing-run": ("finetune --run {missing} --out {out}",
                              "no checkpoint"),
     "quantize-truncated": ("quantize --run {trunc} --out {out}", TRUNCATED),
+    "export-gguf-truncated": ("export --run {trunc} --format gguf --out {out}",
+                              TRUNCATED),
+    "export-hf-with-dtype": ("export --run {run} --dtype q8_0 --out {out}",
+                             "--dtype applies to --format gguf"),
 }
 
 

@@ -17,6 +17,8 @@ from llm_reference.model import ModelConfig
 transformers = pytest.importorskip("transformers")
 
 TINY = dict(vocab_size=101, context_length=24, n_layer=2, n_head=4, d_model=32)
+SCALING = {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
+           "high_freq_factor": 4.0, "original_max_position_embeddings": 8}
 CONFIGS = {
     "gpt2-tied": dict(TINY),
     "gpt2-untied": dict(TINY, tie_weights=False, d_ff=48, norm_eps=1e-6),
@@ -24,6 +26,11 @@ CONFIGS = {
                              n_kv_head=2, bias=False, tie_weights=False),
     "llama-mqa-tied-bias": dict(TINY, position="rope", norm="rmsnorm", mlp="swiglu",
                                 n_kv_head=1, bias=True, rope_theta=500.0),
+    # Llama 3.1's RoPE scaling, sized so that a 24-token context sees all three
+    # bands: head_dim 8 gives wavelengths 6.3 (blended), 63, 628, 6283 (slowed)
+    "llama3.1-rope-scaling": dict(
+        TINY, position="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False,
+        tie_weights=False, rope_scaling=SCALING),
 }
 
 
@@ -111,3 +118,39 @@ def test_unsupported_hf_configs_are_user_errors():
             "rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})
     with pytest.raises(UserError, match="rope_type = 'linear'"):
         config_from_hf(scaled)
+
+
+def test_llama3_scaling_keeps_fast_pairs_slows_slow_ones_and_blends_between():
+    from llm_reference.model import llama3_inv_freq, rope_tables
+
+    inv = torch.tensor([1.0, 0.1, 0.01, 4.0])  # wavelengths 6.3, 63, 628, 1.6
+    scaled = llama3_inv_freq(inv, SCALING)  # short < 8 / 4 = 2 <= blend <= 8 < long
+    torch.testing.assert_close(scaled[1:3], inv[1:3] / 4.0)
+    assert scaled[3] == inv[3] and inv[0] / 4.0 < scaled[0] < inv[0]
+    cos, _ = rope_tables(8, 24, scaling=SCALING)
+    assert not torch.equal(cos, rope_tables(8, 24)[0])
+
+
+@pytest.mark.parametrize("scaling, message", [
+    ({"rope_type": "yarn"}, "rope_type"),
+    ({**SCALING, "factor": 0}, "factor must be a positive number"),
+    ({k: v for k, v in SCALING.items() if k != "factor"}, "needs exactly"),
+    ({**SCALING, "high_freq_factor": 0.5}, "must exceed"),
+])
+def test_bad_rope_scaling_is_a_user_error(scaling, message):
+    with pytest.raises(UserError, match=message):
+        ModelConfig(**CONFIGS["llama3.1-rope-scaling"] | {"rope_scaling": scaling})
+    with pytest.raises(UserError, match="needs position = 'rope'"):
+        ModelConfig(**TINY, rope_scaling=SCALING)
+
+
+def test_rope_scaling_is_in_the_config_file_only_when_set():
+    from llm_reference.config import to_toml
+
+    assert "rope_scaling" not in ModelConfig(**TINY).to_dict()
+    config = ModelConfig(**CONFIGS["llama3.1-rope-scaling"])
+    text = to_toml({"model": config.to_dict()})
+    import tomllib
+
+    assert ModelConfig.from_dict(tomllib.loads(text)["model"]).to_dict() == (
+        config.to_dict())

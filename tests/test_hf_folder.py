@@ -233,8 +233,8 @@ def test_import_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     (hf_dir / "config.json").write_text(json.dumps(config))
     spec = json.loads((hf_dir / "tokenizer.json").read_text())
     (hf_dir / "tokenizer.json").write_text(json.dumps(
-        {**spec, "normalizer": {"type": "NFKC"}}))
-    fails("SentencePiece-style tokenizers")
+        {**spec, "model": {**spec["model"], "type": "Unigram"}}))
+    fails("nor can the tokenizers library read it")
     (hf_dir / "tokenizer.json").write_text(json.dumps(spec))
     (hf_dir / "model.safetensors").unlink()
     fails("no model.safetensors")
@@ -296,3 +296,91 @@ def test_a_folder_that_holds_no_model_says_what_it_is(tmp_path, capsys, files,
     err = capsys.readouterr().err
     assert message in err and "pass a run folder (checkpoints/)" in err
     assert err.count("\n") == 1
+
+
+# ---------------------------------------------- SentencePiece-style tokenizers
+
+
+LLAMA2_TEMPLATE = (  # Llama 2's chat format, without its system-prompt branch
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}"
+    "{{ '[INST] ' + m['content'] + ' [/INST]' }}{% else %}"
+    "{{ ' ' + m['content'] + ' ' + eos_token }}{% endif %}{% endfor %}")
+
+
+def sentencepiece_tokenizer(path) -> int:
+    """A tiny Llama 2 style tokenizer.json built offline with `tokenizers`: BPE over
+    "▁"-marked words (Metaspace), byte fallback for characters it never saw, and
+    <unk>, <s>, </s> as special tokens. Returns its size."""
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁",
+                                                 prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>",
+                                                                  "</s>"],
+                                  show_progress=False)
+    tok.train_from_iterator(TEXT, trainer)
+    spec = json.loads(tok.to_str())["model"]
+    vocab, merges = spec["vocab"], spec["merges"]  # merges: ["a", "b"] pairs
+    for b in range(256):  # the byte tokens <0x00> ... <0xFF> of byte fallback
+        vocab.setdefault(f"<0x{b:02X}>", len(vocab))
+    sp = tokenizers.Tokenizer(models.BPE(
+        vocab=vocab, merges=[tuple(m) for m in merges],
+        unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    sp.add_special_tokens(["<unk>", "<s>", "</s>"])
+    sp.pre_tokenizer = tok.pre_tokenizer
+    sp.decoder = decoders.Sequence([decoders.Replace("▁", " "),
+                                    decoders.ByteFallback(), decoders.Fuse(),
+                                    decoders.Strip(" ", 1, 0)])
+    sp.save(str(path / "tokenizer.json"))
+    return sp.get_vocab_size()
+
+
+def test_import_keeps_a_sentencepiece_tokenizer_behind_our_interface(tmp_path,
+                                                                      capsys):
+    from llm_reference.hf_tokenizer import HFTokenizer
+
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    n_vocab = sentencepiece_tokenizer(hf_dir)
+    config = transformers.LlamaConfig(
+        vocab_size=n_vocab, hidden_size=32, intermediate_size=48,
+        num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=32)
+    torch.manual_seed(0)
+    hf = transformers.AutoModelForCausalLM.from_config(config).eval()
+    hf.save_pretrained(hf_dir)
+    (hf_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>",
+        "eos_token": "</s>", "chat_template": LLAMA2_TEMPLATE}))
+    assert main(["import", "--hf", str(hf_dir), "--out", str(tmp_path / "run")]) == 0
+    model, tok, _ = load_model(tmp_path / "run")
+    assert isinstance(tok, HFTokenizer)
+    auto = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    chat = MESSAGES[1:] + [{"role": "user", "content": "And three?"}]
+    text = auto.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<s>[INST] Add two numbers. [/INST]")
+    assert encode_chat(tok, chat) == auto.encode(text, add_special_tokens=False)
+    assert tok.special_tokens == {"<unk>": 0, "<s>": 1, "</s>": 2}
+    assert tok.vocab_size == n_vocab
+    hf_tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(hf_dir / "tokenizer.json"))
+    for text in TEXT[:2] + ["héllo wörld ✓ def add(a)"]:  # é, ö, ✓: byte fallback
+        ids = tok.encode(text)
+        assert ids == hf_tok.encode(text, add_special_tokens=False), text
+        assert tok.decode(ids) == text
+    assert "<0xC3>" in hf_tok.convert_ids_to_tokens(tok.encode("é"))
+    # special-token text in a prompt stays text unless allowed
+    assert 2 not in tok.encode("a</s>b") and 2 in tok.encode("a</s>b", "all")
+    assert tok.encode("a</s>b", {"</s>"}).count(2) == 1
+    idx = torch.tensor([tok.encode(TEXT[0])])
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, atol=1e-5,
+                                   rtol=1e-5)
+    capsys.readouterr()
+    assert main(["generate", "--run", str(tmp_path / "run"), "--prompt", "def",
+                 "--max-new-tokens", "4", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("def")
+    assert main(["export", "--run", str(tmp_path / "run"), "--out",
+                 str(tmp_path / "back")]) == 0  # the tokenizer goes back as it came
+    back = transformers.AutoTokenizer.from_pretrained(tmp_path / "back")
+    assert back.encode(TEXT[0], add_special_tokens=False) == tok.encode(TEXT[0])

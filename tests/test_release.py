@@ -223,3 +223,45 @@ def test_pii_rescan_finds_what_was_not_redacted(tmp_path):
     assert counts["email"] == 20 and counts["ipv4"] == 20 and counts["phone"] == 20
     card = compliance_section(summary)
     assert "was **off**" in card and "review before publishing" in card
+
+
+# --- a Hugging Face release ----------------------------------------------------------
+
+
+def test_release_format_hf_is_a_hub_folder_with_the_card(tiny_run, tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    from llm_reference.artifacts import load_model as load_any
+
+    out = tmp_path / "hf-release"
+    assert main(["release", "--run", str(tiny_run), "--out", str(out), "--format",
+                 "hf", "--license", "MIT", "--no-eval", "--scan-tokens", "0"]) == 0
+    capsys.readouterr()
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json",
+            "tokenizer.json", "tokenizer_config.json", "README.md",
+            "training_config.toml", "manifest.json"} <= names
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["files_sha256"]) == names - {"manifest.json"}
+    for name, digest in manifest["files_sha256"].items():
+        assert sha256(out / name) == digest, name
+    card = (out / "README.md").read_text()
+    assert "library_name: transformers" in card and "AutoModelForCausalLM" in card
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    ours, _, _ = load_model(tiny_run)
+    loaded, _, info = load_any(out)  # generate, eval and serve load it too
+    assert info["kind"] == "release" and info["step"] == manifest["step"]
+    idx = torch.randint(0, ours.config.vocab_size, (1, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, ours(idx)[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(loaded(idx)[0], ours(idx)[0], atol=1e-5, rtol=0)
+
+
+def test_release_format_hf_checks_the_model_before_writing(random_model):
+    """release calls check_exportable before it builds anything."""
+    from llm_reference.errors import UserError
+    from llm_reference.hf_folder import check_exportable
+
+    ours = random_model(dict(vocab_size=400, context_length=32, n_layer=1, n_head=2,
+                             d_model=32, norm="rmsnorm"))  # learned + rmsnorm: no HF
+    with pytest.raises(UserError, match="matches no HF family"):
+        check_exportable(ours, Tokenizer.train(["ab cd"] * 5, 260))

@@ -23,6 +23,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="DIR",
                         help="the prepared data folder the run trained on (default: "
                              "the run's train.data_dir)")
+    parser.add_argument("--format", choices=["native", "hf"], default="native",
+                        help="native: our config.json and tensor names; hf: a "
+                             "Hugging Face folder (config.json with a model_type, "
+                             "HF tensor names, tokenizer_config.json with the chat "
+                             "template) that transformers loads and the Hub shows "
+                             "with its model card (default: native)")
     add_force(parser)
     parser.add_argument("--no-eval", action="store_true",
                         help="skip the quick evaluation when the run has no eval.json "
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--scan-tokens {args.scan_tokens}: must be >= 0")
     out = release(args.run, args.out, args.step, args.license, args.data, args.force,
                   evaluate=not args.no_eval, scan_tokens=args.scan_tokens,
-                  device=str(device))
+                  device=str(device), format=args.format)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     if args.license is None:
         print("warning: no --license given; the model card says the license is not "
