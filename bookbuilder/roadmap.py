@@ -335,6 +335,15 @@ def _check_graph(path: Path, text: str, nodes: list[Node]) -> None:
         line = _entry_line(text, first, key, cycle[1])
         raise BuildError(f"{path}:{line}: requires and inputs form a cycle: "
                          + " -> ".join(cycle))
+    position = {n.id: i for i, n in enumerate(nodes)}
+    for n in nodes:
+        for dep in n.requires:
+            if position[dep] > position[n.id]:
+                key = "inputs" if dep in [i.source for i in n.inputs] else "requires"
+                raise BuildError(f"{path}:{_entry_line(text, n, key, dep)}: node "
+                                 f"{n.id!r} needs {dep!r}, which comes later in the "
+                                 "file; the file's order is the reading order, so "
+                                 "move it before")
 
 
 def _resolve_lanes(path: Path, nodes: list[Node]) -> None:
