@@ -498,7 +498,7 @@ class Chapter:
 
 # --- the node card ----------------------------------------------------------------
 
-CARD_SNIPPET_LINES = 16  # the key snippet on a node card: the first lines of its code
+CARD_SNIPPET_LINES = 12  # the key snippet on a node card: the first lines of its code
 
 
 def key_snippet(book: Book, node: Node) -> Typst:
@@ -527,7 +527,7 @@ def node_card(book: Book, node: Node, nodes: list[Node], linkable: set[str],
     def step(node_id: str, artifact: str | None) -> dict[str, Any]:
         other = book.roadmap.by_id[node_id]
         target = node_target(node_id, linkable, carded)
-        title = f"{book.number(other)}. {other.title}"
+        title = f"{other.title} (step {book.number(other)})"
         return {"link": Typst(f"#link({target})[{escape(title)}]" if target
                               else escape(title)), "artifact": artifact}
 
@@ -537,8 +537,8 @@ def node_card(book: Book, node: Node, nodes: list[Node], linkable: set[str],
         "snippet": key_snippet(book, node),
         "check": check_command(node),
         "compliance": [prose(c) for c in node.compliance],
-        "tools": [Typst(f"#link({tstr(t.url)})[{escape(t.name)}]")
-                  for t in node.tools],
+        "tools": Typst(" · ".join(f"#link({tstr(t.url)})[{escape(t.name)}]"
+                                  for t in node.tools)),
     }
 
 
