@@ -28,7 +28,6 @@ import jinja2
 from . import snippets
 from .errors import BuildError
 from .execute import Result
-from .layout import layout
 from .roadmap import Node, Roadmap
 
 # --- escaping --------------------------------------------------------------------
