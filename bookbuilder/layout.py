@@ -111,7 +111,7 @@ def layout(order: Sequence[str], lane_of: dict[str, str], lanes: Sequence[str],
            edges: Sequence[tuple[str, str, str | None]],
            weight: dict[str, float] | None = None, *, node_w: float = 86,
            node_h: float = 38, gutter: float = 16, gap: float = 20,
-           label_h: float = 7) -> Layout:
+           label_h: float = 9) -> Layout:
     """Boxes, routed edges and the critical path for nodes `order` (reading order),
     each in lane `lane_of[id]`, one of `lanes`; `edges` are (source, target,
     artifact or None); `weight`: per node, for the critical path."""
@@ -208,7 +208,7 @@ class _Router:
             if label is not None and (s, label) not in labelled:
                 labelled.add((s, label))
                 label_at = (px + (1.5 if side == "start" else -1.5),
-                            src.y + src.h + 0.5)
+                            src.y + src.h + 2.2)
             routed.append(Edge(s, t, label, points, label_at, side))
         return routed
 
