@@ -2,9 +2,10 @@
 both draw, so that they show the same graph.
 
 `roadmap_graph` returns only dicts, lists, strings and numbers (JSON as is): boxes
-in points, lanes, edges with the artifact they carry and their routed points, each
-node's depth in every track, the shown track's time and cost per node, and its
-critical path. How it looks is the drawing's business (render.py for Typst).
+in points, lanes (columns), edges with the artifact they carry (`label`; None: read
+the source first) and their routed points (straight segments, down or across),
+each node's depth in every track, the shown track's time and cost per node, and
+its critical path. How it looks is the drawing's business (render.py for Typst).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def roadmap_graph(roadmap: Roadmap, edition: str | None = None,
             "critical": n.id in critical,
         } for n in nodes],
         "edges": [{
-            "from": e.source, "to": e.target, "artifact": e.label,
+            "source": e.source, "target": e.target, "label": e.label,
             "points": [[x, y] for x, y in e.points],
             "label_at": list(e.label_at) if e.label_at else None,
             "label_anchor": e.label_anchor,

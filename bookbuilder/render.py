@@ -587,9 +587,9 @@ def roadmap_drawing(graph: dict[str, Any], linkable: set[str], carded: set[str],
     lines.append(f"  place(dy: {_pt(LANE_HEADER)}, box({{")
     for e in graph["edges"]:
         pts = ", ".join(f"({_pt(x)}, {_pt(y)})" for x, y in e["points"])
-        dim = track is not None and (nodes[e["from"]]["depth"] is None
-                                     or nodes[e["to"]]["depth"] is None)
-        label = tstr(e["artifact"]) if e["artifact"] else "none"
+        dim = track is not None and (nodes[e["source"]]["depth"] is None
+                                     or nodes[e["target"]]["depth"] is None)
+        label = tstr(e["label"]) if e["label"] else "none"
         at = (f"({_pt(e['label_at'][0])}, {_pt(e['label_at'][1])})"
               if e["label_at"] else "none")
         lines.append(f"    roadmap-edge(({pts},), label: {label}, label-at: {at}, "

@@ -377,10 +377,10 @@ def test_roadmap_graph_is_plain_data():
     later = next(n for n in graph["nodes"] if n["id"] == "later")
     assert later["depth"] == "optional" and later["pending"]
     assert later["depths"] == {"basic": None, "full": "optional"}
-    edges = {(e["from"], e["to"]): e for e in graph["edges"]}
+    edges = {(e["source"], e["target"]): e for e in graph["edges"]}
     assert set(edges) == {("intro", "write"), ("intro", "extra"),
                           ("write", "later"), ("extra", "later")}
-    assert edges[("write", "later")]["artifact"] == "files"
+    assert edges[("write", "later")]["label"] == "files"
     # the critical path follows the heaviest estimate: write (3e15 FLOPs)
     assert graph["critical_path"] == ["intro", "write", "later"]
     assert edges[("intro", "write")]["critical"]
@@ -398,7 +398,7 @@ def test_real_roadmap_lays_out_cleanly():
     road = roadmap.load(REPO / "book", REPO)
     for track in (None, *road.tracks):
         graph = roadmap_graph(road, track)
-        geo_edges = [(e["from"], e["to"], e["artifact"]) for e in graph["edges"]]
+        geo_edges = [(e["source"], e["target"], e["label"]) for e in graph["edges"]]
         nodes = road.nodes_in(track)
         geo = layout([n.id for n in nodes], {n.id: n.lane for n in nodes},
                      roadmap.LANES, geo_edges)
