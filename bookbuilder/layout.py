@@ -110,7 +110,7 @@ def critical_path(order: Sequence[str], parents: dict[str, list[str]],
 def layout(order: Sequence[str], lane_of: dict[str, str], lanes: Sequence[str],
            edges: Sequence[tuple[str, str, str | None]],
            weight: dict[str, float] | None = None, *, node_w: float = 86,
-           node_h: float = 38, gutter: float = 16, gap: float = 20,
+           node_h: float = 40, gutter: float = 16, gap: float = 20,
            label_h: float = 9) -> Layout:
     """Boxes, routed edges and the critical path for nodes `order` (reading order),
     each in lane `lane_of[id]`, one of `lanes`; `edges` are (source, target,

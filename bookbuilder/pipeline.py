@@ -132,7 +132,7 @@ def _attachments(book: Book, node: Node) -> list[dict[str, str]]:
 
 
 # the roadmap page's room for the drawing (points): A4 less margins, title, legend
-ROADMAP_FIT = (533.0, 640.0)
+ROADMAP_FIT = (533.0, 645.0)
 
 
 def render_variant(book: Book, variant: Variant, env, files: list[Path]
