@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layout import layout
-from .roadmap import LANES, Roadmap
+from .layout import critical_path, layout
+from .roadmap import LANES, Node, Roadmap
 
 
 def roadmap_graph(roadmap: Roadmap, edition: str | None = None,
                   track: str | None = None, **geometry: float) -> dict[str, Any]:
     """The graph of `edition`'s nodes (a track's, or None: every node), showing
     `track` (default: the edition's; None: no track, so no times, costs or
-    critical path). `geometry`: node_w, node_h, gutter, gap for layout()."""
+    critical path, which runs through the track's core steps). `geometry`:
+    node_w, node_h, gutter, gap, label_h for layout()."""
     track = track or edition
     nodes = roadmap.nodes_in(edition)
     ids = {n.id for n in nodes}
@@ -28,10 +29,9 @@ def roadmap_graph(roadmap: Roadmap, edition: str | None = None,
              if p in ids]
     cost = {n.id: roadmap.estimates.get((n.id, track), {}) if track else {}
             for n in nodes}
-    weight = {n: float(e.get("seconds", 0) or 0) for n, e in cost.items()}
     geo = layout([n.id for n in nodes], {n.id: n.lane for n in nodes}, LANES,
-                 edges, weight, **geometry)
-    critical = geo.critical if track else []
+                 edges, **geometry)
+    critical = _critical(roadmap, nodes, edges, cost, track) if track else []
     on_path = set(zip(critical, critical[1:]))
     tracks = roadmap.tracks
     return {
@@ -60,3 +60,17 @@ def roadmap_graph(roadmap: Roadmap, edition: str | None = None,
         } for e in geo.edges],
         "critical_path": critical,
     }
+
+
+def _critical(roadmap: Roadmap, nodes: list[Node],
+              edges: list[tuple[str, str, str | None]], cost: dict[str, Any],
+              track: str) -> list[str]:
+    """The track's critical path: the chain of its core steps that takes longest
+    on its hardware (optional steps are the reader's choice, not the path's)."""
+    core = [n.id for n in nodes if roadmap.tracks[track].depth.get(n.id) == "core"]
+    parents: dict[str, list[str]] = {n: [] for n in core}
+    for s, t, _ in edges:
+        if s in parents and t in parents:
+            parents[t].append(s)
+    weight = {n: float(cost[n].get("seconds", 0) or 0) for n in core}
+    return critical_path(core, parents, weight)

@@ -16,8 +16,8 @@
    where its edges come from,
    so the edges into one node do not cross each other (the crossing reduction a
    fixed grid leaves to do).
-4. The critical path: the chain of parents with the largest total weight (a
-   track's wall time per step), ties broken towards more steps.
+`critical_path` finds the chain of parents with the largest total weight (a
+track's wall time per step), ties broken towards more steps.
 
 Geometry only, in points: the drawing is Typst (render.py) or the web edition's.
 """
@@ -72,7 +72,6 @@ class Layout:
     rows: dict[str, int]
     width: float
     height: float
-    critical: list[str]      # the critical path, first node first
 
 
 def assign_rows(order: Sequence[str], lane_of: dict[str, str],
@@ -108,13 +107,12 @@ def critical_path(order: Sequence[str], parents: dict[str, list[str]],
 
 
 def layout(order: Sequence[str], lane_of: dict[str, str], lanes: Sequence[str],
-           edges: Sequence[tuple[str, str, str | None]],
-           weight: dict[str, float] | None = None, *, node_w: float = 86,
+           edges: Sequence[tuple[str, str, str | None]], *, node_w: float = 86,
            node_h: float = 40, gutter: float = 16, gap: float = 20,
            label_h: float = 9) -> Layout:
-    """Boxes, routed edges and the critical path for nodes `order` (reading order),
-    each in lane `lane_of[id]`, one of `lanes`; `edges` are (source, target,
-    artifact or None); `weight`: per node, for the critical path."""
+    """Boxes and routed edges for nodes `order` (reading order), each in lane
+    `lane_of[id]`, one of `lanes`; `edges` are (source, target, artifact or
+    None)."""
     parents: dict[str, list[str]] = {n: [] for n in order}
     for s, t, _ in edges:
         parents[t].append(s)
@@ -132,8 +130,7 @@ def layout(order: Sequence[str], lane_of: dict[str, str], lanes: Sequence[str],
     routed = router.route(edges)
     return Layout(boxes=boxes, edges=routed, lanes=lane_list, rows=row,
                   width=len(used) * node_w + (len(used) + 1) * gutter,
-                  height=nrows * node_h + max(nrows - 1, 0) * gap,
-                  critical=critical_path(order, parents, weight or {}))
+                  height=nrows * node_h + max(nrows - 1, 0) * gap)
 
 
 class _Router:
