@@ -24,6 +24,7 @@ from llm_reference.atomic import write_bytes, write_json, write_text
 
 from . import execute, pdf, render, snippets, source, web
 from .errors import BuildError
+from .graph import roadmap_graph
 from .render import Book, Chapter, Typst, Variant
 from .roadmap import Node, Roadmap, check_track, load, load_module
 
@@ -155,6 +156,10 @@ def _source(src_root: Path, build_dir: Path) -> dict[str, Any]:
                                           "scaffold and this book's builder"}}
 
 
+# the roadmap page's room for the drawing (points): A4 less margins, title, legend
+ROADMAP_FIT = (533.0, 645.0)
+
+
 def render_variant(book: Book, variant: Variant, env, files: list[Path]
                    ) -> tuple[str, list[tuple[Path, int]], list[dict[str, str]]]:
     roadmap = book.roadmap
@@ -168,6 +173,8 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
         return [{"name": t, "depth": tracks[t].depth.get(node.id)} for t in names
                 if tracks[t].depth.get(node.id)]
 
+    carded = {n.id for n in shown if n.chapter is not None}
+    graph = roadmap_graph(roadmap, variant.track)
     chapters, pending = [], []
     attachments = [] if variant.only else [book.source["attachment"]]
     for node in shown:
@@ -181,6 +188,9 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
             entry["extra"] = chapter.remaining_boxes()
             entry["attachments"] = _attachments(book, node)
             attachments += entry["attachments"]
+            entry["card"] = render.node_card(book, node, nodes, linkable, carded)
+            entry["estimate"] = render.estimate_card(book, node, variant)
+            entry["minimap"] = render.minimap(graph, node.id, linkable, carded)
             chapters.append(entry)
         else:
             entry["code"] = [snippets.quote(roadmap.src_root, ref) for ref in node.code]
@@ -193,12 +203,18 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
             entry["checks"] = [render.prose(c) for c in node.automated_checks]
             pending.append(entry)
 
-    drawing = render.roadmap_drawing(book, nodes, linkable, track=variant.track)
+    shown_tracks = list(tracks) if variant.track is None else [variant.track]
+    drawing = render.roadmap_drawing(graph, linkable, carded, fit=ROADMAP_FIT)
+    legend = render.roadmap_legend(graph, shown_tracks)
     views = []
     if variant.track is None and not variant.only:
-        views = [{"track": t, "drawing": render.roadmap_drawing(
-            book, nodes, linkable, track=None, highlight=t, markers=False)}
-            for t in tracks]
+        for t in tracks:
+            view = roadmap_graph(roadmap, None, t)
+            views.append({"track": t, "legend": render.roadmap_legend(view, [t]),
+                          "drawing": render.roadmap_drawing(view, linkable, carded,
+                                                            fit=ROADMAP_FIT),
+                          "critical": [book.number(roadmap.by_id[i])
+                                       for i in view["critical_path"]]})
     track_rows = [{"name": t.name, "who": t.who, "prerequisites": t.prerequisites,
                    "hardware": t.hardware, "budgets": list(t.budgets),
                    "core": sum(d == "core" for d in t.depth.values()),
@@ -211,7 +227,8 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
             {"node": n, "number": book.number(n), "depths": depths(n),
              "linked": n.id in linkable} for n in nodes],
         "chapters": chapters, "pending": pending, "roadmap": drawing,
-        "track_views": views,
+        "roadmap_legend": legend, "track_views": views,
+        "critical": [book.number(roadmap.by_id[i]) for i in graph["critical_path"]],
         "hardware": hardware_table(getattr(roadmap.plan, "HARDWARE", None)),
         "export": export_rows(roadmap, [t["name"] for t in track_rows]),
         "linkable": linkable, "titles": {n.id: n.title for n in roadmap.nodes},

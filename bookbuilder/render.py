@@ -28,7 +28,6 @@ import jinja2
 from . import snippets
 from .errors import BuildError
 from .execute import Result
-from .layout import layout
 from .roadmap import Node, Roadmap
 
 # --- escaping --------------------------------------------------------------------
@@ -515,57 +514,163 @@ class Chapter:
         return ctx
 
 
+# --- the node card ----------------------------------------------------------------
+
+CARD_SNIPPET_LINES = 12  # the key snippet on a node card: the first lines of its code
+
+
+def key_snippet(book: Book, node: Node) -> Typst:
+    """The first lines of the node's first quoted symbol, as a code listing."""
+    if not node.code:
+        return Typst("")
+    s = snippets.quote(book.roadmap.src_root, node.code[0])
+    lines = s.text.splitlines()
+    shown = "\n".join(lines[:CARD_SNIPPET_LINES])
+    more = len(lines) - CARD_SNIPPET_LINES
+    last = s.first + min(len(lines), CARD_SNIPPET_LINES) - 1
+    listing = (f"#code-listing(path: {tstr(s.path)}, symbol: {tstr(s.symbol)}, "
+               f"first: {s.first}, last: {last}, code: {tstr(shown)})")
+    if more > 0:
+        listing += (f"\n#text(8pt, fill: muted)[… {more} more lines in the "
+                    "chapter]")
+    return Typst(listing)
+
+
+def node_card(book: Book, node: Node, nodes: list[Node], linkable: set[str],
+              carded: set[str]) -> dict[str, Any]:
+    """What a node card shows besides the node itself: its parents and children
+    in this PDF, with the artifacts that flow, linked to their cards."""
+    ids = {n.id for n in nodes}
+
+    def step(node_id: str, artifact: str | None) -> dict[str, Any]:
+        other = book.roadmap.by_id[node_id]
+        target = node_target(node_id, linkable, carded)
+        title = f"{other.title} (step {book.number(other)})"
+        return {"link": Typst(f"#link({target})[{escape(title)}]" if target
+                              else escape(title)), "artifact": artifact}
+
+    return {
+        "inputs": [step(p, a) for p, a in node.edges if p in ids],
+        "feeds": [step(n.id, a) for n in nodes for p, a in n.edges if p == node.id],
+        "snippet": key_snippet(book, node),
+        "check": check_command(node),
+        "compliance": [prose(c) for c in node.compliance],
+        "tools": Typst(" · ".join(f"#link({tstr(t.url)})[{escape(t.name)}]"
+                                  for t in node.tools)),
+    }
+
+
 # --- the roadmap drawing -----------------------------------------------------------
 
-
-def first_track(book: Book, node: Node) -> str:
-    tracks = book.roadmap.tracks
-    return next((t for t in tracks if node.id in tracks[t].depth), "")
+LANE_HEADER = 12.0  # points above the graph for the lanes' names
 
 
 def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def roadmap_drawing(book: Book, nodes: list[Node], linkable: set[str], *,
-                    track: str | None, highlight: str | None = None,
-                    markers: bool = True) -> Typst:
-    """Typst that draws `nodes` as a layered DAG; each linkable node links to its
-    chapter. `track`: colour and dashes of that track (a track's PDF); `highlight`:
-    a track whose path is drawn in colour, other nodes dimmed; neither: colour by
-    the first track that includes a node, with one depth marker per track."""
-    tracks = book.roadmap.tracks
-    ids = {n.id for n in nodes}
-    requires = {n.id: [d for d in n.requires if d in ids] for n in nodes}
-    geo = layout([n.id for n in nodes], requires)
-    by_id = book.roadmap.by_id
-    lines = [f"box(width: {geo.width}pt, height: {geo.height}pt, {{"]
-    for (a, b), points in geo.edges.items():
-        lit = highlight is None or (a in tracks[highlight].depth
-                                    and b in tracks[highlight].depth)
-        pts = ", ".join(f"({x}pt, {y}pt)" for x, y in points)
-        lines.append(f"  roadmap-edge(({pts},), highlight: {_bool(lit)})")
-    for node_id, box in geo.boxes.items():
-        node = by_id[node_id]
-        view = track or highlight
-        if view:
-            dashed = tracks[view].depth.get(node_id) == "optional"
-        else:
-            dashed = all(t.depth.get(node_id) != "core" for t in tracks.values())
-        dim = highlight is not None and node_id not in tracks[highlight].depth
-        marks = ""
-        if markers and track is None:
-            depths = {t: tracks[t].depth.get(node_id) for t in tracks}
-            marks = "".join(f"(name: {tstr(t)}, depth: {tstr(d) if d else 'none'}), "
-                            for t, d in depths.items())
-        color = tstr(view or first_track(book, node))
-        shape = (f"roadmap-node(w: {box.w}pt, h: {box.h}pt, "
-                 f"number: {book.number(node)}, title: {tstr(node.title)}, "
-                 f"color: track-color({color}), dashed: {_bool(dashed)}, "
-                 f"dim: {_bool(dim)}, pending: {_bool(node.chapter is None)}, "
-                 f"markers: ({marks}))")
-        if node_id in linkable:
-            shape = f"link(<node-{node_id}>, {shape})"
-        lines.append(f"  place(dx: {box.x}pt, dy: {box.y}pt, {shape})")
+def _pt(value: float) -> str:
+    return f"{round(value, 2)}pt"
+
+
+def badge(node: dict[str, Any]) -> str | None:
+    """'2.4 h · $3–7': a node's time and cost in the graph's track; None: none."""
+    seconds = node.get("seconds")
+    if seconds is None:
+        return None
+    cost = money(node["cost_usd"]) if node.get("cost_usd") is not None else "none"
+    time_ = duration(float(seconds)) if seconds else "reading"
+    return time_ if cost == "none" else f"{time_} · {cost}"
+
+
+def node_target(node_id: str, linkable: set[str], carded: set[str]) -> str | None:
+    """Where a click on a node goes: its card, else its chapter, else nowhere."""
+    if node_id in carded:
+        return f"<card-{node_id}>"
+    return f"<node-{node_id}>" if node_id in linkable else None
+
+
+def roadmap_drawing(graph: dict[str, Any], linkable: set[str], carded: set[str], *,
+                    fit: tuple[float, float] | None = None) -> Typst:
+    """Typst that draws `graph` (graph.roadmap_graph): lanes, edges with their
+    artifacts, nodes with their depth, badge and link. The graph's track decides
+    the depths, badges and critical path; with none, each node shows one pill per
+    track. `fit`: (width, height) in points to scale the drawing down into."""
+    track = graph["track"]
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    height = graph["height"] + LANE_HEADER
+    lines = [f"box(width: {_pt(graph['width'])}, height: {_pt(height)}, {{"]
+    for lane in graph["lanes"]:
+        lines.append(f"  roadmap-lane({_pt(lane['x'])}, {_pt(lane['w'])}, "
+                     f"{_pt(height)}, {tstr(lane['name'])})")
+    lines.append(f"  place(dy: {_pt(LANE_HEADER)}, box({{")
+    for e in graph["edges"]:
+        pts = ", ".join(f"({_pt(x)}, {_pt(y)})" for x, y in e["points"])
+        dim = track is not None and (nodes[e["source"]]["depth"] is None
+                                     or nodes[e["target"]]["depth"] is None)
+        label = tstr(e["label"]) if e["label"] else "none"
+        at = (f"({_pt(e['label_at'][0])}, {_pt(e['label_at'][1])})"
+              if e["label_at"] else "none")
+        lines.append(f"    roadmap-edge(({pts},), label: {label}, label-at: {at}, "
+                     f"label-end: {_bool(e['label_anchor'] == 'end')}, "
+                     f"critical: {_bool(e['critical'])}, dim: {_bool(dim)})")
+    for n in graph["nodes"]:
+        depth = n["depth"] if track else (
+            "core" if "core" in n["depths"].values() else "optional")
+        pills = "" if track else "".join(
+            f"(name: {tstr(t)}, depth: {tstr(d)}), "
+            for t, d in n["depths"].items() if d)
+        text = badge(n) if track else None
+        shape = (f"roadmap-node(w: {_pt(n['w'])}, h: {_pt(n['h'])}, "
+                 f"number: {n['number']}, title: {content(n['title'])}, "
+                 f"lane: {tstr(n['lane'])}, "
+                 f"depth: {tstr(depth) if depth else 'none'}, "
+                 f"components: {_list(n['components'], tstr)}, "
+                 f"badge: {tstr(text) if text else 'none'}, "
+                 f"critical: {_bool(n['critical'])}, pills: ({pills}), "
+                 f"pending: {_bool(n['pending'])})")
+        if target := node_target(n["id"], linkable, carded):
+            shape = f"link({target}, {shape})"
+        lines.append(f"    place(dx: {_pt(n['x'])}, dy: {_pt(n['y'])}, {shape})")
+    lines.append("  }))")
+    lines.append("})")
+    drawing = "\n".join(lines)
+    if fit:
+        factor = min(1.0, fit[0] / graph["width"], fit[1] / height)
+        if factor < 1.0:
+            drawing = f"scale({round(factor * 100, 2)}%, reflow: true, {drawing})"
+    return Typst(drawing)
+
+
+def roadmap_legend(graph: dict[str, Any], tracks: list[str]) -> Typst:
+    lanes = ", ".join(tstr(lane["name"]) for lane in graph["lanes"])
+    names = ", ".join(tstr(t) for t in tracks)
+    absent = graph["track"] is not None and any(
+        n["depth"] is None for n in graph["nodes"])
+    return Typst(f"roadmap-legend(lanes: ({lanes},), tracks: ({names},), "
+                 f"pills: {_bool(graph['track'] is None)}, "
+                 f"badges: {_bool(graph['track'] is not None)}, "
+                 f"absent: {_bool(absent)})")
+
+
+def minimap(graph: dict[str, Any], current: str, linkable: set[str],
+            carded: set[str], width: float = 96) -> Typst:
+    """The roadmap in `width` points, boxes only, with the `current` step filled;
+    each box links like the roadmap's."""
+    s = width / graph["width"]
+    lines = [f"box(width: {_pt(width)}, height: {_pt(graph['height'] * s)}, {{"]
+    for e in graph["edges"]:
+        pts = [f"({_pt(x * s)}, {_pt(y * s)})" for x, y in e["points"]]
+        segments = [f"curve.move({pts[0]})"] + [f"curve.line({p})" for p in pts[1:]]
+        lines.append(f"  place(curve(stroke: 0.3pt + absent-color, "
+                     f"{', '.join(segments)}))")
+    for n in graph["nodes"]:
+        depth = n["depth"] if graph["track"] else "core"
+        shape = (f"minimap-node({_pt(n['w'] * s)}, {_pt(n['h'] * s)}, "
+                 f"{tstr(n['lane'])}, {tstr(depth) if depth else 'none'}, "
+                 f"{_bool(n['id'] == current)})")
+        if target := node_target(n["id"], linkable, carded):
+            shape = f"link({target}, {shape})"
+        lines.append(f"  place(dx: {_pt(n['x'] * s)}, dy: {_pt(n['y'] * s)}, {shape})")
     lines.append("})")
     return Typst("\n".join(lines))

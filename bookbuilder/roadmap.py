@@ -31,11 +31,15 @@ from . import snippets
 from .errors import BuildError
 
 DEPTHS = ("core", "optional")
+# the lifecycle lanes of the roadmap drawing, in the order they are drawn
+LANES = ("data", "model", "training", "post-training", "deployment")
 NODE_KEYS = {
-    "id": str, "title": str, "tracks": dict, "summary": str, "chapter": str,
-    "requires": list, "code": list, "experiment": str, "check": str, "tools": list,
+    "id": str, "title": str, "lane": str, "tracks": dict, "summary": str,
+    "chapter": str, "inputs": list, "requires": list, "components": list,
+    "code": list, "experiment": str, "check": str, "tools": list,
     "estimate": dict, "compliance": list, "automated_checks": list,
 }
+TABLE_LISTS = ("tools", "inputs")  # lists of tables, not of strings
 BOOK_KEYS = {"title": str, "subtitle": str, "author": str, "keywords": list,
              "plan": str, "estimates": str, "checks": str, "export": str,
              "references": str}
@@ -50,16 +54,26 @@ class Tool:
     url: str
 
 
+@dataclass(frozen=True)
+class Input:
+    """An edge of the roadmap: what flows into a node from a node before it."""
+    source: str    # the id of the node it comes from
+    artifact: str  # what flows: "shards", "tokenizer.json", "checkpoint", ...
+
+
 @dataclass
 class Node:
     id: str
     title: str
     line: int                     # line of this node's [[node]] header
     keys: dict[str, int]          # key -> line where it is set
+    lane: str = ""                # one of LANES; omitted: its first parent's lane
     tracks: dict[str, str] = field(default_factory=dict)  # track -> core|optional
     summary: str = ""
     chapter: str | None = None    # relative to the book folder; None: in preparation
-    requires: list[str] = field(default_factory=list)
+    inputs: list[Input] = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)  # every parent: inputs' too
+    components: list[str] = field(default_factory=list)
     code: list[str] = field(default_factory=list)
     experiment: str | None = None
     check: str | None = None
@@ -72,6 +86,12 @@ class Node:
 
     def line_of(self, key: str) -> int:
         return self.keys.get(key, self.line)
+
+    @property
+    def edges(self) -> list[tuple[str, str | None]]:
+        """(parent id, artifact) for each parent; None: read-first, nothing flows."""
+        labelled = {i.source: i.artifact for i in self.inputs}
+        return [(p, labelled.get(p)) for p in self.requires]
 
 
 @dataclass(frozen=True)
@@ -126,7 +146,8 @@ def load(book_dir: Path, src_root: Path, plan: ModuleType | None = None,
     text, data = _read(path)
     book = _book_table(path, data)
     nodes = _nodes(path, text, data)
-    _check_graph(path, nodes)
+    _check_graph(path, text, nodes)
+    _resolve_lanes(path, nodes)
     if "checks" in book:
         _resolve_checks(path, nodes, load_module(book["checks"], book_dir, "checks"))
     _resolve_audit(path, text, nodes)
@@ -228,7 +249,7 @@ def _check_type(path: Path, line: int, node_id: str, key: str, value: Any,
     if not isinstance(value, expected):
         raise BuildError(f"{path}:{line}: node {node_id!r}: {key} must be a "
                          f"{expected.__name__}, got {type(value).__name__}")
-    if expected is list and key != "tools":
+    if expected is list and key not in TABLE_LISTS:
         for item in value:
             if not isinstance(item, str):
                 raise BuildError(f"{path}:{line}: node {node_id!r}: every item of "
@@ -258,12 +279,39 @@ def _node(path: Path, index: int, data: Any, line: int, keys: dict[str, int]) ->
                              "each tool is { name = \"…\", url = \"https://…\" }, "
                              f"got {tool!r}")
         tools.append(Tool(str(tool["name"]), str(tool["url"])))
-    fields = {k: v for k, v in data.items() if k not in ("id", "tools")}
-    return Node(id=node_id, line=line, keys=keys, tools=tools, **fields)
+    inputs = []
+    for item in data.get("inputs", []):
+        if (not isinstance(item, dict) or set(item) != {"from", "artifact"}
+                or not all(isinstance(v, str) and v for v in item.values())):
+            raise BuildError(f"{path}:{keys.get('inputs', line)}: node {node_id!r}: "
+                             "each input is { from = \"NODE\", artifact = \"what "
+                             f"flows\" }}, got {item!r}")
+        inputs.append(Input(item["from"], item["artifact"]))
+    requires = list(data.get("requires", []))
+    for i in inputs:
+        if i.source in requires:
+            raise BuildError(f"{path}:{keys.get('inputs', line)}: node {node_id!r}: "
+                             f"{i.source!r} is named twice in requires and inputs; "
+                             "keep one")
+        requires.append(i.source)
+    fields = {k: v for k, v in data.items()
+              if k not in ("id", "tools", "inputs", "requires")}
+    return Node(id=node_id, line=line, keys=keys, tools=tools, inputs=inputs,
+                requires=requires, **fields)
 
 
-def _check_graph(path: Path, nodes: list[Node]) -> None:
-    """Unique ids, known requires and checks, and no cycle of requires."""
+def _entry_line(text: str, node: Node, key: str, value: str) -> int:
+    """The line, in `node`'s block, that names `value` (e.g. an input's `from`)."""
+    lines = text.splitlines()
+    for number in range(node.line_of(key), len(lines) + 1):
+        if f'"{value}"' in lines[number - 1]:
+            return number
+    return node.line_of(key)
+
+
+def _check_graph(path: Path, text: str, nodes: list[Node]) -> None:
+    """Unique ids, known parents (requires and inputs) and checks, each parent
+    named once, and no cycle."""
     seen: dict[str, Node] = {}
     for n in nodes:
         if n.id in seen:
@@ -271,6 +319,10 @@ def _check_graph(path: Path, nodes: list[Node]) -> None:
                              f"line {seen[n.id].line})")
         seen[n.id] = n
     for n in nodes:
+        for i in n.inputs:
+            if i.source not in seen:
+                raise BuildError(f"{path}:{_entry_line(text, n, 'inputs', i.source)}: "
+                                 f"node {n.id!r}: input from unknown id {i.source!r}")
         for dep in n.requires:
             if dep not in seen:
                 raise BuildError(f"{path}:{n.line_of('requires')}: node {n.id!r} "
@@ -280,8 +332,43 @@ def _check_graph(path: Path, nodes: list[Node]) -> None:
                              f"names unknown node {n.check!r}")
     if cycle := _find_cycle(nodes):
         first = seen[cycle[0]]
-        raise BuildError(f"{path}:{first.line_of('requires')}: requires form a cycle: "
+        key = "inputs" if cycle[1] in [i.source for i in first.inputs] else "requires"
+        line = _entry_line(text, first, key, cycle[1])
+        raise BuildError(f"{path}:{line}: requires and inputs form a cycle: "
                          + " -> ".join(cycle))
+    position = {n.id: i for i, n in enumerate(nodes)}
+    for n in nodes:
+        for dep in n.requires:
+            if position[dep] > position[n.id]:
+                key = "inputs" if dep in [i.source for i in n.inputs] else "requires"
+                raise BuildError(f"{path}:{_entry_line(text, n, key, dep)}: node "
+                                 f"{n.id!r} needs {dep!r}, which comes later in the "
+                                 "file; the file's order is the reading order, so "
+                                 "move it before")
+
+
+def _resolve_lanes(path: Path, nodes: list[Node]) -> None:
+    """Each node's lane: its own, or its first parent's (nodes come in an order
+    where parents are first, so that lane is already known)."""
+    by_id = {n.id: n for n in nodes}
+    done: set[str] = set()
+
+    def resolve(n: Node) -> str:
+        if n.id not in done:
+            done.add(n.id)
+            if n.lane and n.lane not in LANES:
+                raise BuildError(f"{path}:{n.line_of('lane')}: node {n.id!r}: lane = "
+                                 f"{n.lane!r}; use one of {', '.join(LANES)}")
+            if not n.lane:
+                if not n.requires:
+                    raise BuildError(f"{path}:{n.line}: node {n.id!r} has no parent "
+                                     "to take its lane from; add lane = \"…\" ("
+                                     f"{', '.join(LANES)})")
+                n.lane = resolve(by_id[n.requires[0]])
+        return n.lane
+
+    for n in nodes:
+        resolve(n)
 
 
 def _find_cycle(nodes: list[Node]) -> list[str] | None:

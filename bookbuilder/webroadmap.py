@@ -21,7 +21,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from . import snippets
-from .layout import layout
+from .graph import roadmap_graph
 from .render import Book, check_command, duration, money, size
 
 SCALE = 1.6          # CSS pixels per layout point: the PDF's boxes hold 7 pt text
@@ -43,24 +43,11 @@ def tracks_css(book: Book) -> str:
 
 
 def graph(book: Book) -> dict[str, Any]:
-    """The roadmap's geometry as plain data, in layout points.
-
-    {"width", "height", "nodes": [{"id", "x", "y", "w", "h"}],
-     "edges": [{"source", "target", "points": [(x, y), ...], "label"}],
-     "lanes": [{"name", "y", "h"}]}. The only function that reads the layout.
+    """The roadmap's geometry as plain data, in layout points: the PDF's own graph
+    (graph.roadmap_graph) of every node, lanes as columns, edges as straight
+    segments with their artifact labels. The only function that reads the layout.
     """
-    nodes = book.roadmap.nodes
-    ids = {n.id for n in nodes}
-    requires = {n.id: [d for d in n.requires if d in ids] for n in nodes}
-    geo = layout([n.id for n in nodes], requires)
-    return {
-        "width": geo.width, "height": geo.height,
-        "nodes": [{"id": b.id, "x": b.x, "y": b.y, "w": b.w, "h": b.h}
-                  for b in geo.boxes.values()],
-        "edges": [{"source": a, "target": b, "points": points, "label": ""}
-                  for (a, b), points in geo.edges.items()],
-        "lanes": [],
-    }
+    return roadmap_graph(book.roadmap)
 
 
 def px(value: float) -> str:
@@ -69,14 +56,9 @@ def px(value: float) -> str:
 
 
 def edge_path(points: list[tuple[float, float]]) -> str:
-    """The PDF's edge: a vertical cubic between consecutive points."""
+    """The PDF's edge: straight segments, down or across, between its points."""
     (x, y), *rest = points
-    d = [f"M{px(x)} {px(y)}"]
-    for x1, y1 in rest:
-        mid = (y1 - y) / 2
-        d.append(f"C{px(x)} {px(y + mid)} {px(x1)} {px(y1 - mid)} {px(x1)} {px(y1)}")
-        x, y = x1, y1
-    return " ".join(d)
+    return " ".join([f"M{px(x)} {px(y)}", *(f"L{px(x1)} {px(y1)}" for x1, y1 in rest)])
 
 
 def flops(value: float) -> str:
@@ -206,12 +188,12 @@ def roadmap_page(book: Book, shells: jinja2.Environment) -> str:
     geo = graph(book)
     edges = [{"d": edge_path(e["points"]), "source": e["source"],
               "target": e["target"], "label": e["label"],
-              "at": e["points"][len(e["points"]) // 2]} for e in geo["edges"]]
-    for e in edges:
-        e["at"] = (px(e["at"][0]), px(e["at"][1]))
+              "anchor": e["label_anchor"] or "start",
+              "at": tuple(map(px, e["label_at"] or e["points"][len(e["points"]) // 2]))}
+             for e in geo["edges"]]
     return shells.get_template("index.html").render(
         book=book.roadmap.book, width=px(geo["width"]), height=px(geo["height"]),
         edges=edges, cards=cards(book, geo),
-        lanes=[{"name": ln["name"], "y": px(ln["y"]), "h": px(ln["h"])}
+        lanes=[{"name": ln["name"], "x": px(ln["x"]), "w": px(ln["w"])}
                for ln in geo["lanes"]],
         tracks=[track_summary(book, t) for t in book.roadmap.tracks])

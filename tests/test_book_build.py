@@ -49,16 +49,18 @@ def outline_titles(reader: pypdf.PdfReader) -> dict[str, int]:
     return found
 
 
-def node_links(reader: pypdf.PdfReader, page: int) -> dict[str, int]:
-    """Links on `page` to a `node-…` label: node id -> destination page index."""
+def node_links(reader: pypdf.PdfReader, page: int, prefix: str = "node-"
+               ) -> dict[str, int]:
+    """Links on `page` to a `node-…` (or `prefix…`) label: node id -> destination
+    page index."""
     named = reader.named_destinations
     links = {}
     for annot in reader.pages[page].get("/Annots") or []:
         annot = annot.get_object()
         dest = annot.get("/Dest")
         if annot.get("/Subtype") == "/Link" and isinstance(dest, str) \
-                and dest.startswith("node-"):
-            links[dest.removeprefix("node-")] = reader.get_destination_page_number(
+                and dest.startswith(prefix):
+            links[dest.removeprefix(prefix)] = reader.get_destination_page_number(
                 named[dest])
     return links
 
@@ -82,13 +84,30 @@ def test_outputs_exist(built):
     assert set(manifest["outputs"]) == {p.name for p in built.pdfs.values()}
 
 
-def test_every_roadmap_node_links_to_its_chapter(built, road):
+def test_every_roadmap_node_opens_its_card_then_its_chapter(built, road):
+    """A written step's node opens its card, the page before its chapter, which
+    links to the chapter and back; a step in preparation opens its entry."""
     reader = pypdf.PdfReader(built.pdfs["all"])
     pages = outline_titles(reader)
-    links = node_links(reader, roadmap_page(reader))
-    assert set(links) == {n.id for n in road.nodes}
+    start = roadmap_page(reader)
+    cards = node_links(reader, start, "card-")
+    links = node_links(reader, start)
+    assert set(cards) == {n.id for n in road.nodes if n.chapter}
+    assert set(links) == {n.id for n in road.nodes if not n.chapter}
     for node in road.nodes:
-        assert links[node.id] == pages[node.title], node.id
+        if not node.chapter:
+            assert links[node.id] == pages[node.title], node.id
+            continue
+        card = cards[node.id]
+        assert card == pages[node.title] - 1, node.id
+        text = reader.pages[card].extract_text()
+        assert "read the chapter" in text and "back to the roadmap" in text
+        assert node_links(reader, card)[node.id] == pages[node.title]
+        dests = [a.get_object().get("/Dest")
+                 for a in reader.pages[card].get("/Annots") or []]
+        assert "roadmap" in dests
+        # the chapter opening's mini-map links every step like the roadmap
+        assert set(node_links(reader, pages[node.title], "card-")) == set(cards)
     # written chapters each start on their own page
     written = [pages[n.title] for n in road.nodes if n.chapter]
     assert len(set(written)) == len(written)
@@ -110,7 +129,9 @@ def test_per_track_pdfs_hold_exactly_their_nodes(built, road):
         named = {d.removeprefix("node-") for d in reader.named_destinations
                  if d.startswith("node-")}
         assert named == expected
-        assert set(node_links(reader, roadmap_page(reader))) == expected
+        page = roadmap_page(reader)
+        linked = {**node_links(reader, page), **node_links(reader, page, "card-")}
+        assert set(linked) == expected
         in_outline = titles & set(outline_titles(reader))
         assert in_outline == {road.by_id[i].title for i in expected}
     basic_text = "".join(p.extract_text() for p in

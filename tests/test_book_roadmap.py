@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 from bookbuilder import roadmap
 from bookbuilder.errors import BuildError
 from bookbuilder.estimates import node_estimate
-from bookbuilder.layout import count_crossings, layout
+from bookbuilder.graph import roadmap_graph
+from bookbuilder.layout import critical_path, layout
 from llm_reference.plan import TRACKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +55,11 @@ def test_fixture_roadmap_loads():
     road = roadmap.load(FIXTURE, REPO)
     assert [n.id for n in road.nodes] == ["intro", "write", "extra", "later"]
     assert road.by_id["write"].requires == ["intro"]
+    assert road.by_id["later"].edges == [("write", "files"), ("extra", "notes")]
+    assert road.by_id["later"].inputs[0] == roadmap.Input("write", "files")
+    # a lane is given, or inherited from the first parent
+    assert [n.lane for n in road.nodes] == ["data", "data", "training", "data"]
+    assert road.by_id["intro"].components == ["greeting"]
     assert road.by_id["later"].chapter is None
     assert road.tracks["basic"].depth == {"intro": "core", "write": "core",
                                           "extra": "optional"}
@@ -219,42 +226,192 @@ def test_real_roadmap_matches_the_design():
             node_estimate(dict(node.estimate), track)
 
 
+# --- inputs, lanes and order ---------------------------------------------------------
+
+
+def test_input_from_unknown_id_names_its_line(book):
+    edit(book, '{ from = "extra", artifact = "notes" }',
+         '{ from = "nowhere", artifact = "notes" }')
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'nowhere')}:" in msg
+    assert "node 'later': input from unknown id 'nowhere'" in msg
+
+
+@pytest.mark.parametrize("entry", ['{ from = "write" }', '"write"',
+                                   '{ from = "write", artifact = "" }',
+                                   '{ from = "write", artifact = "x", kind = 1 }'])
+def test_malformed_input(book, entry):
+    edit(book, '{ from = "write", artifact = "files" }', entry)
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'inputs = [')}:" in msg
+    assert "each input is { from = " in msg
+
+
+def test_parent_named_twice(book):
+    edit(book, 'inputs = [\n', 'requires = ["write"]\ninputs = [\n')
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'inputs = [')}:" in msg
+    assert "'write' is named twice in requires and inputs" in msg
+
+
+def test_cycle_through_inputs(book):
+    edit(book, 'id = "intro"\n',
+         'id = "intro"\ninputs = [{ from = "later", artifact = "loop" }]\n')
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'artifact = ' + chr(34) + 'loop')}:" in msg
+    assert "cycle: intro -> later -> write -> intro" in msg
+
+
+def test_parent_after_its_child_is_an_error(book):
+    # 'extra' takes an input from 'later', which comes after it in the file
+    edit(book, 'chapter = "chapters/03-extra.typ"\n',
+         'chapter = "chapters/03-extra.typ"\nrequires = ["intro"]\n'
+         'inputs = [{ from = "later", artifact = "x" }]\n')
+    edit(book, 'requires = ["intro"]\ninputs = [{ from = "later"',
+         'inputs = [{ from = "later"')
+    edit(book, '  { from = "extra", artifact = "notes" },\n', "")
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'from = ' + chr(34) + 'later')}:" in msg
+    assert "node 'extra' needs 'later', which comes later in the file" in msg
+
+
+def test_unknown_lane_and_a_root_without_one(book):
+    original = (book / "roadmap.toml").read_text()
+    edit(book, 'lane = "training"', 'lane = "kitchen"')
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'kitchen')}:" in msg
+    assert "lane = 'kitchen'; use one of data, model, training" in msg
+    (book / "roadmap.toml").write_text(original)
+    edit(book, 'lane = "data"\n', "")
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, '[[node]]')}:" in msg
+    assert "node 'intro' has no parent to take its lane from" in msg
+
+
 # --- layout ------------------------------------------------------------------------
 
+LANES = ["data", "model", "training"]
+# a small graph with a diamond, an edge that skips rows, a bus and a same-lane jump
+ORDER = ["a", "b", "c", "d", "e", "f", "g"]
+LANE_OF = {"a": "data", "b": "data", "c": "model", "d": "training", "e": "model",
+           "f": "data", "g": "training"}
+EDGES = [("a", "b", "text"), ("a", "c", "text"), ("b", "d", "shards"),
+         ("c", "d", None), ("a", "f", "manifest"), ("c", "e", "ckpt"),
+         ("d", "g", "plan"), ("e", "g", "ckpt"), ("b", "g", "shards")]
 
-def test_layout_layers_and_no_overlap():
-    req = {"b": ["a"], "c": ["a"], "d": ["b", "c"], "e": ["a"], "f": ["e", "d"]}
-    order = ["a", "b", "c", "d", "e", "f"]
-    geo = layout(order, req)
-    layer_of = {n: i for i, ly in enumerate(geo.layers) for n in ly}
-    assert layer_of == {"a": 0, "b": 1, "c": 1, "e": 1, "d": 2, "f": 3}
+
+def check_geometry(geo, edges) -> None:
+    """No two boxes overlap; every edge runs from its source's bottom to its
+    target's top, down or sideways only, without crossing any other box."""
     boxes = list(geo.boxes.values())
     for i, p in enumerate(boxes):
         assert 0 <= p.x and p.x + p.w <= geo.width + 1e-9
+        assert 0 <= p.y and p.y + p.h <= geo.height + 1e-9
         for q in boxes[i + 1:]:
             apart = (p.x + p.w <= q.x or q.x + q.w <= p.x
                      or p.y + p.h <= q.y or q.y + q.h <= p.y)
             assert apart, (p, q)
-    # every requirement is an edge that goes down, from bottom of one to top of other
-    for n, deps in req.items():
-        for d in deps:
-            points = geo.edges[(d, n)]
-            assert points[0] == geo.boxes[d].bottom and points[-1] == geo.boxes[n].top
-            assert all(a[1] < b[1] for a, b in zip(points, points[1:]))
-    # f -> a skips layers: a dummy point per skipped layer
-    assert len(geo.edges[("e", "f")]) == 3
+    assert [(e.source, e.target, e.label) for e in geo.edges] == list(edges)
+    for e in geo.edges:
+        src, dst = geo.boxes[e.source], geo.boxes[e.target]
+        assert e.points[0] == (e.points[0][0], src.y + src.h)
+        assert src.x < e.points[0][0] < src.x + src.w
+        assert e.points[-1] == (e.points[-1][0], dst.y)
+        assert dst.x < e.points[-1][0] < dst.x + dst.w
+        for (x0, y0), (x1, y1) in zip(e.points, e.points[1:]):
+            assert y1 >= y0 and (x0 == x1 or y0 == y1)  # down or across
+            for box in boxes:  # a segment never enters another box
+                inside_x = min(x0, x1) < box.x + box.w and max(x0, x1) > box.x
+                inside_y = min(y0, y1) < box.y + box.h and max(y0, y1) > box.y
+                assert not (inside_x and inside_y), (e, box)
 
 
-def test_barycenter_removes_avoidable_crossings():
-    # two chains given in crossed order: a1->b2, a2->b1 as listed
-    order = ["a1", "a2", "b2", "b1"]
-    req = {"b1": ["a1"], "b2": ["a2"]}
-    naive = count_crossings([["a1", "a2"], ["b2", "b1"]],
-                            {"a1": ["b1"], "a2": ["b2"]})
-    assert naive == 1
-    geo = layout(order, req)
-    assert geo.crossings == 0
-    assert geo.layers[1] == ["b1", "b2"]
+def test_layout_rows_lanes_and_routes():
+    geo = layout(ORDER, LANE_OF, LANES, EDGES)
+    # one column per lane, in the lanes' order; rows below every parent and below
+    # the lane's previous node (so numbers grow down each lane)
+    assert [lane.name for lane in geo.lanes] == LANES
+    for n in ORDER:
+        assert geo.boxes[n].x == geo.lanes[LANES.index(LANE_OF[n])].x
+    for s, t, _ in EDGES:
+        assert geo.rows[t] > geo.rows[s]
+    assert geo.rows == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 2, "f": 2, "g": 3}
+    check_geometry(geo, EDGES)
+    # one port and one label per (source, artifact): 'a' sends text twice
+    from_a = [e for e in geo.edges if e.source == "a" and e.label == "text"]
+    assert from_a[0].points[0] == from_a[1].points[0]
+    assert [e.label_at is not None for e in from_a] == [True, False]
+    # the left half of a node's ports is labelled to the left of its stub
+    ports = sorted((e.points[0][0], e.label_anchor) for e in geo.edges
+                   if e.source == "a" and e.label_at)
+    assert [side for _, side in ports] == ["end", "start"]
+
+
+def test_layout_is_deterministic_and_drops_empty_lanes():
+    first = layout(ORDER, LANE_OF, LANES + ["deployment"], EDGES)
+    again = layout(list(ORDER), dict(LANE_OF), LANES + ["deployment"], list(EDGES))
+    assert first == again
+    assert [lane.name for lane in first.lanes] == LANES
+
+
+def test_a_parent_after_its_child_is_refused():
+    with pytest.raises(ValueError, match="'b' comes before its parent"):
+        layout(["b", "a"], {"a": "data", "b": "data"}, LANES, [("a", "b", None)])
+
+
+def test_critical_path_is_the_heaviest_chain():
+    parents = {"b": ["a"], "c": ["a"], "d": ["b", "c"]}
+    order = ["a", "b", "c", "d"]
+    assert critical_path(order, parents, {"b": 1.0, "c": 5.0}) == ["a", "c", "d"]
+    assert critical_path(order, parents, {"b": 5.0, "c": 1.0}) == ["a", "b", "d"]
+    # no weights: the longest chain, the first parent on a tie
+    assert critical_path(order, parents, {}) == ["a", "b", "d"]
+
+
+def test_roadmap_graph_is_plain_data():
+    road = roadmap.load(FIXTURE, REPO)
+    graph = roadmap_graph(road, "full")
+    assert json.loads(json.dumps(graph)) == graph  # nothing but JSON types
+    assert [n["id"] for n in graph["nodes"]] == ["intro", "write", "extra", "later"]
+    assert [n["number"] for n in graph["nodes"]] == [1, 2, 3, 4]
+    later = next(n for n in graph["nodes"] if n["id"] == "later")
+    assert later["depth"] == "optional" and later["pending"]
+    assert later["depths"] == {"basic": None, "full": "optional"}
+    edges = {(e["source"], e["target"]): e for e in graph["edges"]}
+    assert set(edges) == {("intro", "write"), ("intro", "extra"),
+                          ("write", "later"), ("extra", "later")}
+    assert edges[("write", "later")]["label"] == "files"
+    # the critical path runs through the heaviest core steps: write (3e15 FLOPs),
+    # not 'later', which is optional in this track
+    assert graph["critical_path"] == ["intro", "write"]
+    assert not later["critical"]
+    assert edges[("intro", "write")]["critical"]
+    assert not edges[("intro", "extra")]["critical"]
+    assert graph["nodes"][1]["seconds"] > 0
+    # a track's edition holds its nodes only; no track: no times, no path
+    basic = roadmap_graph(road, "basic")
+    assert [n["id"] for n in basic["nodes"]] == ["intro", "write", "extra"]
+    every = roadmap_graph(road)
+    assert every["critical_path"] == [] and every["nodes"][0]["seconds"] is None
+    assert roadmap_graph(road, "full") == graph
+
+
+def test_real_roadmap_lays_out_cleanly():
+    road = roadmap.load(REPO / "book", REPO)
+    for track in (None, *road.tracks):
+        graph = roadmap_graph(road, track)
+        geo_edges = [(e["source"], e["target"], e["label"]) for e in graph["edges"]]
+        nodes = road.nodes_in(track)
+        geo = layout([n.id for n in nodes], {n.id: n.lane for n in nodes},
+                     roadmap.LANES, geo_edges)
+        check_geometry(geo, geo_edges)
+        # every step has a parent except the first; every artifact is named
+        assert all(n.requires for n in nodes[1:])
+        numbers = {n["id"]: n["number"] for n in graph["nodes"]}
+        for lane in graph["lanes"]:  # reading order down each lane
+            column = sorted((n["y"], numbers[n["id"]]) for n in graph["nodes"]
+                            if n["lane"] == lane["name"])
+            assert [num for _, num in column] == sorted(num for _, num in column)
 
 
 def test_estimates_are_cached_by_the_estimator_sources(book, tmp_path):
