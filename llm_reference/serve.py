@@ -85,16 +85,21 @@ async def merged(generations: list[Generation],
                  is_disconnected: Callable[[], Awaitable[bool]]
                  ) -> AsyncIterator[tuple[int, str | None]]:
     """(choice index, piece) from all generations as they come; (index, None) when
-    one ends. Leaving early cancels them all (their `text` sets `cancelled`)."""
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    one ends. Leaving early cancels them all (their `text` sets `cancelled`).
+
+    The queue between the readers and the response is small: when the client stops
+    reading, the response stops taking pieces, so do the readers, and the engine
+    pauses the generations whose unread text piles up (`Engine._paused`).
+    """
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(maxsize=len(generations))
 
     async def read(index: int, generation: Generation) -> None:
         try:
             async for piece in generation.text(is_disconnected):
-                queue.put_nowait((index, piece))
-            queue.put_nowait((index, None))
+                await queue.put((index, piece))
+            await queue.put((index, None))
         except Exception as e:  # the scheduler failed: the reader raises it
-            queue.put_nowait((index, e))
+            await queue.put((index, e))
 
     tasks = [asyncio.create_task(read(i, g)) for i, g in enumerate(generations)]
     try:
