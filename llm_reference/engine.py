@@ -6,12 +6,13 @@ is a small, inefficient matrix product. An engine instead runs *one* loop, in on
 thread, that owns the model. Each turn of the loop (`Engine.step`):
 
 1. admits waiting sequences while a KV cache slot is free (`kv_pool.py`);
-2. prefills: feeds at most `prefill_chunk` prompt tokens of new sequences, so a
-   long prompt never stalls the others for long: it is cut into chunks fed over
-   several steps (chunked prefill);
+2. prefills: feeds at most `prefill_chunk` prompt tokens of new sequences, the
+   short prompts together in one model call; a long prompt never stalls the others
+   for long: it is cut into chunks fed over several steps (chunked prefill);
 3. decodes: one token for *every* running sequence at once with `GPT.decode_step`,
    a batch whose rows sit at different positions;
-4. retires the sequences that ended (a stop token, a stop string, `max_tokens`, the
+4. samples the next token of every row at once (`generate.sample_rows`);
+5. retires the sequences that ended (a stop token, a stop string, `max_tokens`, the
    end of the context) or whose client left, freeing their slots at once.
 
 Sequences join and leave the batch at every step: continuous batching. The batch
@@ -21,9 +22,11 @@ sampling parameters, random generator, stop strings and `max_tokens`.
 
 A request that finds no free slot waits in a bounded queue; only when the queue is
 full is it refused with 429 and `Retry-After` (OpenAI's clients retry by
-themselves). A prompt longer than the context can never run: 400. `serve.py` is
-the HTTP face: it turns each request into `Job`s with `Engine.job`, submits them
-with `Engine.start` and sends their text as it comes.
+themselves). A stream whose reader stops reading is paused, then cancelled
+(`Engine._paused`): a slow client neither holds up the others nor makes the server
+keep its text without bound. A prompt longer than the context can never run: 400.
+`serve.py` is the HTTP face: it turns each request into `Job`s with `Engine.job`,
+submits them with `Engine.start` and sends their text as it comes.
 """
 
 from __future__ import annotations
@@ -342,8 +345,26 @@ class Engine:
                 wake(failed)
 
     def step(self) -> bool:
-        """One turn: admit, prefill a chunk, decode one token for all, retire.
+        """One turn: admit, prefill, decode one token for all, sample, retire.
         Returns whether the model ran (False: every sequence is paused)."""
+        running = self._admit()
+        fed, sampling, logits = self._prefill(running)
+        decoding = [g for g in running if g.last_token is not None
+                    and g.finish_reason is None and not g.cancelled.is_set()
+                    and not self._paused(g)]
+        if decoding:
+            sampling += decoding
+            logits.append(self._decode(decoding))  # (B, V)
+        if sampling:
+            self._sample(sampling, torch.cat(logits))
+        for generation in running:
+            if generation.finish_reason is not None or generation.cancelled.is_set():
+                self._retire(generation)
+        wake(running)
+        return fed > 0 or bool(sampling)
+
+    def _admit(self) -> list[Generation]:
+        """Give waiting sequences the free slots; return all the running ones."""
         with self._wake:
             while self.waiting and self.pool.free:
                 generation = self.waiting.popleft()
@@ -352,40 +373,33 @@ class Engine:
                     continue
                 generation.slot = self.pool.take()
                 self.running.append(generation)
-            running = list(self.running)
-        budget = self.settings.prefill_chunk  # prompt tokens this step
-        sampling, logits = [], []  # who gets a new token, and its logits (V,)
-        whole = []  # new prompts that fit in the budget: prefilled together
+            return list(self.running)
+
+    def _prefill(self, running: list[Generation]
+                 ) -> tuple[int, list[Generation], list[torch.Tensor]]:
+        """Feed at most `prefill_chunk` prompt tokens: new prompts that fit go in
+        together, in one model call; a longer one goes in a chunk, more next turn.
+        Returns the tokens fed, the sequences whose prompt is now all in, and
+        their next-token logits (each (n, V))."""
+        budget = self.settings.prefill_chunk
+        whole, done, logits = [], [], []
         for generation in running:
-            left = len(generation.job.prompt_ids) - generation.pos
-            if budget <= 0 or generation.last_token is not None:
+            if budget == 0 or generation.last_token is not None:
                 continue
+            left = len(generation.job.prompt_ids) - generation.pos
             if generation.pos == 0 and left <= budget:
                 whole.append(generation)
                 budget -= left
                 continue
-            chunk, last = self._prefill(generation, budget)
-            budget -= chunk
-            if last is not None:  # the whole prompt is in: a first token
-                sampling.append(generation)
+            fed, last = self._prefill_chunk(generation, budget)
+            budget -= fed
+            if last is not None:
+                done.append(generation)
                 logits.append(last)
         if whole:
+            done += whole
             logits.append(self._prefill_together(whole))
-            sampling += whole
-        decoding = [g for g in running if g.last_token is not None
-                    and g.finish_reason is None and not g.cancelled.is_set()
-                    and not self._paused(g)]
-        if decoding:
-            logits.append(self._decode(decoding))
-            sampling += decoding
-        if sampling:
-            self._sample(sampling, torch.cat([row.view(-1, row.size(-1))
-                                              for row in logits]))
-        for generation in running:
-            if generation.finish_reason is not None or generation.cancelled.is_set():
-                self._retire(generation)
-        wake(running)
-        return bool(sampling) or budget < self.settings.prefill_chunk
+        return self.settings.prefill_chunk - budget, done, logits
 
     def _paused(self, generation: Generation) -> bool:
         """Whether a stream's reader is too far behind to decode it further: a
@@ -401,18 +415,18 @@ class Engine:
             generation.cancelled.set()
         return True
 
-    def _prefill(self, generation: Generation, budget: int
-                 ) -> tuple[int, torch.Tensor | None]:
+    def _prefill_chunk(self, generation: Generation, budget: int
+                       ) -> tuple[int, torch.Tensor | None]:
         """Feed the next chunk of at most `budget` prompt tokens. Returns the
         chunk's length and, after the prompt's last chunk, the next token's
-        logits (V,)."""
+        logits (1, V)."""
         prompt = generation.job.prompt_ids
         chunk = prompt[generation.pos:generation.pos + budget]
         cache = self.pool.view(generation.slot, generation.pos)
         idx = torch.tensor([chunk], device=self.device)  # (1, T)
         logits, _ = self.model(idx, kv_cache=cache)  # (1, T, V)
         generation.pos += len(chunk)
-        return len(chunk), logits[0, -1] if generation.pos == len(prompt) else None
+        return len(chunk), logits[0, -1:] if generation.pos == len(prompt) else None
 
     def _prefill_together(self, batch: list[Generation]) -> torch.Tensor:
         """Feed whole prompts in one model call; return each one's next-token

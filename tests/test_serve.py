@@ -460,11 +460,13 @@ def test_a_stream_nobody_reads_is_paused_then_cancelled(loaded):
         ids = engine.completion_prompt("def")
         job = engine.job(ids, body, CAP, ("<|endoftext|>",))
         unread, read, late = engine.start_all([job, job, job], stream=True)
-        await read_all(read)  # the others run on while `unread` waits
-        assert read.completion_tokens == job.max_tokens
-        assert unread.completion_tokens <= settings.max_unread + 2
-        assert unread.paused_since is not None
+        reading = asyncio.create_task(read_all(read))
+        await until(lambda: late.paused_since is not None, "a pause")
         await read_all(late)  # read late: it resumes
+        await reading  # and the one read all along ran on
+        assert read.completion_tokens == job.max_tokens
+        assert unread.completion_tokens <= settings.max_unread + 8
+        assert unread.paused_since is not None
         assert late.completion_tokens == job.max_tokens
         assert late.finish_reason == "length"
         await until(lambda: len(engine.pool.free) == 3, "the stall timeout")
