@@ -197,7 +197,8 @@ for r in latency:
 # process of its own as in production (here the clients would share Python's lock
 # with the server), gets the same 32 streamed requests of 32 tokens, sent by 1, 2,
 # 4, 8 and 16 clients at once (each client sends its share back to back). Tokens
-# per second for all, and per request the time to the first text and to the end.
+# per second for all, and per request the time to the first text and to the end;
+# each level runs twice and the faster run is kept.
 
 # %% tags=["sweep"]
 command = [sys.executable, "-m", "llm_reference", "serve", "--run", str(base.folder),
@@ -248,7 +249,11 @@ def one_level(clients: int) -> dict:
 
 
 timed_stream(0)  # warm up
-sweep = [one_level(n) for n in S["clients"]]
+trials = {n: [] for n in S["clients"]}
+for _ in range(2):  # each level twice, taking turns; a shared machine is noisy,
+    for n in S["clients"]:  # so we keep the faster of the two
+        trials[n].append(one_level(n))
+sweep = [max(trials[n], key=lambda r: r["tokens_per_s"]) for n in S["clients"]]
 print("clients  tokens/s  latency p50 ms  p99 ms  first text p50 ms")
 for r in sweep:
     print(f"{r['clients']:7d} {r['tokens_per_s']:9.0f} {r['p50_ms']:15.0f} "
