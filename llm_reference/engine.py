@@ -64,6 +64,8 @@ class ServerSettings:
     max_queue: int = 256  # sequences waiting for a slot; more get 429
     prefill_chunk: int = 256  # prompt tokens fed per scheduler step
     max_unread: int = 64  # pieces a stream's reader may leave unread; then it pauses
+    wake_interval_s: float = 0.01  # readers are woken at most this often, but at
+    # once for a request's first text and its end
     stall_timeout_s: float = 60.0  # a stream paused this long is cancelled
     max_body_bytes: int = 1 << 20  # larger request bodies get 413, unread
     api_key: str | None = None  # None: no authentication
@@ -118,7 +120,9 @@ class Generation:
     of the GIL, which can take longer than a decode step. So `put` only notes that
     the reader needs waking (a streaming reader that has taken all there was, any
     reader at the end), and the scheduler wakes all the readers due with one call
-    per step (`wake`).
+    (`wake`): at once for a first text or an end, else at most every
+    `wake_interval_s` (10 ms, smooth to a reader), so that a fast step hands several
+    tokens over at a time.
     """
 
     END = object()  # the item after the last piece
@@ -145,6 +149,8 @@ class Generation:
         self._lock = threading.Lock()
         self._ready = asyncio.Event()  # set when _items may hold something
         self.wake_due = False  # a wake-up for the reader is waiting for `wake`
+        self.wake_now = False  # ... and should not wait for the next interval
+        self._handed = False  # whether any text was put yet
 
     @property
     def completion_tokens(self) -> int:
@@ -164,6 +170,9 @@ class Generation:
             first = len(self._items) == 1  # else a wake-up is already on its way
         if last or (self.stream and first):
             self.wake_due = True
+            # the first text and the end go out at once; the rest may wait a little
+            self.wake_now = self.wake_now or last or not self._handed
+        self._handed = True
 
     async def text(self, is_disconnected: Callable[[], Awaitable[bool]]
                    ) -> AsyncIterator[str]:
@@ -225,6 +234,7 @@ class Engine:
         self.running: list[Generation] = []
         self.stats = Stats()
         self.random = random.Random()  # for the sequences without a seed
+        self._woken = 0.0  # when the scheduler last woke the readers
         self._wake = threading.Condition()  # guards waiting, running and stats
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="scheduler",
@@ -360,8 +370,13 @@ class Engine:
         for generation in running:
             if generation.finish_reason is not None or generation.cancelled.is_set():
                 self._retire(generation)
-        wake(running)
-        return fed > 0 or bool(sampling)
+        busy = fed > 0 or bool(sampling)
+        now = time.monotonic()
+        if (not busy or now - self._woken >= self.settings.wake_interval_s
+                or any(g.wake_now for g in running)):
+            wake(running)
+            self._woken = now
+        return busy
 
     def _admit(self) -> list[Generation]:
         """Give waiting sequences the free slots; return all the running ones."""
@@ -568,7 +583,7 @@ def wake(generations: list[Generation]) -> None:
     due: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
     for generation in generations:
         if generation.wake_due:
-            generation.wake_due = False
+            generation.wake_due = generation.wake_now = False
             due.setdefault(generation._loop, []).append(generation._ready)
     for loop, events in due.items():
         loop.call_soon_threadsafe(_set_all, events)
