@@ -7,16 +7,21 @@ client (default retries), every client streams `--requests` completions of
 (never another host). We print tokens/s, p50 / p99 request latency, p50 time to
 first token and errors.
 
-Two servers, the same model, the same torch threads, taking turns:
+Three servers, the same model, the same torch threads, taking turns:
 
 - ours: `llm_reference.engine`, one scheduler loop decoding every running sequence
   in one batch (`--max-concurrency` = clients, so nobody waits for a slot);
 - peer: the thread-per-request engine this project had before (engine.py and
   serve.py as of git `--baseline-ref`, loaded from git into a module), also with
-  `--max-concurrency` = clients: each request runs its own generate loop.
+  `--max-concurrency` = clients: each request runs its own generate loop;
+- hf: Hugging Face transformers' own server, `transformers serve
+  --continuous-batching` (paged attention, its engine in a process of its own), on
+  the model exported with `python -m llm_reference export --format hf`; `--no-hf`
+  leaves it out. (llama.cpp is not measured: no llama-cpp-python wheel for this
+  machine, and building it from source takes longer than this benchmark.)
 
-ratio = our tokens/s / the peer's. Targets (issue 15): >= 4 at 16 clients, 0 errors
-at 64, our p99 <= 2 x p50 at 16.
+ratio = our tokens/s / the peer's (and / hf's). Targets (issue 15): >= 4 at 16
+clients, 0 errors at 64, our p99 <= 2 x p50 at 16.
 
 Without `--run` the model is random weights in the `tiny` preset's shape (4 layers,
 d_model 128, context 128; `--d-model`, `--n-layer` change it) with a tokenizer
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +51,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 import openai
 import torch
@@ -92,7 +99,8 @@ class Load:
                 f"ttft p50 {np.median(ttft):6.0f} ms  errors {self.errors}")
 
 
-def hammer(url: str, clients: int, requests: int, max_tokens: int) -> Load:
+def hammer(url: str, clients: int, requests: int, max_tokens: int,
+           model: str = "bench") -> Load:
     """`clients` threads, each streaming `requests` completions back to back."""
     client = openai.OpenAI(base_url=url, api_key="none")  # default retries: 2
     load = Load()
@@ -100,7 +108,7 @@ def hammer(url: str, clients: int, requests: int, max_tokens: int) -> Load:
     def one(seed: int) -> None:
         start, first, tokens = time.perf_counter(), None, 0
         stream = client.completions.create(
-            model="bench", prompt=PROMPT, max_tokens=max_tokens, temperature=1.0,
+            model=model, prompt=PROMPT, max_tokens=max_tokens, temperature=1.0,
             seed=seed, stream=True, stream_options={"include_usage": True})
         for chunk in stream:
             if chunk.choices and chunk.choices[0].text and first is None:
@@ -201,6 +209,51 @@ def server_process(run: Path, kind: str, slots: int, max_tokens: int, ref: str,
         proc.wait(timeout=30)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def hf_server(run: Path, root: Path, clients: int, threads: int,
+              device: str = "cpu") -> Iterator[tuple[str, str]]:
+    """`transformers serve --continuous-batching` on the HF export of `run`; yield
+    its URL and the model name its clients pass. Its KV cache: blocks of 32 tokens,
+    enough for `clients` full contexts."""
+    folder = root / "hf"
+    if not folder.exists():
+        subprocess.run([sys.executable, "-m", "llm_reference", "export", "--run",
+                        str(run), "--out", str(folder)], check=True,
+                       capture_output=True)
+    context = load_model(run)[0].config.context_length
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("transformers")), "serve",
+               str(folder), "--continuous-batching", "--device", device,
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
+               "--cb-block-size", "32",
+               "--cb-num-blocks", str(clients * -(-context // 32) + 4),
+               "--cb-max-batch-tokens", "256"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # it loads and warms up its engine: up to a minute
+            if proc.poll() is not None:
+                raise RuntimeError("transformers serve exited while starting")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        yield url + "/v1", str(folder)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, help="serve this run (default: a random "
@@ -223,6 +276,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 and 4 clients only")
     parser.add_argument("--device", default="cpu",
                         help="where both servers run the model (default: cpu)")
+    parser.add_argument("--no-hf", action="store_true",
+                        help="leave out the transformers serve peer")
     parser.add_argument("--child", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--slots", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -244,22 +299,32 @@ def main() -> None:
               f"{args.requests} streamed requests per client, max_tokens "
               f"{args.max_tokens}, {args.threads} torch thread(s) per server")
         for clients in levels[:2] if args.quick else levels:
-            loads = {"peer": Load(), "ours": Load()}
+            kinds = ("peer", "ours") if args.no_hf else ("peer", "ours", "hf")
+            loads = {kind: Load() for kind in kinds}
             with ExitStack() as stack:
-                urls = {kind: stack.enter_context(server_process(
+                urls = {kind: (stack.enter_context(server_process(
                     run, kind, clients, args.max_tokens, args.baseline_ref,
-                    args.threads, args.device)) for kind in loads}
-                for url in urls.values():
-                    hammer(url, 1, 1, args.max_tokens)  # warm up
-                for _ in range(ROUNDS):  # take turns: both see the same load
-                    for kind, url in urls.items():
+                    args.threads, args.device)), "bench")
+                    for kind in ("peer", "ours")}
+                if "hf" in kinds:
+                    urls["hf"] = stack.enter_context(hf_server(
+                        run, Path(tmp), clients, args.threads, args.device))
+                for url, name in urls.values():
+                    hammer(url, 1, 1, args.max_tokens, name)  # warm up
+                for _ in range(ROUNDS):  # take turns: all see the same load
+                    for kind, (url, name) in urls.items():
                         loads[kind].add(hammer(url, clients, args.requests,
-                                               args.max_tokens))
-            ratio = loads["ours"].tokens_per_s() / max(loads["peer"].tokens_per_s(),
-                                                       1e-9)
+                                               args.max_tokens, name))
+            load = os.getloadavg()[0]
             print(f"{clients:3d} clients  ours {loads['ours'].summary()}")
-            print(f"             peer {loads['peer'].summary()}")
-            print(f"             ratio (ours / peer tokens/s) {ratio:.2f}", flush=True)
+            for kind in kinds[:1] + kinds[2:]:
+                print(f"             {kind:4s} {loads[kind].summary()}")
+            ours = loads["ours"].tokens_per_s()
+            ratios = "  ".join(f"ours / {kind} "
+                               f"{ours / max(loads[kind].tokens_per_s(), 1e-9):.2f}"
+                               for kind in kinds if kind != "ours")
+            print(f"             tokens/s ratio: {ratios}  (load average {load:.1f})",
+                  flush=True)
 
 
 if __name__ == "__main__":

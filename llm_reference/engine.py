@@ -6,12 +6,13 @@ is a small, inefficient matrix product. An engine instead runs *one* loop, in on
 thread, that owns the model. Each turn of the loop (`Engine.step`):
 
 1. admits waiting sequences while a KV cache slot is free (`kv_pool.py`);
-2. prefills: feeds at most `prefill_chunk` prompt tokens of new sequences, so a
-   long prompt never stalls the others for long: it is cut into chunks fed over
-   several steps (chunked prefill);
+2. prefills: feeds at most `prefill_chunk` prompt tokens of new sequences, the
+   short prompts together in one model call; a long prompt never stalls the others
+   for long: it is cut into chunks fed over several steps (chunked prefill);
 3. decodes: one token for *every* running sequence at once with `GPT.decode_step`,
    a batch whose rows sit at different positions;
-4. retires the sequences that ended (a stop token, a stop string, `max_tokens`, the
+4. samples the next token of every row at once (`generate.sample_rows`);
+5. retires the sequences that ended (a stop token, a stop string, `max_tokens`, the
    end of the context) or whose client left, freeing their slots at once.
 
 Sequences join and leave the batch at every step: continuous batching. The batch
@@ -21,15 +22,18 @@ sampling parameters, random generator, stop strings and `max_tokens`.
 
 A request that finds no free slot waits in a bounded queue; only when the queue is
 full is it refused with 429 and `Retry-After` (OpenAI's clients retry by
-themselves). A prompt longer than the context can never run: 400. `serve.py` is
-the HTTP face: it turns each request into `Job`s with `Engine.job`, submits them
-with `Engine.start` and sends their text as it comes.
+themselves). A stream whose reader stops reading is paused, then cancelled
+(`Engine._paused`): a slow client neither holds up the others nor makes the server
+keep its text without bound. A prompt longer than the context can never run: 400.
+`serve.py` is the HTTP face: it turns each request into `Job`s with `Engine.job`,
+submits them with `Engine.start` and sends their text as it comes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
 import threading
 import time
 from collections import deque
@@ -42,7 +46,7 @@ import torch.nn.functional as F
 
 from .chat import ENDOFTEXT, encode_chat
 from .errors import UserError
-from .generate import TextStream, sample_next
+from .generate import TextStream, sample_rows
 from .kv_pool import KVPool
 from .model import GPT
 from .openai_schema import APIError, ChatMessage, SamplingRequest
@@ -59,6 +63,10 @@ class ServerSettings:
     max_concurrency: int = 16  # sequences decoded together: KV cache slots
     max_queue: int = 256  # sequences waiting for a slot; more get 429
     prefill_chunk: int = 256  # prompt tokens fed per scheduler step
+    max_unread: int = 64  # pieces a stream's reader may leave unread; then it pauses
+    wake_interval_s: float = 0.01  # readers are woken at most this often, but at
+    # once for a request's first text and its end
+    stall_timeout_s: float = 60.0  # a stream paused this long is cancelled
     max_body_bytes: int = 1 << 20  # larger request bodies get 413, unread
     api_key: str | None = None  # None: no authentication
 
@@ -71,6 +79,8 @@ class ServerSettings:
             raise UserError(f"--max-queue {self.max_queue}: must be >= 0")
         if self.prefill_chunk < 1:
             raise UserError(f"--prefill-chunk {self.prefill_chunk}: must be >= 1")
+        if self.max_unread < 1:
+            raise UserError(f"max_unread {self.max_unread}: must be >= 1")
         if not self.model_name:
             raise UserError("--model-name: must not be empty")
 
@@ -110,14 +120,17 @@ class Generation:
     of the GIL, which can take longer than a decode step. So `put` only notes that
     the reader needs waking (a streaming reader that has taken all there was, any
     reader at the end), and the scheduler wakes all the readers due with one call
-    per step (`wake`).
+    (`wake`): at once for a first text or an end, else at most every
+    `wake_interval_s` (10 ms, smooth to a reader), so that a fast step hands several
+    tokens over at a time.
     """
 
     END = object()  # the item after the last piece
 
     def __init__(self, job: Job, stream: bool, tokenizer: Any,
-                 device: torch.device):
+                 wake_scheduler: Callable[[], None]):
         self.job, self.stream = job, stream
+        self.wake_scheduler = wake_scheduler  # after a pause or a cancellation
         self.text_stream = TextStream(tokenizer, job.stop)
         self.logprobs: list[TokenLogprob] = []
         self.finish_reason: str | None = None  # "stop" | "length"; None if cancelled
@@ -128,19 +141,24 @@ class Generation:
         self.slot: int | None = None
         self.pos = 0  # tokens in the slot's cache
         self.last_token: int | None = None  # sampled, not yet fed to the model
-        generator = None
-        if job.seed is not None:
-            generator = torch.Generator(device=device).manual_seed(job.seed)
-        self.generator = generator
+        self.paused_since: float | None = None  # its reader is too far behind
+        # with a seed, its own random numbers: the same text in any batch
+        self.random = None if job.seed is None else random.Random(job.seed)
         self._loop = asyncio.get_running_loop()
         self._items: list[Any] = []  # pieces not read yet, then END or an exception
         self._lock = threading.Lock()
         self._ready = asyncio.Event()  # set when _items may hold something
         self.wake_due = False  # a wake-up for the reader is waiting for `wake`
+        self.wake_now = False  # ... and should not wait for the next interval
+        self._handed = False  # whether any text was put yet
 
     @property
     def completion_tokens(self) -> int:
         return len(self.text_stream.ids)
+
+    def unread(self) -> int:
+        """Pieces handed over that the reader has not taken yet."""
+        return len(self._items)
 
     def put(self, item: Any) -> None:
         """Hand a piece (or END, or an exception) to the reader; `wake` it later."""
@@ -152,6 +170,9 @@ class Generation:
             first = len(self._items) == 1  # else a wake-up is already on its way
         if last or (self.stream and first):
             self.wake_due = True
+            # the first text and the end go out at once; the rest may wait a little
+            self.wake_now = self.wake_now or last or not self._handed
+        self._handed = True
 
     async def text(self, is_disconnected: Callable[[], Awaitable[bool]]
                    ) -> AsyncIterator[str]:
@@ -167,6 +188,8 @@ class Generation:
                 with self._lock:
                     items, self._items = self._items, []
                     self._ready.clear()
+                if self.paused_since is not None:
+                    self.wake_scheduler()  # room again: decode it on
                 done = bool(items) and not isinstance(items[-1], str)
                 text = "".join(items[:-1] if done else items)
                 if text:
@@ -177,6 +200,8 @@ class Generation:
                     return
         finally:  # also runs when the server cancels a stream whose client left
             self.cancelled.set()
+            if self.finish_reason is None:
+                self.wake_scheduler()  # free the slot now, even if paused
 
     def usage(self) -> dict[str, int]:
         prompt = len(self.job.prompt_ids)
@@ -208,6 +233,8 @@ class Engine:
         self.waiting: deque[Generation] = deque()
         self.running: list[Generation] = []
         self.stats = Stats()
+        self.random = random.Random()  # for the sequences without a seed
+        self._woken = 0.0  # when the scheduler last woke the readers
         self._wake = threading.Condition()  # guards waiting, running and stats
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="scheduler",
@@ -277,7 +304,7 @@ class Engine:
 
     def start_all(self, jobs: list[Job], stream: bool) -> list[Generation]:
         """Queue a request's jobs together: all of them, or none (429)."""
-        generations = [Generation(job, stream, self.tokenizer, self.device)
+        generations = [Generation(job, stream, self.tokenizer, self.notify)
                        for job in jobs]
         with self._wake:
             free = self.settings.max_queue + len(self.pool.free) - len(self.waiting)
@@ -291,6 +318,11 @@ class Engine:
             self._wake.notify()
         return generations
 
+    def notify(self) -> None:
+        """Wake the scheduler if it waits: a paused reader caught up or left."""
+        with self._wake:
+            self._wake.notify()
+
     def retry_after(self) -> int:
         """Seconds until the queue has likely moved on: a guess from the throughput."""
         rate = self.tokens_per_second()
@@ -302,15 +334,18 @@ class Engine:
     # --- the scheduler loop (its own thread)
 
     def _loop(self) -> None:
+        busy = True
         while True:
             with self._wake:
                 while not (self._stopping or self.waiting or self.running):
                     self._wake.wait()
+                if not busy:  # every sequence is paused: wait for a reader
+                    self._wake.wait(DISCONNECT_CHECK_S)
                 if self._stopping:
                     return
             try:
                 with torch.inference_mode():  # no autograd bookkeeping
-                    self.step()
+                    busy = self.step()
             except BaseException as e:  # a bug: every reader re-raises it (500)
                 with self._wake:
                     failed, self.running = self.running, []
@@ -319,8 +354,32 @@ class Engine:
                     generation.put(e)
                 wake(failed)
 
-    def step(self) -> None:
-        """One turn: admit, prefill a chunk, decode one token for all, retire."""
+    def step(self) -> bool:
+        """One turn: admit, prefill, decode one token for all, sample, retire.
+        Returns whether the model ran (False: every sequence is paused)."""
+        running = self._admit()
+        fed, sampling, logits = self._prefill(running)
+        decoding = [g for g in running if g.last_token is not None
+                    and g.finish_reason is None and not g.cancelled.is_set()
+                    and not self._paused(g)]
+        if decoding:
+            sampling += decoding
+            logits.append(self._decode(decoding))  # (B, V)
+        if sampling:
+            self._sample(sampling, torch.cat(logits))
+        for generation in running:
+            if generation.finish_reason is not None or generation.cancelled.is_set():
+                self._retire(generation)
+        busy = fed > 0 or bool(sampling)
+        now = time.monotonic()
+        if (not busy or now - self._woken >= self.settings.wake_interval_s
+                or any(g.wake_now for g in running)):
+            wake(running)
+            self._woken = now
+        return busy
+
+    def _admit(self) -> list[Generation]:
+        """Give waiting sequences the free slots; return all the running ones."""
         with self._wake:
             while self.waiting and self.pool.free:
                 generation = self.waiting.popleft()
@@ -329,51 +388,111 @@ class Engine:
                     continue
                 generation.slot = self.pool.take()
                 self.running.append(generation)
-            running = list(self.running)
-        budget = self.settings.prefill_chunk  # prompt tokens this step
-        prefilled = []
-        for generation in running:
-            if budget > 0 and generation.last_token is None:
-                budget -= self._prefill(generation, budget)
-                prefilled.append(generation)
-        decoding = [g for g in running if g.last_token is not None
-                    and g not in prefilled and g.finish_reason is None
-                    and not g.cancelled.is_set()]
-        if decoding:
-            self._decode(decoding)
-        for generation in running:
-            if generation.finish_reason is not None or generation.cancelled.is_set():
-                self._retire(generation)
-        wake(running)
+            return list(self.running)
 
-    def _prefill(self, generation: Generation, budget: int) -> int:
-        """Feed the next chunk of at most `budget` prompt tokens; after the last,
-        sample a first token. Returns the chunk's length."""
+    def _prefill(self, running: list[Generation]
+                 ) -> tuple[int, list[Generation], list[torch.Tensor]]:
+        """Feed at most `prefill_chunk` prompt tokens: new prompts that fit go in
+        together, in one model call; a longer one goes in a chunk, more next turn.
+        Returns the tokens fed, the sequences whose prompt is now all in, and
+        their next-token logits (each (n, V))."""
+        budget = self.settings.prefill_chunk
+        whole, done, logits = [], [], []
+        for generation in running:
+            if budget == 0 or generation.last_token is not None:
+                continue
+            left = len(generation.job.prompt_ids) - generation.pos
+            if generation.pos == 0 and left <= budget:
+                whole.append(generation)
+                budget -= left
+                continue
+            fed, last = self._prefill_chunk(generation, budget)
+            budget -= fed
+            if last is not None:
+                done.append(generation)
+                logits.append(last)
+        if whole:
+            done += whole
+            logits.append(self._prefill_together(whole))
+        return self.settings.prefill_chunk - budget, done, logits
+
+    def _paused(self, generation: Generation) -> bool:
+        """Whether a stream's reader is too far behind to decode it further: a
+        client that stops reading must not make the server hold its text without
+        bound. Paused too long, it is cancelled."""
+        if not generation.stream or generation.unread() < self.settings.max_unread:
+            generation.paused_since = None
+            return False
+        now = time.monotonic()
+        if generation.paused_since is None:
+            generation.paused_since = now
+        elif now - generation.paused_since > self.settings.stall_timeout_s:
+            generation.cancelled.set()
+        return True
+
+    def _prefill_chunk(self, generation: Generation, budget: int
+                       ) -> tuple[int, torch.Tensor | None]:
+        """Feed the next chunk of at most `budget` prompt tokens. Returns the
+        chunk's length and, after the prompt's last chunk, the next token's
+        logits (1, V)."""
         prompt = generation.job.prompt_ids
         chunk = prompt[generation.pos:generation.pos + budget]
         cache = self.pool.view(generation.slot, generation.pos)
         idx = torch.tensor([chunk], device=self.device)  # (1, T)
         logits, _ = self.model(idx, kv_cache=cache)  # (1, T, V)
         generation.pos += len(chunk)
-        if generation.pos == len(prompt):
-            self._emit(generation, logits[0, -1])
-        return len(chunk)
+        return len(chunk), logits[0, -1:] if generation.pos == len(prompt) else None
 
-    def _decode(self, batch: list[Generation]) -> None:
-        """One new token for every sequence of the batch, in one model call."""
+    def _prefill_together(self, batch: list[Generation]) -> torch.Tensor:
+        """Feed whole prompts in one model call; return each one's next-token
+        logits (B, V).
+
+        The prompts are padded on the right to the longest: attention is causal,
+        so no real token sees the padding. Their keys and values go to a scratch
+        cache, then to their slots; the padding's land past each prompt, where
+        decoding overwrites them before anything reads them.
+        """
+        prompts = [g.job.prompt_ids for g in batch]
+        T = max(map(len, prompts))
+        idx = torch.tensor([p + [0] * (T - len(p)) for p in prompts],
+                           device=self.device)  # (B, T)
+        scratch = self.pool.scratch(len(batch), T)
+        logits, _ = self.model(idx, kv_cache=scratch)  # (B, T, V)
+        self.pool.store([g.slot for g in batch], scratch)
+        for generation in batch:
+            generation.pos = len(generation.job.prompt_ids)
+        last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
+        return logits[torch.arange(len(batch), device=self.device), last]
+
+    def _decode(self, batch: list[Generation]) -> torch.Tensor:
+        """Logits (B, V) of the next token of every sequence, in one model call."""
         tokens = torch.tensor([g.last_token for g in batch], device=self.device)
         positions = torch.tensor([g.pos for g in batch], device=self.device)
         rows = torch.tensor([g.slot for g in batch], device=self.device)
-        logits = self.model.decode_step(tokens, positions, self.pool.cache, rows)
-        for generation, row in zip(batch, logits):  # row: (V,)
+        for generation in batch:
             generation.pos += 1
-            self._emit(generation, row)
+        return self.model.decode_step(tokens, positions, self.pool.cache, rows)
 
-    def _emit(self, generation: Generation, logits: torch.Tensor) -> None:
-        """Sample the next token from logits (V,) and pass its text on."""
+    def _sample(self, batch: list[Generation], logits: torch.Tensor) -> None:
+        """Sample a token for every sequence of `batch` from logits (B, V) at once
+        (`generate.sample_rows`), and pass its text on."""
+        jobs = [g.job for g in batch]
+        V = logits.size(-1)
+
+        def column(values: list[float]) -> torch.Tensor:  # (B,)
+            return torch.tensor(values, device=self.device)
+
+        uniform = [(g.random or self.random).random() for g in batch]
+        tokens = sample_rows(logits, column([j.temperature for j in jobs]),
+                             column([j.top_k or V for j in jobs]),
+                             column([j.top_p for j in jobs]), column(uniform))
+        for generation, token, row in zip(batch, tokens.tolist(), logits):
+            self._emit(generation, token, row)
+
+    def _emit(self, generation: Generation, token: int,
+              logits: torch.Tensor) -> None:
+        """Pass the text of a new token on (logits (V,): for `logprobs`)."""
         job = generation.job
-        token = sample_next(logits, job.temperature, job.top_k, job.top_p,
-                            generation.generator)
         if generation.first_token_s is None:
             generation.first_token_s = time.monotonic() - generation.submitted
         if token in job.stop_ids:
@@ -464,7 +583,7 @@ def wake(generations: list[Generation]) -> None:
     due: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
     for generation in generations:
         if generation.wake_due:
-            generation.wake_due = False
+            generation.wake_due = generation.wake_now = False
             due.setdefault(generation._loop, []).append(generation._ready)
     for loop, events in due.items():
         loop.call_soon_threadsafe(_set_all, events)

@@ -69,6 +69,39 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0,
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def sample_rows(logits: torch.Tensor, temperature: torch.Tensor,
+                top_k: torch.Tensor, top_p: torch.Tensor,
+                uniform: torch.Tensor) -> torch.Tensor:
+    """The next token (B,) of every row of logits (B, V), each with its own settings.
+
+    A server samples for many sequences at once; calling `sample_next` per row costs
+    a handful of small operations per row. Here every step is one operation for the
+    whole batch. temperature (B,) (0: greedy), top_k (B,) (V: no limit) and top_p (B,)
+    (1: no limit) hold each row's settings, filtered as in `top_k_filter` and then
+    `top_p_filter` (ties at the k-th logit: exactly k survive).
+
+    The draw is inverse transform sampling: with u uniform in [0, 1) (`uniform`, one
+    per row, from the row's own generator if it has a seed), the token is the first
+    whose cumulative probability exceeds u; token i wins with probability p_i.
+    """
+    V = logits.size(-1)
+    logits = logits.float() / temperature.clamp_min(1e-6)[:, None]  # (B, V)
+    if bool((top_k < V).any() | (top_p < 1).any()):
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        rank = torch.arange(V, device=logits.device)
+        sorted_logits = sorted_logits.masked_fill(rank >= top_k[:, None],
+                                                  float("-inf"))
+        probs = F.softmax(sorted_logits, dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs  # (B, V)
+        sorted_logits = sorted_logits.masked_fill(mass_before >= top_p[:, None],
+                                                  float("-inf"))
+        logits = logits.scatter(-1, order, sorted_logits)
+    cdf = F.softmax(logits, dim=-1).cumsum(dim=-1)  # (B, V)
+    u = uniform[:, None] * cdf[:, -1:]  # (B, 1), below the total (~1)
+    sampled = torch.searchsorted(cdf, u, right=True)[:, 0].clamp_max(V - 1)
+    return torch.where(temperature == 0, logits.argmax(dim=-1), sampled)
+
+
 # ---------------------------------------------------------------- the loop
 
 

@@ -16,6 +16,8 @@ its own position.
 
 from __future__ import annotations
 
+import torch
+
 from .model import GPT, KVCache
 
 
@@ -37,6 +39,7 @@ class KVPool:
         weight = model.tok_emb.weight
         self.cache = KVCache(model.config, batch_size=n_slots, device=weight.device,
                              dtype=weight.dtype)
+        self.config = model.config
         self.free = list(range(n_slots - 1, -1, -1))  # pop() takes slot 0 first
         self.n_slots = n_slots
 
@@ -50,6 +53,20 @@ class KVPool:
     def view(self, slot: int, pos: int) -> SlotCache:
         """The slot as a cache holding `pos` tokens."""
         return SlotCache(self.cache, slot, pos)
+
+    def scratch(self, batch_size: int, length: int) -> KVCache:
+        """A small empty cache to prefill `batch_size` prompts of up to `length`
+        tokens in one model call; `store` then copies it into their slots."""
+        like = self.cache.k[0]
+        return KVCache(self.config, batch_size, max_len=length, device=like.device,
+                       dtype=like.dtype)
+
+    def store(self, slots: list[int], scratch: KVCache) -> None:
+        """Copy row i of `scratch` into slot slots[i], from position 0."""
+        rows = torch.tensor(slots, device=self.cache.k[0].device)
+        T = scratch.max_len
+        for pool, new in zip(self.cache.k + self.cache.v, scratch.k + scratch.v):
+            pool[rows, :, :T] = new  # (B, K, T, D)
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.cache.k + self.cache.v)

@@ -251,13 +251,14 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.proj(y))
 
     def decode(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-               cache: KVCache, rows: torch.Tensor, positions: torch.Tensor
-               ) -> torch.Tensor:
+               cache: KVCache, rows: torch.Tensor, positions: torch.Tensor,
+               seen: torch.Tensor) -> torch.Tensor:
         """One new token for each of B sequences, each at its own position.
 
         x is (B, 1, C); sequence b lives in row rows[b] of `cache` and its new token
         sits at positions[b]. Its key and value are written there, and it attends to
-        keys 0 .. positions[b] of its row: a mask hides the rest of the longest one.
+        keys 0 .. positions[b] of its row: the mask `seen` (B, 1, 1, S), S the
+        longest one's length, hides the rest.
         """
         B, T, C = x.shape
         H, K, D = self.n_head, self.n_kv_head, self.head_dim
@@ -272,13 +273,11 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         cache.k[self.layer][rows, :, positions] = k[:, :, 0]  # (B, K, D)
         cache.v[self.layer][rows, :, positions] = v[:, :, 0]
-        S = int(positions.max()) + 1
+        S = seen.size(-1)
         keys = cache.k[self.layer][rows, :, :S]  # (B, K, S, D)
         values = cache.v[self.layer][rows, :, :S]
-        seen = torch.arange(S, device=x.device) <= positions[:, None]  # (B, S)
-        y = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=seen[:, None, None, :],  # (B, 1, 1, S)
-            enable_gqa=K != H)  # (B, H, 1, D)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=seen,
+                                           enable_gqa=K != H)  # (B, H, 1, D)
         return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
 
 
@@ -339,10 +338,10 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))  # (B, T, C)
 
     def decode(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-               cache: KVCache, rows: torch.Tensor, positions: torch.Tensor
-               ) -> torch.Tensor:
+               cache: KVCache, rows: torch.Tensor, positions: torch.Tensor,
+               seen: torch.Tensor) -> torch.Tensor:
         """`forward` for one token per sequence at per-sequence positions."""
-        x = x + self.attn.decode(self.norm1(x), rope, cache, rows, positions)
+        x = x + self.attn.decode(self.norm1(x), rope, cache, rows, positions, seen)
         return x + self.mlp(self.norm2(x))  # (B, 1, C)
 
 
@@ -475,8 +474,11 @@ class GPT(nn.Module):
         else:  # each row its own angles: (B, 1, 1, D), broadcast over the heads
             rope = (self.rope_cos[positions][:, None, None],
                     self.rope_sin[positions][:, None, None])
+        S = int(positions.max()) + 1  # keys of the longest sequence
+        seen = torch.arange(S, device=x.device) <= positions[:, None]  # (B, S)
         for block in self.blocks:
-            x = block.decode(x, rope, cache, rows, positions)  # (B, 1, C)
+            x = block.decode(x, rope, cache, rows, positions,
+                             seen[:, None, None, :])  # (B, 1, C)
         x = self.norm_f(x[:, 0])  # (B, C)
         if self.lm_head is not None:
             return self.lm_head(x)  # (B, V)

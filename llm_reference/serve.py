@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -85,16 +85,21 @@ async def merged(generations: list[Generation],
                  is_disconnected: Callable[[], Awaitable[bool]]
                  ) -> AsyncIterator[tuple[int, str | None]]:
     """(choice index, piece) from all generations as they come; (index, None) when
-    one ends. Leaving early cancels them all (their `text` sets `cancelled`)."""
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    one ends. Leaving early cancels them all (their `text` sets `cancelled`).
+
+    The queue between the readers and the response is small: when the client stops
+    reading, the response stops taking pieces, so do the readers, and the engine
+    pauses the generations whose unread text piles up (`Engine._paused`).
+    """
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(maxsize=len(generations))
 
     async def read(index: int, generation: Generation) -> None:
         try:
             async for piece in generation.text(is_disconnected):
-                queue.put_nowait((index, piece))
-            queue.put_nowait((index, None))
+                await queue.put((index, piece))
+            await queue.put((index, None))
         except Exception as e:  # the scheduler failed: the reader raises it
-            queue.put_nowait((index, e))
+            await queue.put((index, e))
 
     tasks = [asyncio.create_task(read(i, g)) for i, g in enumerate(generations)]
     try:
@@ -243,6 +248,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     jobs = jobs_for(engine, body, prompts, max_tokens, stop_tokens=(ENDOFTEXT,))
     generations = engine.start_all(jobs, bool(body.stream))
     meta = response_meta(engine, "text_completion")
+    note_for_log(request, meta["id"], generations)
 
     def choice(index: int, text: str | None, finish_reason: str | None) -> dict:
         return {"index": index, "text": text or "", "logprobs": None,
@@ -273,6 +279,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
                     stop_tokens=(IM_END, ENDOFTEXT))
     generations = engine.start_all(jobs, bool(body.stream))
     meta = response_meta(engine, "chat.completion")
+    note_for_log(request, meta["id"], generations)
 
     def delta(index: int, text: str | None, finish_reason: str | None) -> dict:
         return {"index": index, "delta": {} if text is None else {"content": text},
@@ -299,6 +306,69 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
 
 
 # ------------------------------------------------------------------------ the app
+
+
+def note_for_log(request: Request, response_id: str,
+                 generations: list[Generation]) -> None:
+    """Tell the access log (if any) what this request became."""
+    record = request.scope.get("access_log")
+    if record is not None:
+        record.update(id=response_id, generations=generations)
+
+
+class AccessLog:
+    """One JSON line per request, written when its response has been sent:
+
+        {"time": "2026-01-01T12:00:00.123Z", "id": "cmpl-...", "method": "POST",
+         "route": "/v1/completions", "status": 200, "prompt_tokens": 5,
+         "completion_tokens": 16, "ttft_s": 0.012, "latency_s": 0.094,
+         "client": "127.0.0.1:52144"}
+
+    `ttft_s` (time to first token) and `latency_s` count from the request's
+    arrival; `id`, the token counts and `ttft_s` are null for routes that generate
+    nothing. One JSON object per line is what log shippers (Vector, Fluent Bit,
+    Loki, `jq`) read without a parser of their own.
+    """
+
+    def __init__(self, app: Any, write: Callable[[str], Any]):
+        self.app, self.write = app, write
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        arrived, status = time.monotonic(), 500
+        record: dict[str, Any] = {"id": None, "generations": []}
+        scope["access_log"] = record  # the endpoints fill it in (note_for_log)
+
+        async def send_and_note(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.write(json.dumps(access_line(scope, record, status, arrived)) + "\n")
+
+
+def access_line(scope: dict, record: dict[str, Any], status: int,
+                arrived: float) -> dict[str, Any]:
+    """The fields of one access-log line (see `AccessLog`)."""
+    generations: list[Generation] = record["generations"]
+    firsts = [g.submitted + g.first_token_s for g in generations
+              if g.first_token_s is not None]
+    counts = usage(generations) if generations else {}
+    host, port = scope.get("client") or ("", 0)
+    now = time.time()
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+            + f".{int(now % 1 * 1000):03d}Z",
+            "id": record["id"], "method": scope["method"], "route": scope["path"],
+            "status": status, "prompt_tokens": counts.get("prompt_tokens"),
+            "completion_tokens": counts.get("completion_tokens"),
+            "ttft_s": round(min(firsts) - arrived, 4) if firsts else None,
+            "latency_s": round(time.monotonic() - arrived, 4),
+            "client": f"{host}:{port}"}
 
 
 class BodyLimit:
@@ -339,13 +409,16 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """The FastAPI application around one engine."""
+def create_app(engine: Engine, access_log: TextIO | None = None) -> FastAPI:
+    """The FastAPI application around one engine; with `access_log`, one JSON line
+    per request goes there (`AccessLog`)."""
     app = FastAPI(title="llm-reference", docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.engine = engine
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=engine.settings.max_body_bytes)
+    if access_log is not None:  # added last: outermost, so it sees every reply
+        app.add_middleware(AccessLog, write=access_log.write)
     keyed = [Depends(check_api_key)]
 
     @app.get("/health")
@@ -388,7 +461,9 @@ def create_app(engine: Engine) -> FastAPI:
 
 
 def uvicorn_server(app: FastAPI, log_level: str = "info") -> uvicorn.Server:
+    """uvicorn around `app`; its own access log is off (ours is `AccessLog`)."""
     return uvicorn.Server(uvicorn.Config(app, log_level=log_level,
+                                         access_log=False,
                                          timeout_graceful_shutdown=5))
 
 

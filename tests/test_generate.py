@@ -10,6 +10,7 @@ from llm_reference.generate import (
     generate,
     generate_text,
     sample_next,
+    sample_rows,
     top_k_filter,
     top_p_filter,
 )
@@ -301,3 +302,32 @@ def test_cli_help_explains_every_option(capsys):
     for option in ("--run", "--prompt", "--max-new-tokens", "--temperature", "--top-k",
                    "--top-p", "--seed", "--stop", "--stream", "--no-cache"):
         assert option in out
+
+
+def test_sample_rows_draws_each_token_with_its_probability():
+    # inverse transform sampling: over evenly spread u in [0, 1), each token wins
+    # a share of draws equal to its probability, to within one draw
+    logits = torch.tensor([2.0, 0.5, -1.0, 1.0])
+    n = 10_000
+    u = (torch.arange(n) + 0.5) / n
+    rows = logits.expand(n, 4)
+    ones = torch.ones(n)
+    tokens = sample_rows(rows, ones, torch.full((n,), 4), ones, u)
+    counts = torch.bincount(tokens, minlength=4).float()
+    assert torch.allclose(counts / n, torch.softmax(logits, -1), atol=1 / n)
+
+
+def test_sample_rows_applies_each_row_s_settings():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 50)
+    V, u = 50, torch.rand(4)
+    # greedy, top-k 1, top-k 3, top-p 0.5: each row keeps only what its filter keeps
+    temperature = torch.tensor([0.0, 1.0, 1.0, 1.0])
+    top_k = torch.tensor([V, 1, 3, V])
+    top_p = torch.tensor([1.0, 1.0, 1.0, 0.5])
+    for _ in range(20):
+        tokens = sample_rows(logits, temperature, top_k, top_p, torch.rand(4))
+        assert tokens[0] == logits[0].argmax() and tokens[1] == logits[1].argmax()
+        assert top_k_filter(logits[2], 3)[tokens[2]] > float("-inf")
+        assert top_p_filter(logits[3], 0.5)[tokens[3]] > float("-inf")
+    assert sample_rows(logits, temperature, top_k, top_p, u).shape == (4,)

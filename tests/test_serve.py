@@ -5,11 +5,13 @@ Checks: greedy output equals `generate`, streaming equals non-streaming, chat us
 chat template, stop strings and seeds, OpenAI-style 4xx errors for bad requests (and
 the server keeps serving), API keys, continuous batching (greedy output alone equals
 batched), the queue, 429 when the queue is full, that a client that disconnects frees
-its slot, prompt lists and `n`, logprobs, the body size limit and /metrics.
+its slot, a stream nobody reads pauses and is cancelled, prompt lists and `n`,
+logprobs, the body size limit, /metrics and the JSON access log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -31,6 +33,7 @@ from llm_reference.engine import Engine, ServerSettings
 from llm_reference.generate import generate
 from llm_reference.hosts import is_loopback
 from llm_reference.model import GPT
+from llm_reference.openai_schema import CompletionRequest
 from llm_reference.serve import BackgroundServer, bind, create_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -374,27 +377,35 @@ class NeverEnds(GPT):
     max_tokens, or the end of the context, for seconds."""
 
     eot = 0
+    delay = 0.05  # seconds per model call
 
     def forward(self, idx, targets=None, kv_cache=None):
-        time.sleep(0.05)
+        time.sleep(self.delay)
         logits, loss = super().forward(idx, targets, kv_cache)  # (B, T, V)
         logits[..., self.eot] = float("-inf")
         return logits, loss
 
     def decode_step(self, tokens, positions, cache, rows):
-        time.sleep(0.05)
+        time.sleep(self.delay)
         logits = super().decode_step(tokens, positions, cache, rows)  # (B, V)
         logits[..., self.eot] = float("-inf")
         return logits
+
+
+def never_ending(loaded, delay: float = NeverEnds.delay) -> NeverEnds:
+    model, tokenizer = loaded
+    never_ends = NeverEnds(model.config)
+    never_ends.load_state_dict(model.state_dict())
+    never_ends.eot = tokenizer.special_tokens["<|endoftext|>"]
+    never_ends.delay = delay
+    return never_ends
 
 
 def test_full_queue_says_429_and_a_disconnect_frees_the_slot(loaded):
     # One slot, no queue, and a request that generates for seconds: only a
     # disconnect can end it early.
     model, tokenizer = loaded
-    never_ends = NeverEnds(model.config)
-    never_ends.load_state_dict(model.state_dict())
-    never_ends.eot = tokenizer.special_tokens["<|endoftext|>"]
+    never_ends = never_ending(loaded)
     with start((never_ends, tokenizer), max_concurrency=1, max_queue=0) as server:
         url = server.url + "/v1/completions"
         long = {**OK_COMPLETION, "max_tokens": CAP, "temperature": 1.0}
@@ -416,6 +427,115 @@ def test_full_queue_says_429_and_a_disconnect_frees_the_slot(loaded):
         assert health["requests"]["rejected"] == 1
         ok = httpx.post(url, json={**OK_COMPLETION, "max_tokens": 2})
         assert ok.status_code == 200
+
+
+async def _no() -> bool:  # is_disconnected for readers without a client
+    return False
+
+
+async def read_all(generation) -> str:
+    return "".join([piece async for piece in generation.text(_no)])
+
+
+async def until(condition, what: str) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_a_stream_nobody_reads_is_paused_then_cancelled(loaded):
+    # A client that stops reading must not hold the others up, nor make the server
+    # keep its text without bound: past max_unread pieces its sequence pauses; a
+    # reader that comes back resumes it; one that never does loses it after
+    # stall_timeout_s, and its slot.
+    tokenizer = loaded[1]
+    settings = ServerSettings(NAME, max_tokens_cap=CAP, max_concurrency=3,
+                              max_unread=4, stall_timeout_s=1.0)
+    engine = Engine(never_ending(loaded, delay=0), tokenizer, settings)
+    body = CompletionRequest(model=NAME, prompt="def", max_tokens=CAP, stream=True)
+
+    async def scenario() -> None:
+        ids = engine.completion_prompt("def")
+        job = engine.job(ids, body, CAP, ("<|endoftext|>",))
+        unread, read, late = engine.start_all([job, job, job], stream=True)
+        reading = asyncio.create_task(read_all(read))
+        await until(lambda: late.paused_since is not None, "a pause")
+        await read_all(late)  # read late: it resumes
+        await reading  # and the one read all along ran on
+        assert read.completion_tokens == job.max_tokens
+        assert unread.completion_tokens <= settings.max_unread + 8
+        assert unread.paused_since is not None
+        assert late.completion_tokens == job.max_tokens
+        assert late.finish_reason == "length"
+        await until(lambda: len(engine.pool.free) == 3, "the stall timeout")
+        assert engine.health()["requests"] == {
+            "completed": 2, "cancelled": 1, "failed": 0, "rejected": 0}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.close()
+
+
+def test_a_paused_stream_whose_client_leaves_frees_its_slot(loaded):
+    # The server cancels the response of a client that left; the reader's cleanup
+    # wakes the scheduler, which frees the slot long before any stall timeout.
+    settings = ServerSettings(NAME, max_tokens_cap=CAP, max_concurrency=1,
+                              max_unread=2, stall_timeout_s=600)
+    engine = Engine(never_ending(loaded, delay=0), loaded[1], settings)
+    body = CompletionRequest(model=NAME, prompt="def", max_tokens=CAP, stream=True)
+
+    async def scenario() -> None:
+        ids = engine.completion_prompt("def")
+        (generation,) = engine.start_all([engine.job(ids, body, CAP, ())], True)
+
+        async def stuck_reader() -> None:  # takes one piece, then never reads
+            async for _ in generation.text(_no):
+                await asyncio.Event().wait()
+
+        reader = asyncio.create_task(stuck_reader())
+        await until(lambda: generation.paused_since is not None, "a pause")
+        reader.cancel()  # what the server does when the client disconnects
+        await until(lambda: engine.pool.free == [0], "the slot freed")
+        assert engine.health()["requests"]["cancelled"] == 1
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.close()
+
+
+def test_access_log_has_one_json_line_per_request(loaded, tmp_path):
+    model, tokenizer = loaded
+    log = (tmp_path / "access.jsonl").open("a", buffering=1)
+    engine = Engine(model, tokenizer, ServerSettings(NAME, max_tokens_cap=CAP,
+                                                     api_key="k"))
+    with BackgroundServer(create_app(engine, access_log=log)) as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
+        reply = client.completions.create(model=NAME, prompt="def", max_tokens=5)
+        stream = client.completions.create(model=NAME, prompt="def", max_tokens=5,
+                                           stream=True)
+        streamed_id = [chunk.id for chunk in stream][0]
+        httpx.get(server.url + "/v1/models")  # no key: 401
+        lines = []
+
+        def all_written() -> bool:
+            lines[:] = (tmp_path / "access.jsonl").read_text().splitlines()
+            return len(lines) == 3
+
+        asyncio.run(until(all_written, "three lines"))
+    log.close()
+    plain, streamed, refused = map(json.loads, lines)
+    assert plain["id"] == reply.id and streamed["id"] == streamed_id
+    assert plain["route"] == "/v1/completions" and plain["status"] == 200
+    assert plain["prompt_tokens"] == reply.usage.prompt_tokens
+    assert plain["completion_tokens"] == reply.usage.completion_tokens
+    assert 0 < plain["ttft_s"] <= plain["latency_s"]
+    assert plain["client"].startswith("127.0.0.1:")
+    assert refused["status"] == 401 and refused["id"] is None
+    assert refused["completion_tokens"] is None and refused["method"] == "GET"
 
 
 # --- n, prompt lists, logprobs, limits, metrics -----------------------------------
@@ -506,12 +626,17 @@ def test_cli_rejects_bad_settings(tiny_run, capsys):
     assert main(["serve", "--run", str(tiny_run), "--max-concurrency", "0"]) == 2
     assert "--max-concurrency" in capsys.readouterr().err
     assert main(["serve", "--run", str(tiny_run.parent / "missing")]) == 2
+    assert main(["serve", "--run", str(tiny_run), "--access-log",
+                 str(tiny_run / "no" / "such" / "dir.log")]) == 2
+    assert "--access-log" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_cli_serves_a_run(tiny_run):
+def test_cli_serves_a_run(tiny_run, tmp_path):
+    log = tmp_path / "access.jsonl"
     command = [sys.executable, "-m", "llm_reference", "serve", "--run", str(tiny_run),
-               "--port", "0", "--model-name", NAME, "--device", "cpu"]
+               "--port", "0", "--model-name", NAME, "--device", "cpu",
+               "--access-log", str(log)]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
@@ -522,6 +647,7 @@ def test_cli_serves_a_run(tiny_run):
         assert [m.id for m in client.models.list()] == [NAME]
         reply = client.completions.create(model=NAME, prompt="def ", max_tokens=3)
         assert reply.usage.completion_tokens <= 3
+        asyncio.run(until(lambda: reply.id in log.read_text(), "the access log"))
     finally:
         proc.terminate()
         proc.wait(timeout=30)

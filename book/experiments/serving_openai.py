@@ -5,17 +5,24 @@
 # writes text that looks a little like Python, nothing more), start
 # `llm_reference.serve` in this process on a free port of 127.0.0.1, and talk to it
 # with the official `openai` client: a completion, a streamed chat reply, the raw
-# Server-Sent Events, the errors a client can cause, and a few timed requests.
-# Loopback only, bounded: at most a few dozen short requests.
+# Server-Sent Events, the errors a client can cause, and a few timed requests. Then
+# a second server with 16 slots takes the same 32 streamed requests from 1, 2, 4, 8
+# and 16 clients at once: throughput and latency against concurrency. Loopback
+# only, bounded: a few hundred short requests in all.
 
 # %%
 import json
+import os
 import statistics
+import subprocess
+import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import httpx
+import matplotlib.pyplot as plt
+import numpy as np
 import openai
 import torch
 from openai import OpenAI
@@ -34,7 +41,9 @@ BOOK = {"timeout": 300, "seed": 0,
                      "model": {"context_length": 128, "n_layer": 2, "n_head": 2,
                                "d_model": 64},
                      "max_concurrency": 2, "max_tokens_cap": 512,
-                     "latency_tokens": [1, 16, 64], "repeats": 5}}
+                     "latency_tokens": [1, 16, 64], "repeats": 5,
+                     "clients": [1, 2, 4, 8, 16], "sweep_requests": 32,
+                     "sweep_tokens": 32}}
 S = BOOK["settings"]
 torch.set_num_threads(1)  # one core per generation: two can run side by side
 NAME = "tiny"
@@ -183,18 +192,92 @@ for r in latency:
     print(f"{r['max_tokens']:10d} {r['tokens']:7d} {r['plain_ms']:9.1f} "
           f"{r['first_ms']:14.1f} {r['stream_ms']:10.1f} {r['ms_per_token']:9.2f}")
 
-# %% tags=["load"]
-load = []
-for clients in (1, S["max_concurrency"]):
+# %% [markdown]
+# Concurrency: `python -m llm_reference serve` with 16 slots (the default), in a
+# process of its own as in production (here the clients would share Python's lock
+# with the server), gets the same 32 streamed requests of 32 tokens, sent by 1, 2,
+# 4, 8 and 16 clients at once (each client sends its share back to back). Tokens
+# per second for all, and per request the time to the first text and to the end;
+# each level runs twice and the faster run is kept.
+
+# %% tags=["sweep"]
+command = [sys.executable, "-m", "llm_reference", "serve", "--run", str(base.folder),
+           "--port", "0", "--model-name", NAME, "--device", "cpu",
+           "--max-concurrency", str(max(S["clients"])), "--access-log", "off"]
+process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+stack.callback(process.wait, timeout=30)
+stack.callback(process.terminate)
+sweep_url = process.stdout.readline().split(" at ")[1].strip()  # "serving ... at URL"
+sweep_client = OpenAI(base_url=sweep_url, api_key="unused")
+
+
+def timed_stream(seed: int) -> tuple[float, float, int]:
+    """(first text, end, tokens) of one streamed, sampled completion."""
+    start, first, tokens = time.perf_counter(), None, 0
+    for chunk in sweep_client.completions.create(
+            model=NAME, prompt="def ", max_tokens=S["sweep_tokens"], seed=seed,
+            stream=True, stream_options={"include_usage": True}):
+        if first is None and chunk.choices and chunk.choices[0].text:
+            first = time.perf_counter() - start
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+    end = time.perf_counter() - start
+    return first or end, end, tokens
+
+
+def one_level(clients: int) -> dict:
+    results, lock = [], threading.Lock()
+
+    def client_loop(c: int) -> None:
+        for i in range(S["sweep_requests"] // clients):
+            r = timed_stream(seed=c * 1000 + i)
+            with lock:
+                results.append(r)
+
+    threads = [threading.Thread(target=client_loop, args=(c,)) for c in range(clients)]
     start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        done = list(pool.map(lambda _: plain(64), range(8)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     seconds = time.perf_counter() - start
-    load.append({"clients": clients,
-                 "latency_ms": 1000 * statistics.median(t for t, _ in done),
-                 "tokens_per_s": sum(n for _, n in done) / seconds})
-    print(f"{clients} client(s): median latency {load[-1]['latency_ms']:.0f} ms, "
-          f"{load[-1]['tokens_per_s']:.0f} tokens/s in all")
+    first, end, tokens = (np.array(x) for x in zip(*results))
+    return {"clients": clients, "tokens_per_s": tokens.sum() / seconds,
+            "p50_ms": 1000 * np.median(end), "p99_ms": 1000 * np.percentile(end, 99),
+            "ttft_ms": 1000 * np.median(first), "seconds": seconds}
+
+
+timed_stream(0)  # warm up
+trials = {n: [] for n in S["clients"]}
+for _ in range(2):  # each level twice, taking turns; a shared machine is noisy,
+    for n in S["clients"]:  # so we keep the faster of the two
+        trials[n].append(one_level(n))
+sweep = [max(trials[n], key=lambda r: r["tokens_per_s"]) for n in S["clients"]]
+print("clients  tokens/s  latency p50 ms  p99 ms  first text p50 ms")
+for r in sweep:
+    print(f"{r['clients']:7d} {r['tokens_per_s']:9.0f} {r['p50_ms']:15.0f} "
+          f"{r['p99_ms']:7.0f} {r['ttft_ms']:18.0f}")
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 2.6))
+n = [r["clients"] for r in sweep]
+left.plot(n, [r["tokens_per_s"] for r in sweep], "o-", color="#0969da")
+left.set_ylabel("tokens/s, all clients")
+left.set_ylim(bottom=0)
+right.plot(n, [r["p50_ms"] for r in sweep], "o-", color="#bc4c00",
+           label="whole request (p50)")
+right.plot(n, [r["ttft_ms"] for r in sweep], "o--", color="#57606a",
+           label="first text (p50)")
+right.set_ylabel("ms")
+right.set_ylim(bottom=0)
+right.legend(frameon=False, fontsize=8)
+for ax in (left, right):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(n, [str(c) for c in n])
+    ax.set_xlabel("concurrent clients")
+    ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+fig.savefig("serving_clients.svg")
 
 # %% [markdown]
 # KV cache per request, from the planner's arithmetic: this tiny model in fp32, and
@@ -232,9 +315,11 @@ for label, m, value_bytes, hw in models:
 
 # %%
 stack.close()
-json.dump({"latency": latency, "load": load, "kv": kv,
+json.dump({"latency": latency, "sweep": sweep, "kv": kv,
            "model": {"parameters": model.num_parameters(), "steps": state["step"],
                      **S["model"], "vocab_size": model.config.vocab_size},
            "settings": {"max_concurrency": S["max_concurrency"],
-                        "max_tokens_cap": S["max_tokens_cap"]}},
+                        "max_tokens_cap": S["max_tokens_cap"],
+                        "sweep_requests": S["sweep_requests"],
+                        "sweep_tokens": S["sweep_tokens"]}},
           open("serving.json", "w"), indent=1)

@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
+from ..errors import UserError
 from ..hosts import is_loopback
 from .common import add_device, add_run, resolve_device
 
@@ -34,6 +36,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=int, default=256, metavar="N",
                         help="sequences waiting for a slot; beyond that requests "
                              "get 429 with Retry-After (default: 256)")
+    parser.add_argument("--access-log", default="-", metavar="FILE",
+                        help="append one JSON line per request (id, route, status, "
+                             "tokens, time to first token, latency, client) to FILE; "
+                             "'-' is stderr, 'off' writes none (default: -)")
     parser.add_argument("--model-name", metavar="NAME",
                         help="the model id clients pass as `model` (default: the "
                              "run folder's name)")
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and settings.api_key is None:
         print(f"warning: listening on {args.host} without an API key: anyone who can "
               "reach this port can use the model; set LLM_API_KEY", file=sys.stderr)
+    access_log = open_access_log(args.access_log)
     model, tokenizer, state = load_model(args.run, args.step, device=str(device))
     engine = Engine(model, tokenizer, settings)
     sock = bind(args.host, args.port)
@@ -62,7 +69,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {settings.model_name!r} (step {state['step']}, {device}) at "
           f"http://{host}:{port}/v1", flush=True)
     try:
-        uvicorn_server(create_app(engine)).run(sockets=[sock])
+        uvicorn_server(create_app(engine, access_log)).run(sockets=[sock])
     finally:
         engine.close()
+        if access_log not in (None, sys.stderr):
+            access_log.close()
     return 0
+
+
+def open_access_log(path: str) -> TextIO | None:
+    """Where `--access-log` goes: stderr, nowhere, or a file opened to append
+    (line-buffered: each request's line reaches the file when it is written)."""
+    if path == "-":
+        return sys.stderr
+    if path == "off":
+        return None
+    try:
+        return open(path, "a", buffering=1, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"--access-log {path}: cannot open it to append "
+                        f"({e.strerror}); give a writable file, '-' or 'off'") from None
