@@ -16,6 +16,8 @@ from llm_reference import flops, memory
 from llm_reference.config import RunConfig
 from llm_reference.errors import UserError
 from llm_reference.generate import generate
+from llm_reference.hf import from_hf, hf_config, to_hf
+from llm_reference.hf_folder import export_hf, read_hf
 from llm_reference.kv_pool import KVPool
 from llm_reference.model import GPT, ModelConfig, make_mlp
 from llm_reference.moe import (
@@ -28,6 +30,7 @@ from llm_reference.moe import (
     z_loss,
 )
 from llm_reference.quantize import QuantizedLinear, quantize_model
+from llm_reference.tokenizer import Tokenizer
 from llm_reference.train import train
 
 MOE = {"vocab_size": 97, "context_length": 24, "n_layer": 2, "n_head": 4,
@@ -266,3 +269,65 @@ def test_moe_trains_logs_router_stats_and_resumes_exactly(data_dir, tmp_path):
     assert state["config"]["model"]["moe_experts"] == 4
     bias = load_file(step / "model.safetensors")["blocks.0.mlp.balance_bias"]
     assert bias.abs().sum() > 0  # the loss-free balancing moved it, and it is saved
+
+
+# --- Hugging Face: Mixtral and Qwen3-MoE ------------------------------------------
+
+HF_MOE = {
+    "mixtral": dict(MOE),
+    "qwen3_moe": dict(MOE, qk_norm=True, d_head=16, moe_top_k=3),
+    "qwen3_moe-no-renorm": dict(MOE, qk_norm=True, moe_renorm=False),
+}
+
+
+def random_hf(name: str, vocab_size: int = 97):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(1)
+    config = ModelConfig(**{**HF_MOE[name], "vocab_size": vocab_size})
+    hf = transformers.AutoModelForCausalLM.from_config(hf_config(config)).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.2 if p.dim() > 1 else 1.0)
+    return hf
+
+
+@pytest.mark.parametrize("name", HF_MOE)
+def test_hf_moe_to_ours_and_back_same_logits(name):
+    hf = random_hf(name)
+    assert hf.config.model_type == name.split("-")[0]
+    ours = from_hf(hf)
+    assert ours.config.to_dict() == ModelConfig(**HF_MOE[name]).to_dict()
+    idx = torch.randint(0, 97, (2, 24))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], hf(idx).logits, atol=1e-5,
+                                   rtol=1e-5)
+        back = to_hf(ours).eval()
+        torch.testing.assert_close(back(idx).logits, hf(idx).logits, atol=1e-5,
+                                   rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen3_moe"])
+def test_hf_moe_folder_export_and_import(name, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tokenizer = Tokenizer.train(["def f(x):\n    return x + 1\n"] * 20, 280)
+    ours = from_hf(random_hf(name, vocab_size=300))
+    out = export_hf(ours, tokenizer, tmp_path / "hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    back, _, info = read_hf(out)
+    assert info["model_type"] == name
+    idx = torch.randint(0, 300, (2, 24))
+    with torch.no_grad():
+        want = ours(idx)[0]
+        torch.testing.assert_close(hf(idx).logits, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(back(idx)[0], want, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"moe_shared": 1}, "need moe_shared = 0"),
+    ({"moe_gate": "sigmoid"}, "moe_gate = 'softmax'"),
+    ({"moe_renorm": False}, "moe_renorm = false needs qk_norm = true"),
+    ({"mlp": "gelu"}, "need position = 'rope'"),
+])
+def test_moe_without_an_hf_family_is_refused(fields, message):
+    with pytest.raises(UserError, match=message):
+        hf_config(ModelConfig(**{**MOE, **fields}))
