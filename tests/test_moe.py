@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from conftest import TINY_MODEL, TINY_TRAIN
 from safetensors.torch import load_file
 
 from llm_reference import flops, memory
+from llm_reference.check import NODES, run_node
+from llm_reference.check.runner import load_impl
 from llm_reference.config import RunConfig
 from llm_reference.errors import UserError
 from llm_reference.generate import generate
@@ -331,3 +334,29 @@ def test_hf_moe_folder_export_and_import(name, tmp_path):
 def test_moe_without_an_hf_family_is_refused(fields, message):
     with pytest.raises(UserError, match=message):
         hf_config(ModelConfig(**{**MOE, **fields}))
+
+
+# --- the reader check -------------------------------------------------------------
+
+
+def check_results(spec: str) -> dict[str, str]:
+    node = NODES["moe"]
+    path = Path(__file__).parent / "fixtures" / "check" / spec
+    return {r.check: r.line() for r in run_node(node, load_impl(str(path)))}
+
+
+def test_reader_check_passes_an_implementation_from_the_protocol():
+    results = check_results("moe_reader.py")
+    assert all(line.startswith("PASS") for line in results.values()), results
+
+
+def test_reader_check_names_the_classic_mistakes():
+    results = check_results("moe_broken.py")
+    failed = {k for k, line in results.items() if line.startswith("FAIL")}
+    assert failed == {"moe.route_matches_reference", "moe.top_1_gate_is_one",
+                      "moe.route_gradient", "moe.balance_matches_reference",
+                      "moe.uniform_load_is_one", "moe.balance_gradient"}
+    assert "without renormalisation" in results["moe.route_matches_reference"]
+    assert "HF Mixtral's, k times ours" in results["moe.balance_matches_reference"]
+    assert 'chapter "moe", section "Load balancing"' in results[
+        "moe.balance_matches_reference"]
