@@ -54,9 +54,8 @@ def route(logits: torch.Tensor, k: int, gate: str = "softmax", renorm: bool = Tr
     themselves, so the bias steers tokens without changing what an expert's output
     is worth. With `renorm` the k gates of a token sum to 1.
     """
-    # the scores in float32, also under bf16 autocast: a softmax over E experts
-    scores = logits.float().softmax(-1) if gate == "softmax" else logits.float(
-    ).sigmoid()  # (N, E)
+    logits32 = logits.float()  # the scores in float32, also under bf16 autocast
+    scores = logits32.softmax(-1) if gate == "softmax" else logits32.sigmoid()
     choice = scores if bias is None else scores + bias
     experts = choice.topk(k, dim=-1).indices  # (N, k)
     gates = scores.gather(-1, experts)  # (N, k)
@@ -153,8 +152,8 @@ class MoE(nn.Module):
 
     def __init__(self, config: ModelConfig, make_mlp: Callable[[int], nn.Module]):
         super().__init__()
-        self.k, self.gate, self.renorm = config.moe_top_k, config.moe_gate, (
-            config.moe_renorm)
+        self.k, self.gate = config.moe_top_k, config.moe_gate
+        self.renorm = config.moe_renorm
         self.aux_coef, self.z_coef = config.moe_aux_coef, config.moe_z_coef
         self.bias_rate = config.moe_bias_rate
         self.router = nn.Linear(config.d_model, config.moe_experts, bias=False)
