@@ -23,6 +23,7 @@ from llm_reference.hf import from_hf, hf_config, to_hf
 from llm_reference.hf_folder import export_hf, read_hf
 from llm_reference.kv_pool import KVPool
 from llm_reference.model import GPT, ModelConfig, make_mlp
+from llm_reference.model_card import architecture_section
 from llm_reference.moe import (
     MoE,
     balance_loss,
@@ -171,6 +172,13 @@ def test_parameter_counts_match_a_real_moe_gpt(extra):
         + config.d_model * config.vocab_size)
     states = memory.training_memory(config, 1)["model_states"]
     assert states == model.num_parameters() * memory.state_bytes_per_param("bfloat16")
+
+
+def test_model_card_gives_total_and_active_parameters():
+    card = architecture_section(GPT(ModelConfig(**MOE)))
+    active = flops.count_parameters(ModelConfig(**MOE), active=True)
+    assert f"| active parameters per token | {active:,} |" in card
+    assert "active" not in architecture_section(GPT(ModelConfig(vocab_size=50)))
 
 
 # --- the model --------------------------------------------------------------------
