@@ -26,10 +26,10 @@ from llm_reference.moe import balance_loss, dispatch_loop, dispatch_sorted, rout
 from llm_reference.quickstart import tiny_data
 from llm_reference.train import train
 
-BOOK = {"timeout": 400, "seed": 1337,
+BOOK = {"timeout": 900, "seed": 1337,
         "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "max_steps": 150,
                      "d_model": 64, "n_layer": 2, "context_length": 64,
-                     "batch_size": 16, "experts": 8, "top_k": 2, "threads": 2}}
+                     "batch_size": 16, "experts": 8, "top_k": 2, "threads": 1}}
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
 workdir = tempfile.TemporaryDirectory()
