@@ -58,7 +58,6 @@ for n in range(6):
     print(f"token {n}: experts {experts[n].tolist()}, gates "
           f"{[round(g, 3) for g in gates[n].tolist()]}")
 print(f"balance loss {balance_loss(scores, experts).item():.3f} (1 = uniform)")
-config = ModelConfig(d_model=16, n_head=2, d_ff=32, moe_experts=4, moe_top_k=2)
 mlps = torch.nn.ModuleList(torch.nn.Sequential(
     torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 16))
     for _ in range(4))
