@@ -31,6 +31,7 @@ from llm_reference.moe import (
     dispatch_sorted,
     moe_layers,
     route,
+    router_loss,
     z_loss,
 )
 from llm_reference.quantize import QuantizedLinear, quantize_model
@@ -242,6 +243,20 @@ def test_training_forward_reports_router_stats():
         assert layer.stats.load.sum().item() == 2 * 24 * 2
         assert 0.5 < layer.stats.balance.item() < 4
         assert layer.stats.z.requires_grad
+
+
+def test_activation_checkpointing_keeps_loss_and_gradients():
+    model = random_moe(moe_shared=1).train()
+    x = torch.randint(0, 97, (2, 24))
+    results = []
+    for checkpointing in (False, True):
+        model.gradient_checkpointing = checkpointing
+        model.zero_grad()
+        _, loss = model(x, x)
+        (loss + router_loss(moe_layers(model))).backward()
+        results.append([loss] + [p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
 
 
 # --- training ---------------------------------------------------------------------
