@@ -11,7 +11,17 @@ from __future__ import annotations
 from .model_config import ModelConfig
 
 
-def count_parameters(config: ModelConfig, non_embedding: bool = False) -> int:
+def mlp_parameters(config: ModelConfig, width: int) -> int:
+    """One MLP of the recipe with `width` hidden units: two matrices for GELU,
+    three for SwiGLU, and their biases."""
+    d, bias = config.d_model, config.bias
+    if config.mlp == "swiglu":
+        return 3 * d * width + bias * (2 * width + d)
+    return 2 * d * width + bias * (width + d)
+
+
+def count_parameters(config: ModelConfig, non_embedding: bool = False,
+                     active: bool = False) -> int:
     """Parameters of the GPT in model.py, counted from its config.
 
     Per layer: two norms, the fused q/k/v projection (n_head + 2 n_kv_head heads of
@@ -21,6 +31,11 @@ def count_parameters(config: ModelConfig, non_embedding: bool = False) -> int:
     final norm, an untied head.
     non_embedding=True leaves out the vocabulary and position tables (Kaplan et al.
     2020's convention).
+
+    A mixture of experts (moe_experts > 0) has, per layer, the router (d_model x
+    E), E experts and the shared ones. All of them are held in memory, but a token
+    runs through only k experts: active=True counts those k (and the router and
+    shared experts), the parameters that cost compute. Dense: the same either way.
     """
     c = config
     V, T, L, d, f = c.vocab_size, c.context_length, c.n_layer, c.d_model, c.ff_dim
@@ -29,10 +44,11 @@ def count_parameters(config: ModelConfig, non_embedding: bool = False) -> int:
     attention = (d * heads * hd + c.n_head * hd * d  # q/k/v and output projections
                  + c.has_qkv_bias * heads * hd + bias * d  # their biases
                  + c.qk_norm * 2 * hd)  # Qwen3's q and k norms
-    if c.mlp == "swiglu":
-        mlp = 3 * d * f + bias * (2 * f + d)
-    else:
-        mlp = 2 * d * f + bias * (f + d)
+    mlp = mlp_parameters(c, f)
+    if c.is_moe:
+        used = c.moe_top_k if active else c.moe_experts
+        shared = mlp_parameters(c, c.moe_shared * f) if c.moe_shared else 0
+        mlp = d * c.moe_experts + used * mlp + shared  # router, experts, shared
     total = L * (2 * norm + attention + mlp) + norm
     if not non_embedding:
         total += V * d * (1 if c.tie_weights else 2)
@@ -54,10 +70,11 @@ def matmul_weights(config: ModelConfig) -> int:
     """N': the weights a token is multiplied by.
 
     The non-embedding parameters plus the output head's d_model x vocab_size matrix:
-    an embedding lookup costs nothing, the head is a matmul even when tied.
+    an embedding lookup costs nothing, the head is a matmul even when tied. Of a
+    mixture of experts, only the active parameters: the k experts a token uses.
     """
     head = config.d_model * config.vocab_size
-    return count_parameters(config, non_embedding=True) + head
+    return count_parameters(config, non_embedding=True, active=True) + head
 
 
 def flops_per_token(config: ModelConfig) -> float:

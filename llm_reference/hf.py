@@ -15,6 +15,14 @@ few layouts differ:
 - Qwen2: Llama with biases on q, k and v only (our `qkv_bias`). Qwen3: Llama with
   an RMSNorm on each query and key head before RoPE (`qk_norm`) and heads wider
   than d_model / n_head (`d_head`).
+- Mixtral and Qwen3-MoE: Llama (Qwen3) attention with a mixture of experts in
+  every layer (our `moe_*` fields, moe.py): a router `gate` and SwiGLU experts,
+  softmax top-k routing (Mixtral renormalises the k gates, Qwen3-MoE when
+  `norm_topk_prob`). Their checkpoints store one tensor per expert
+  (`experts.{e}.w1` = gate, `w3` = up, `w2` = down in Mixtral); `transformers` v5
+  holds the experts of a layer as two 3D tensors instead (`gate_up_proj` (E, 2F,
+  C), `down_proj` (E, C, F)). Our state-dict conversions speak the checkpoint's
+  names; `to_hf` and `from_hf` fuse and split for the in-memory model.
 
 `transformers` is only needed here (it is a dev dependency), so it is imported
 inside the functions that build HF objects.
@@ -35,7 +43,9 @@ if TYPE_CHECKING:
 StateDict = dict[str, torch.Tensor]
 
 
-FAMILIES = ("gpt2", "llama", "mistral", "qwen2", "qwen3")  # HF model_type we read
+FAMILIES = ("gpt2", "llama", "mistral", "qwen2", "qwen3",  # HF model_type we read
+            "mixtral", "qwen3_moe")
+MOE_FAMILIES = ("mixtral", "qwen3_moe")
 
 
 def family(config: ModelConfig) -> str:
@@ -43,6 +53,8 @@ def family(config: ModelConfig) -> str:
     (biases on q, k, v only) or "qwen3" (q/k norm); a UserError naming the field
     that rules each out when none can."""
     recipe = (config.position, config.norm, config.mlp)
+    if config.is_moe:
+        return _moe_family(config)
     if recipe == ("learned", "layernorm", "gelu"):
         if config.kv_heads != config.n_head or not config.bias or not (
                 config.has_qkv_bias) or config.qk_norm or (
@@ -96,6 +108,8 @@ def hf_config(config: ModelConfig) -> PretrainedConfig:
                          **(config.rope_scaling or {})},
         tie_word_embeddings=config.tie_weights,
         bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    if name in MOE_FAMILIES:
+        return _moe_hf_config(name, config, common)
     if name == "llama":
         return LlamaConfig(**common, attention_bias=config.bias, mlp_bias=config.bias)
     if name == "qwen2":
@@ -132,14 +146,15 @@ def config_from_hf(hf: PretrainedConfig) -> ModelConfig:
         vocab_size=hf.vocab_size, n_layer=hf.num_hidden_layers,
         context_length=_attention_span(hf), n_head=hf.num_attention_heads,
         n_kv_head=hf.num_key_value_heads, d_model=hf.hidden_size,
-        d_ff=hf.intermediate_size,
+        d_ff=getattr(hf, "moe_intermediate_size", hf.intermediate_size),
         d_head=None if head_dim * hf.num_attention_heads == hf.hidden_size
         else head_dim,
         position="rope", rope_theta=rope.get("rope_theta", 10000.0),
         rope_scaling=scaling, norm="rmsnorm",
         norm_eps=hf.rms_norm_eps, mlp="swiglu", bias=bias,
         qkv_bias=None if qkv_bias == bias else qkv_bias,
-        qk_norm=hf.model_type == "qwen3", tie_weights=hf.tie_word_embeddings)
+        qk_norm=hf.model_type in ("qwen3", "qwen3_moe"),
+        tie_weights=hf.tie_word_embeddings, **_moe_fields(hf))
 
 
 def _rope_scaling_from_hf(rope: dict) -> dict | None:
@@ -165,10 +180,119 @@ def _attention_span(hf: PretrainedConfig) -> int:
     plain causal attention (Mistral's `sliding_window`, Qwen's
     `use_sliding_window`)."""
     window = getattr(hf, "sliding_window", None)
-    if hf.model_type in ("qwen2", "qwen3") and not getattr(hf, "use_sliding_window",
-                                                           False):
+    if hf.model_type in ("qwen2", "qwen3", "qwen3_moe") and not getattr(
+            hf, "use_sliding_window", False):
         window = None
     return min(hf.max_position_embeddings, window or hf.max_position_embeddings)
+
+
+# ------------------------------------------------------------- mixtures of experts
+
+
+def _moe_family(config: ModelConfig) -> str:
+    """"mixtral" or "qwen3_moe" (q/k norm) for a mixture of experts; a UserError
+    naming what rules both out."""
+    if (config.position, config.norm, config.mlp) != ("rope", "rmsnorm", "swiglu") or (
+            config.bias or config.has_qkv_bias):
+        raise UserError("model: HF Mixtral and Qwen3-MoE need position = 'rope', norm "
+                        "= 'rmsnorm', mlp = 'swiglu', bias = false, qkv_bias = false")
+    if config.moe_shared or config.moe_gate != "softmax" or config.moe_bias_rate:
+        raise UserError("model: HF Mixtral and Qwen3-MoE need moe_shared = 0, "
+                        "moe_gate = 'softmax' and moe_bias_rate = 0; got "
+                        f"{config.moe_shared}, {config.moe_gate!r}, "
+                        f"{config.moe_bias_rate}")
+    if config.qk_norm:
+        return "qwen3_moe"
+    if not config.moe_renorm:
+        raise UserError("model: moe_renorm = false needs qk_norm = true (HF "
+                        "Qwen3-MoE); HF Mixtral always renormalises the gates")
+    return "mixtral"
+
+
+def _moe_hf_config(name: str, config: ModelConfig, common: dict
+                   ) -> PretrainedConfig:
+    """MixtralConfig or Qwen3MoeConfig. HF's balancing loss is moe_top_k times
+    ours (it sums the fractions of each of the k slots), hence the division."""
+    from transformers import MixtralConfig, Qwen3MoeConfig
+
+    moe = dict(num_experts_per_tok=config.moe_top_k,
+               router_aux_loss_coef=config.moe_aux_coef / config.moe_top_k)
+    if name == "mixtral":
+        return MixtralConfig(**common, **moe, num_local_experts=config.moe_experts)
+    return Qwen3MoeConfig(**common, **moe, num_experts=config.moe_experts,
+                          moe_intermediate_size=config.ff_dim,
+                          norm_topk_prob=config.moe_renorm, decoder_sparse_step=1,
+                          mlp_only_layers=[], attention_bias=False,
+                          use_sliding_window=False)
+
+
+def _moe_fields(hf: PretrainedConfig) -> dict:
+    """The moe_* fields of an HF MoE config ({} for a dense family); the experts'
+    width is d_ff (Qwen3-MoE's moe_intermediate_size)."""
+    if hf.model_type not in MOE_FAMILIES:
+        return {}
+    if hf.model_type == "qwen3_moe" and (hf.mlp_only_layers
+                                         or hf.decoder_sparse_step != 1):
+        raise UserError("HF config: mlp_only_layers / decoder_sparse_step mix dense "
+                        "and MoE layers; only models with experts in every layer "
+                        "are supported")
+    experts = getattr(hf, "num_local_experts", None) or hf.num_experts
+    return dict(moe_experts=experts, moe_top_k=hf.num_experts_per_tok,
+                moe_renorm=hf.model_type == "mixtral" or bool(hf.norm_topk_prob),
+                moe_aux_coef=hf.router_aux_loss_coef * hf.num_experts_per_tok)
+
+
+def _expert_names(config: ModelConfig, layer: int) -> list[tuple[str, str]]:
+    """(our name, checkpoint name) of one layer's router and experts."""
+    ours = f"blocks.{layer}.mlp."
+    if family(config) == "mixtral":
+        theirs = f"model.layers.{layer}.block_sparse_moe."
+        parts = (("gate", "w1"), ("up", "w3"), ("down", "w2"))
+    else:
+        theirs = f"model.layers.{layer}.mlp."
+        parts = (("gate", "gate_proj"), ("up", "up_proj"), ("down", "down_proj"))
+    names = [(ours + "router.weight", theirs + "gate.weight")]
+    for e in range(config.moe_experts):
+        names += [(ours + f"experts.{e}.{a}.weight", theirs + f"experts.{e}.{b}.weight")
+                  for a, b in parts]
+    return names
+
+
+def _fuse_experts(sd: StateDict, config: ModelConfig) -> StateDict:
+    """Checkpoint names -> transformers v5's in-memory MoE: per layer
+    `mlp.experts.gate_up_proj` (E, 2F, C) and `mlp.experts.down_proj` (E, C, F)."""
+    out = dict(sd)
+    for i in range(config.n_layer):
+        names = dict((ours.split("mlp.")[1], theirs)
+                     for ours, theirs in _expert_names(config, i))
+        experts = range(config.moe_experts)
+        mlp = f"model.layers.{i}.mlp."
+        out[mlp + "gate.weight"] = out.pop(names["router.weight"])
+        out[mlp + "experts.gate_up_proj"] = torch.stack([torch.cat(
+            [out.pop(names[f"experts.{e}.gate.weight"]),
+             out.pop(names[f"experts.{e}.up.weight"])]) for e in experts])
+        out[mlp + "experts.down_proj"] = torch.stack(
+            [out.pop(names[f"experts.{e}.down.weight"]) for e in experts])
+    return out
+
+
+def _split_experts(sd: StateDict, config: ModelConfig) -> StateDict:
+    """The inverse of `_fuse_experts`: per-expert tensors under checkpoint names."""
+    out = dict(sd)
+    for i in range(config.n_layer):
+        names = dict((ours.split("mlp.")[1], theirs)
+                     for ours, theirs in _expert_names(config, i))
+        mlp = f"model.layers.{i}.mlp."
+        router = out.pop(mlp + "gate.weight")
+        gate_up, down = (out.pop(mlp + "experts.gate_up_proj"),
+                         out.pop(mlp + "experts.down_proj"))
+        out[names["router.weight"]] = router
+        for e in range(config.moe_experts):
+            gate, up = gate_up[e].chunk(2)
+            out[names[f"experts.{e}.gate.weight"]] = gate
+            out[names[f"experts.{e}.up.weight"]] = up
+            out[names[f"experts.{e}.down.weight"]] = down[e]
+    return out
 
 
 # ------------------------------------------------------------------- name tables
@@ -206,10 +330,14 @@ def _llama_names(config: ModelConfig) -> list[tuple[str, str]]:
                        "weight") for n in "qk"]
         kinds = ["weight", "bias"] if config.bias else ["weight"]
         for kind in kinds:
-            names += [(ours + f"attn.proj.{kind}", theirs + f"self_attn.o_proj.{kind}"),
-                      (ours + f"mlp.gate.{kind}", theirs + f"mlp.gate_proj.{kind}"),
-                      (ours + f"mlp.up.{kind}", theirs + f"mlp.up_proj.{kind}"),
-                      (ours + f"mlp.down.{kind}", theirs + f"mlp.down_proj.{kind}")]
+            names += [(ours + f"attn.proj.{kind}", theirs + f"self_attn.o_proj.{kind}")]
+            if not config.is_moe:
+                names += [
+                    (ours + f"mlp.gate.{kind}", theirs + f"mlp.gate_proj.{kind}"),
+                    (ours + f"mlp.up.{kind}", theirs + f"mlp.up_proj.{kind}"),
+                    (ours + f"mlp.down.{kind}", theirs + f"mlp.down_proj.{kind}")]
+        if config.is_moe:
+            names += _expert_names(config, i)
     return names
 
 
@@ -284,7 +412,10 @@ def to_hf(model: GPT) -> PreTrainedModel:
     weight = next(model.parameters())
     hf = AutoModelForCausalLM.from_config(hf_config(config))
     hf = hf.to(device=weight.device, dtype=weight.dtype)
-    hf.load_state_dict(to_hf_state_dict(model.state_dict(), config), strict=True)
+    sd = to_hf_state_dict(model.state_dict(), config)
+    if config.is_moe:
+        sd = _fuse_experts(sd, config)
+    hf.load_state_dict(sd, strict=True)
     return hf.train(model.training)
 
 
@@ -293,5 +424,8 @@ def from_hf(hf: PreTrainedModel) -> GPT:
     config = config_from_hf(hf.config)
     weight = next(hf.parameters())
     model = GPT(config).to(device=weight.device, dtype=weight.dtype)
-    model.load_state_dict(from_hf_state_dict(hf.state_dict(), config), strict=True)
+    sd = hf.state_dict()
+    if config.is_moe:
+        sd = _split_experts(sd, config)
+    model.load_state_dict(from_hf_state_dict(sd, config), strict=True)
     return model.train(hf.training)

@@ -12,9 +12,9 @@ A Hugging Face model folder is what `transformers.AutoModelForCausalLM` and
                              writes exactly what `chat.format_chat` writes
 
 `export_hf` writes one from our model; `import_hf` reads one (GPT-2, Llama,
-Mistral, Qwen2, Qwen3) into a run folder laid out as `train` writes it
-(config.toml, tokenizer.json, checkpoints/step_0000000/), which every command
-accepts. `hf.py` does the tensor and config conversions; this module does the
+Mistral, Qwen2, Qwen3, Mixtral, Qwen3-MoE) into a run folder laid out as `train`
+writes it (config.toml, tokenizer.json, checkpoints/step_0000000/), which every
+command accepts. `hf.py` does the tensor and config conversions; this module does the
 files. Both write the whole folder under a temporary name and rename it at the
 end, so a failure leaves nothing half-written.
 """

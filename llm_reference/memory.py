@@ -67,10 +67,14 @@ def training_memory(config: ModelConfig, micro_batch: int, dtype: str = "bfloat1
     """Bytes one device needs to train `config` on micro-batches of `micro_batch`.
 
     - model states: parameters x state_bytes_per_param, divided by `shards` when
-      FSDP/ZeRO-3 splits them across GPUs;
+      FSDP/ZeRO-3 splits them across GPUs; a mixture of experts counts all its
+      experts here (each has weights, gradients and moments), not the k active;
     - activations: n_layer x activation_bytes_per_layer; with activation
       checkpointing a layer keeps only its input (2 s b h bytes) and one layer at a
-      time is recomputed in full during the backward pass;
+      time is recomputed in full during the backward pass; a mixture of experts
+      runs each token through k MLPs, so its layer keeps the MLP's share of the
+      34 s b h (19 s b h: the inputs of its two matmuls, the GELU's and the
+      dropout mask) k times over;
     - logits: the model computes its loss LOSS_CHUNK_TOKENS tokens at a time
       and keeps no (B, T, V) logits through the backward pass, so at most one
       chunk is alive: its fp32 logits and their gradient, 8 bytes per logit
@@ -81,6 +85,8 @@ def training_memory(config: ModelConfig, micro_batch: int, dtype: str = "bfloat1
     act_bytes = 4 if dtype == "float32" else 2
     states = count_parameters(c) * state_bytes_per_param(dtype) / shards
     layer = activation_bytes_per_layer(s, micro_batch, d, c.n_head, act_bytes)
+    if c.is_moe:  # the k - 1 extra MLP passes of each token
+        layer += (c.moe_top_k - 1) * 19 * s * micro_batch * d * act_bytes / 2
     if checkpointing:
         activations = L * s * micro_batch * d * act_bytes + layer
     else:

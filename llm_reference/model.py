@@ -3,7 +3,7 @@
 Every choice that separates the two recipes is one field of `ModelConfig`
 (model_config.py, imported here): learned or rotary positions, LayerNorm or RMSNorm,
 a GELU or SwiGLU MLP, fewer key/value heads than query heads (GQA, MQA), biases and
-weight tying.
+weight tying, and a mixture of experts in place of each MLP (moe.py).
 
 The network is the usual pre-norm decoder: token embeddings (plus learned position
 embeddings), `n_layer` blocks of `x + attn(norm(x))` then `x + mlp(norm(x))`, a final
@@ -26,6 +26,7 @@ from . import flops
 from .cross_entropy import IGNORE_INDEX, chunked_cross_entropy
 from .errors import UserError
 from .model_config import ModelConfig
+from .moe import MoE
 
 # ---------------------------------------------------------------------------- norms
 
@@ -288,13 +289,15 @@ class MLP(nn.Module):
     """The GPT-2 feed-forward layer: down(gelu(up(x))).
 
     GELU uses the tanh approximation, as GPT-2 did ("gelu_new" in HF transformers),
-    so GPT-2 weights give the same logits here.
+    so GPT-2 weights give the same logits here. `width` is the hidden width
+    (default: the config's ff_dim; an expert of a mixture may differ).
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, width: int | None = None):
         super().__init__()
-        self.up = nn.Linear(config.d_model, config.ff_dim, bias=config.bias)
-        self.down = nn.Linear(config.ff_dim, config.d_model, bias=config.bias)
+        width = width or config.ff_dim
+        self.up = nn.Linear(config.d_model, width, bias=config.bias)
+        self.down = nn.Linear(width, config.d_model, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, T, C)
@@ -305,32 +308,46 @@ class SwiGLU(nn.Module):
     """The Llama feed-forward layer: down(silu(gate(x)) * up(x)).
 
     A gated linear unit: one projection, through SiLU, decides how much of the other
-    passes, channel by channel.
+    passes, channel by channel. `width` as in `MLP`.
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, width: int | None = None):
         super().__init__()
-        self.gate = nn.Linear(config.d_model, config.ff_dim, bias=config.bias)
-        self.up = nn.Linear(config.d_model, config.ff_dim, bias=config.bias)
-        self.down = nn.Linear(config.ff_dim, config.d_model, bias=config.bias)
+        width = width or config.ff_dim
+        self.gate = nn.Linear(config.d_model, width, bias=config.bias)
+        self.up = nn.Linear(config.d_model, width, bias=config.bias)
+        self.down = nn.Linear(width, config.d_model, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, T, C)
         return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
 
 
+def make_mlp(config: ModelConfig, width: int | None = None) -> nn.Module:
+    """The recipe's MLP (GELU or SwiGLU) with `width` hidden units."""
+    if config.mlp == "swiglu":
+        return SwiGLU(config, width)
+    return MLP(config, width)
+
+
 # ---------------------------------------------------------------------------- model
 
 
 class Block(nn.Module):
-    """One transformer layer, pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """One transformer layer, pre-norm: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    The MLP is dense, or a mixture of experts when config.moe_experts > 0.
+    """
 
     def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
         self.norm1 = make_norm(config)
         self.attn = CausalSelfAttention(config, layer)
         self.norm2 = make_norm(config)
-        self.mlp = SwiGLU(config) if config.mlp == "swiglu" else MLP(config)
+        if config.is_moe:
+            self.mlp = MoE(config, lambda width: make_mlp(config, width))
+        else:
+            self.mlp = make_mlp(config)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
                 kv_cache: KVCache | None = None) -> torch.Tensor:
@@ -371,10 +388,13 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
         # GPT-2's scaled init: each block adds two outputs to the residual stream, so
         # their projections start smaller, keeping the stream's variance flat.
+        # (Each expert of a mixture is an MLP whose output joins the stream.)
         residual_std = 0.02 / math.sqrt(2 * config.n_layer)
         for block in self.blocks:
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
-            nn.init.normal_(block.mlp.down.weight, mean=0.0, std=residual_std)
+            for mlp in block.mlp.modules():
+                if isinstance(mlp, (MLP, SwiGLU)):
+                    nn.init.normal_(mlp.down.weight, mean=0.0, std=residual_std)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .flops import count_parameters
 from .metrics_plot import read_metrics
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ def architecture_section(model: GPT) -> str:
              ("non-embedding parameters",
               f"{model.num_parameters(non_embedding=True):,}"),
              ("training FLOPs per token", f"{model.flops_per_token():.3g}")]
+    if c.is_moe:  # a token runs through moe_top_k of the moe_experts experts
+        rows.insert(-1, ("active parameters per token",
+                         f"{count_parameters(c, active=True):,}"))
     return table(("field", "value"), rows)
 
 

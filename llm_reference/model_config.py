@@ -31,6 +31,14 @@ MLPS = ("gelu", "swiglu")
 ATTENTIONS = ("sdpa", "explicit")
 LLAMA3_SCALING = ("factor", "low_freq_factor", "high_freq_factor",
                   "original_max_position_embeddings")
+GATES = ("softmax", "sigmoid")
+# The mixture-of-experts fields and their dense defaults: a config whose moe_experts
+# is 0 writes none of them (see `to_dict`), so dense configs stay as they were.
+MOE_DEFAULTS: dict[str, Any] = {
+    "moe_experts": 0, "moe_top_k": 2, "moe_shared": 0, "moe_gate": "softmax",
+    "moe_renorm": True, "moe_aux_coef": 0.01, "moe_z_coef": 0.001,
+    "moe_bias_rate": 0.0,
+}
 
 
 def default_ff_dim(d_model: int, mlp: str) -> int:
@@ -58,6 +66,21 @@ class ModelConfig:
     query and key head before RoPE) and `rope_scaling` (None = plain RoPE; Llama
     3.1+'s {rope_type = "llama3", factor, low_freq_factor, high_freq_factor,
     original_max_position_embeddings}, see model.py's `llama3_inv_freq`).
+
+    The `moe_*` fields make every layer's MLP a mixture of experts (moe.py):
+    `moe_experts` routed experts (0 = a dense MLP), each an MLP of the recipe
+    (`mlp`) and width `ff_dim`, of which a router picks `moe_top_k` per token;
+    `moe_shared` experts every token also goes through (DeepSeekMoE), fused into one
+    MLP of moe_shared x ff_dim. `moe_gate` turns router logits into scores:
+    "softmax" (Switch, Mixtral, Qwen-MoE) or "sigmoid" (DeepSeek-V3);
+    `moe_renorm` rescales the k chosen scores to sum to 1 (Mixtral: yes; Qwen3-MoE
+    has it as `norm_topk_prob`). Routing is dropless: every token reaches its k
+    experts, however many pick the same one (no capacity factor, no dropped
+    tokens). Training adds `moe_aux_coef` x the load-balancing loss (Switch) and
+    `moe_z_coef` x the router z-loss (ST-MoE) to the cross-entropy.
+    `moe_bias_rate` > 0 turns on DeepSeek-V3's auxiliary-loss-free balancing: a
+    per-expert bias, added to the scores only to choose the experts, moves by
+    that much after each step toward the under-loaded ones.
     """
 
     vocab_size: int = 8192
@@ -80,6 +103,14 @@ class ModelConfig:
     tie_weights: bool = True
     dropout: float = 0.0
     attention: str = "sdpa"  # "sdpa" | "explicit"
+    moe_experts: int = 0  # routed experts per layer; 0 = a dense MLP
+    moe_top_k: int = 2  # experts per token
+    moe_shared: int = 0  # experts every token goes through
+    moe_gate: str = "softmax"  # "softmax" | "sigmoid"
+    moe_renorm: bool = True  # the k chosen gate weights sum to 1
+    moe_aux_coef: float = 0.01  # load-balancing loss weight
+    moe_z_coef: float = 0.001  # router z-loss weight
+    moe_bias_rate: float = 0.0  # loss-free balancing bias step; 0 = off
 
     def __post_init__(self) -> None:
         self._validate()
@@ -98,6 +129,11 @@ class ModelConfig:
     def has_qkv_bias(self) -> bool:
         """Biases on the q, k, v projection: qkv_bias, or `bias` when it is None."""
         return self.bias if self.qkv_bias is None else self.qkv_bias
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether the MLPs are mixtures of experts (moe_experts > 0)."""
+        return self.moe_experts > 0
 
     @property
     def ff_dim(self) -> int:
@@ -119,11 +155,14 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """All fields with n_kv_head and d_ff resolved (TOML has no null); d_head
         and qkv_bias only when set, so that a config whose d_model or bias is
-        changed later (`--set model.d_model=...`) does not keep a stale one."""
+        changed later (`--set model.d_model=...`) does not keep a stale one. The
+        moe_* fields only for a mixture of experts: a dense config's dict is the
+        same as before they existed."""
         d = dataclasses.asdict(self)
         d["n_kv_head"], d["d_ff"] = self.kv_heads, self.ff_dim
         return {k: v for k, v in d.items()
-                if not (k in ("d_head", "qkv_bias", "rope_scaling") and v is None)}
+                if not (k in ("d_head", "qkv_bias", "rope_scaling") and v is None)
+                and not (k in MOE_DEFAULTS and not self.is_moe)}
 
     def _validate(self) -> None:
         def fail(field: str, why: str) -> None:
@@ -165,6 +204,7 @@ class ModelConfig:
             fail("n_head", f"RoPE needs an even head_dim, got {self.head_dim}")
         if self.rope_scaling is not None:
             self._validate_rope_scaling(fail)
+        self._validate_moe(fail)
 
     def _validate_rope_scaling(self, fail: Any) -> None:
         """rope_scaling: Llama 3's table of four positive numbers, on RoPE only."""
@@ -184,3 +224,26 @@ class ModelConfig:
                 fail("rope_scaling", f"{key} must be a positive number")
         if scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
             fail("rope_scaling", "high_freq_factor must exceed low_freq_factor")
+
+    def _validate_moe(self, fail: Any) -> None:
+        for field in ("moe_experts", "moe_top_k", "moe_shared"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                fail(field, "must be an integer >= 0")
+        if not self.is_moe:
+            for field, default in MOE_DEFAULTS.items():
+                if getattr(self, field) != default:
+                    fail(field, "needs model.moe_experts > 0 (a mixture of experts)")
+            return
+        if not 1 <= self.moe_top_k <= self.moe_experts:
+            fail("moe_top_k", f"must be in 1 .. moe_experts = {self.moe_experts}")
+        if self.moe_gate not in GATES:
+            fail("moe_gate", f"must be one of {', '.join(map(repr, GATES))}")
+        if not isinstance(self.moe_renorm, bool):
+            fail("moe_renorm", "must be true or false")
+        for field in ("moe_aux_coef", "moe_z_coef", "moe_bias_rate"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
+                    math.isfinite(value) and value >= 0):
+                fail(field, "must be a number >= 0")
+            setattr(self, field, float(value))

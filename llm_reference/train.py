@@ -20,6 +20,12 @@ GPU, + `"val_loss"` at evaluations; the first step after a start logs its time a
 `"warmup_s"` instead of a speed, since it includes compilation), or an event,
 `{"step", "event": "skip" | "rollback" | "fp16_overflow", "reason", …}`.
 
+A mixture-of-experts model (moe.py) adds its routers' auxiliary losses to each
+micro-batch's loss before the backward pass (the logged `loss` stays the
+cross-entropy), logs `"moe_balance", "moe_z", "moe_load", "moe_max_load"` with each
+step (see `RouterTally`), and after each step moves its loss-free balancing biases
+when `moe_bias_rate` > 0.
+
 A run killed at any moment resumes from its last checkpoint onto the same trajectory:
 the data position is just the index of the next micro-batch, and the RNG states, the
 optimizer state and the monitor's statistics are all in the checkpoint. A damaged
@@ -66,6 +72,7 @@ from .evaluate import mean_loss
 from .metrics_plot import plot_metrics, read_metrics
 from .mixture import make_batches
 from .model import GPT
+from .moe import RouterTally, moe_layers, router_loss
 from .optim import make_optimizer
 from .prefetch import Prefetcher
 from .run_log import RunLog
@@ -85,6 +92,7 @@ class StepResult:
     anomaly: Anomaly | None  # set when the update was not applied
     seconds: float
     warmup: bool = False  # the first step since the trainer started: compilation
+    moe: dict[str, Any] | None = None  # router statistics (RouterTally.record)
 
 
 class Trainer:
@@ -111,6 +119,7 @@ class Trainer:
                 '; set it to "auto"')
         self.config = RunConfig(self.model_config.to_dict(), t)
         self.model, self.wrapped = self.build_model()
+        self.moe_layers = moe_layers(self.model)  # [] for a dense model
         self.optimizer = make_optimizer(  # after wrapping: FSDP2 shards parameters
             self.model, t.lr, t.weight_decay, (t.beta1, t.beta2))
         self.scaler = torch.amp.GradScaler(
@@ -171,6 +180,7 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
+        tally = RouterTally(self.moe_layers) if self.moe_layers else None
         for micro in range(t.grad_accum):
             # (B, T) inputs and targets on the device; the next pair is read ahead
             x, y = self.prefetch.get(self.train_batches, self.data_position)
@@ -181,6 +191,9 @@ class Trainer:
                 _, loss = self.wrapped(x, y)
             loss = self.faults.scale_loss(step, loss)
             loss_sum += loss.detach()
+            if tally is not None:  # the routers' balance and z losses join in
+                tally.add()
+                loss = loss + router_loss(self.moe_layers)
             # Dividing by grad_accum makes the summed gradients a mean over the step.
             self.scaler.scale(loss / t.grad_accum).backward()
         self.faults.poison_gradients(step, self.model)
@@ -193,6 +206,12 @@ class Trainer:
         anomaly = self.monitor.observe(mean, grad_norm)
         if anomaly is None or self.is_fp16_overflow(anomaly):
             self.scaler.step(self.optimizer)  # skipped by the scaler on an overflow
+        moe = None
+        if tally is not None:  # every process sees the same loads and biases
+            tally.load = distributed.all_reduce_mean(tally.load)
+            if anomaly is None:
+                tally.update_biases()
+            moe = tally.record(t.grad_accum)
         # update() closes what unscale_() opened, step taken or not (a skipped
         # step that did not call it would make the next unscale_() fail); after an
         # overflow it lowers the scale
@@ -201,7 +220,7 @@ class Trainer:
         self.step += 1
         warmup, self.warm = not self.warm, True
         seconds = time.perf_counter() - start
-        return StepResult(mean, grad_norm, lr, anomaly, seconds, warmup)
+        return StepResult(mean, grad_norm, lr, anomaly, seconds, warmup, moe)
 
     def is_fp16_overflow(self, anomaly: Anomaly) -> bool:
         """Inf gradients under float16 loss scaling are routine: the scaler skips the
@@ -368,7 +387,7 @@ class Trainer:
 
     def step_record(self, result: StepResult) -> dict[str, Any]:
         record = {"step": self.step, "loss": result.loss, "lr": result.lr,
-                  "grad_norm": result.grad_norm}
+                  "grad_norm": result.grad_norm, **(result.moe or {})}
         if result.warmup:  # compilation and first allocations: not a speed
             record["warmup_s"] = result.seconds
             return record

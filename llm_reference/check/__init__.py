@@ -44,6 +44,7 @@ from . import (
     generation,
     mental_model,
     model,
+    moe,
     objective,
     preference,
     pretraining,
@@ -60,7 +61,7 @@ __all__ = ["NODES", "Node", "Result", "command_for", "run_node", "starter_for"]
 
 NODES: dict[str, Node] = {m.node.id: m.node for m in (
     mental_model, data, tokenizer, dataset, embeddings, attention, model, objective,
-    pretraining, stability, efficiency, scaling, distributed, evaluation,
+    pretraining, stability, efficiency, scaling, moe, distributed, evaluation,
     generation, finetuning, preference, quantization, serving, release)}
 
 

@@ -1,5 +1,6 @@
 """`python -m llm_reference import --hf DIR --out RUN`: a local Hugging Face model
-folder (GPT-2, Llama, Mistral, Qwen2, Qwen3) as a run folder (hf_folder.py)."""
+folder (GPT-2, Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3-MoE) as a run folder
+(hf_folder.py)."""
 
 from __future__ import annotations
 
