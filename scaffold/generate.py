@@ -292,7 +292,7 @@ def extras(ours: list[str]) -> dict[str, list[str]]:
     """The optional dependencies of the copied code, by pip extra: what only one
     command needs (`export`, `eval --tasks`) or the trackers train turns on."""
     wanted = modules.third_party(ours) & set(OPTIONAL)
-    if "tracking" in ours:  # imported by name, with importlib
+    if "tracking" in ours:  # these two are imported by name, with importlib
         wanted |= {"tensorboard", "wandb"}
     groups: dict[str, list[str]] = {}
     for name in sorted(wanted):
@@ -529,7 +529,7 @@ def describe(track: str | None = None, budget: str | None = None,
     return {"track": track, "budget": budget, "name": name,
             "package": answers.package, "plan": dict(planned.summary()),
             "notes": planned.notes, "features": Layout.of(track).features,
-            "files": files, "commands": ["make test", "make train"]}
+            "files": files, "commands": ["make test", "make data", "make train"]}
 
 
 def tree(root: Path) -> list[str]:

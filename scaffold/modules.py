@@ -44,7 +44,7 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "stability": ("stability",),
     "scaling": ("plan",),
     "distributed": ("distributed",),
-    "evaluation": ("evaluate",),
+    "evaluation": ("evaluate", "harness"),  # harness: `eval --tasks` (lm-eval)
     "generation": ("generate", "artifacts"),  # artifacts: any model folder loads
     "finetuning": ("finetune", "lora", "chat"),
     "preference": ("dpo",),
