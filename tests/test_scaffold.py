@@ -187,6 +187,19 @@ def test_a_budget_beyond_one_node_spans_nodes_in_slurm(tmp_path):
     assert "#SBATCH --nodes=2" in (out / "scripts" / "slurm.sbatch").read_text()
 
 
+def test_a_plan_that_shards_trains_with_fsdp_under_torchrun(tmp_path):
+    assert plan.make_plan("8xH100:168h", "researcher").parallelism == "fsdp"
+    out = scaffold.new("researcher", "8xH100:168h", tmp_path / "big", git=False)
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["train"]["parallel"] == "fsdp"  # what train reads under torchrun
+    assert "torchrun, 8 GPUs (fsdp)" in (out / "Makefile").read_text()
+    readme = (out / "README.md").read_text()
+    assert "`make train` runs `scripts/launch_torchrun.sh`" in readme
+    assert "the model states are sharded across GPUs" in readme
+    assert "#SBATCH --time=7-00:00:00" in (out / "scripts" / "slurm.sbatch"
+                                           ).read_text()
+
+
 def test_beginner_config_checkpoints_within_ten_minutes(repos):
     planned = plan.make_plan(plan.TRACKS["beginner"].budgets[0], "beginner")
     step_seconds = planned.seconds / planned.train["max_steps"]
