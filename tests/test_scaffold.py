@@ -281,6 +281,21 @@ def test_generated_repo_passes_its_own_tests_on_a_cpu(repos, track):
     assert " passed" in result.stdout and "skipped" not in result.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_test_passes_in_a_fresh_venv(tmp_path):
+    """What a new user runs first: `make test` creates .venv from the package index
+    (torch first, then the repo with its dev extra) and passes on a CPU."""
+    out = scaffold.new("beginner", None, tmp_path / "fresh", git=False)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST", "PYTHONPATH", "VIRTUAL_ENV"))}
+    result = subprocess.run(["make", "test", f"PYTHON={sys.executable}"], cwd=out,
+                            capture_output=True, text=True, env=env, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
+    assert (out / ".venv" / ".installed").is_file()
+
+
 # --- regenerating ----------------------------------------------------------------
 
 
