@@ -500,10 +500,12 @@ def parallelism_for(budget: Budget, layout: Layout, hw: Hardware) -> str:
 
 
 # Seconds of expected wall time between checkpoints: on a laptop (the beginner
-# track) a run is stopped by a lid or a Ctrl-C and should lose at most ~10
-# minutes; on rented GPUs a checkpoint of a big model takes long enough to write
-# that every 30 minutes is the usual compromise. Indexed by `is beginner`.
-CHECKPOINT_SECONDS = (1800, 600)
+# track) a run is stopped by a lid or a Ctrl-C and should lose at most ~5
+# minutes, and stopping within the first ten (data preparation included)
+# leaves a checkpoint; on rented GPUs a checkpoint of a big model takes long
+# enough to write that every 30 minutes is the usual compromise. Indexed by
+# `is beginner`.
+CHECKPOINT_SECONDS = (1800, 300)
 
 
 def train_table(run: Schedule, layout: Layout, hw: Hardware, lr: float,

@@ -7,6 +7,6 @@ From Python:
     scaffold.describe("beginner", "cpu:30m")   # the plan and the files, nothing written
 """
 
-from .generate import Answers, describe, new, new_from, regenerate
+from .generate import Answers, describe, new, new_from, update
 
-__all__ = ["Answers", "describe", "new", "new_from", "regenerate"]
+__all__ = ["Answers", "describe", "new", "new_from", "update"]

@@ -2,8 +2,10 @@
 
     python -m scaffold new --track practitioner --budget 1xH100:8h -o my-llm
     python -m scaffold new                       # asks for each answer
+    python -m scaffold new --track beginner --exercises -o my-exercises
     python -m scaffold new --replay my-llm/.scaffold.json -o my-llm-again
-    python -m scaffold regenerate my-llm --check
+    python -m scaffold update my-llm            # the diff a fresh rendering makes
+    python -m scaffold update my-llm --apply    # ... and write it
     python -m scaffold describe --track beginner --budget cpu:30m
 
 Questions use cookiecutter's prompts (numbered choices, defaults in brackets); a
@@ -34,8 +36,8 @@ from .generate import (
     check_name,
     describe,
     new_from,
-    regenerate,
     slugify,
+    update,
 )
 
 OTHER_BUDGET = "another budget"
@@ -57,22 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"the torch the repo's Makefile installs (default: "
                           f"{DEFAULT_TORCH})")
     new.add_argument("--force", action="store_true",
-                     help="replace the output folder if it exists and is not empty")
+                     help="replace the output folder if it exists and is not empty "
+                          "(never a Git repository with uncommitted work)")
+    new.add_argument("--exercises", action="store_true",
+                     help="leave the bodies of the track's key functions (the BPE "
+                          "merge, attention, sampling) for you to write; `make "
+                          "check` tells which steps pass")
     new.add_argument("--no-input", action="store_true",
                      help="ask nothing: take the defaults for what is not given")
     new.add_argument("--no-git", action="store_true",
                      help="do not make the folder a Git repository")
     new.add_argument("--replay", metavar="FILE",
                      help="the answers of an earlier repo (its .scaffold.json) "
-                          "instead of --track, --budget, --name and --torch-version")
-    regen = sub.add_parser(
-        "regenerate", help="render a generated repo again from its .scaffold.json",
-        description="Rewrite the files of a generated repo that differ from what "
-                    "its .scaffold.json gives now; data, runs and your other files "
-                    "are kept. Commit first: your changes to those files are lost.")
-    regen.add_argument("directory", metavar="DIR", help="the generated repo")
-    regen.add_argument("--check", action="store_true",
-                       help="only list the files that would change; exit 1 if any")
+                          "instead of --track, --budget, --name, --torch-version and "
+                          "--exercises")
+    update = sub.add_parser(
+        "update", help="render a generated repo again and show the diff",
+        description="Render a generated repo again from its .scaffold.json into a "
+                    "temporary folder and print the diff against the repo (exit 1 "
+                    "if they differ); --apply writes the changed files. Data, runs "
+                    "and your other files are kept.")
+    update.add_argument("directory", metavar="DIR", help="the generated repo")
+    update.add_argument("--apply", action="store_true",
+                        help="write the files that differ (commit first: your "
+                             "changes to those files are replaced)")
     show = sub.add_parser("describe", help="print the plan and the files of a repo "
                                            "as JSON, without writing it")
     add_answer_options(show)
@@ -147,7 +157,8 @@ def valid(check: Callable[[str], object], value: str) -> bool:
 
 def run_new(args: argparse.Namespace) -> int:
     if args.replay:
-        given = [f"--{o}" for o in ("track", "budget", "name") if getattr(args, o)]
+        given = [f"--{o}" for o in ("track", "budget", "name", "exercises")
+                 if getattr(args, o)]
         if given:
             raise UserError(f"--replay takes the answers from {args.replay}; drop "
                             f"{', '.join(given)}")
@@ -156,25 +167,31 @@ def run_new(args: argparse.Namespace) -> int:
         if not args.no_input:
             ask(args)
         answers = answers_for(args.track, args.budget, args.output, args.name,
-                              args.torch_version)
+                              args.torch_version, args.exercises)
     out = new_from(answers, args.output, args.force, git=not args.no_git)
     suggested = plan.track_for_budget(parse_budget(answers.budget))
     if suggested != answers.track:
         print(f"note: {answers.budget} is a {suggested} budget; the repo follows "
               f"the {answers.track} track's recipe", file=sys.stderr)
     print(f"created {out}/ ({answers.track} track, budget {answers.budget}, package "
-          f"{answers.package})\nnext: cd {out} && make test && make train")
+          f"{answers.package})\nnext: cd {out} && make test && make data && make "
+          "train" + (" (or make check: which exercises pass)" if answers.exercises
+                     else ""))
     return 0
 
 
-def run_regenerate(args: argparse.Namespace) -> int:
-    differ = regenerate(args.directory, check_only=args.check)
+def run_update(args: argparse.Namespace) -> int:
+    differ, diff = update(args.directory, apply=args.apply)
     if not differ:
         print(f"{args.directory} is up to date")
         return 0
-    verb = "would change" if args.check else "rewrote"
-    print(f"{verb} {len(differ)} file(s):\n" + "\n".join(f"  {p}" for p in differ))
-    return 1 if args.check else 0
+    print(diff, end="")
+    if args.apply:
+        print(f"wrote {len(differ)} file(s)")
+        return 0
+    print(f"{len(differ)} file(s) differ; `python -m scaffold update "
+          f"{args.directory} --apply` writes them")
+    return 1
 
 
 def run_describe(args: argparse.Namespace) -> int:
@@ -185,7 +202,7 @@ def run_describe(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"new": run_new, "regenerate": run_regenerate,
+    commands = {"new": run_new, "update": run_update,
                 "describe": run_describe}
     try:
         return commands[args.command](args)

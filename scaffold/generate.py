@@ -17,12 +17,15 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import filecmp
 import json
 import keyword
 import logging
+import math
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -34,10 +37,12 @@ import llm_reference
 from llm_reference import plan
 from llm_reference.atomic import write_bytes
 from llm_reference.budget import parse_budget
+from llm_reference.data_plan import fmt_epochs
 from llm_reference.errors import UserError
+from llm_reference.recipes import RECIPES
 from llm_reference.units import fmt_count
 
-from . import modules, roadmap
+from . import exercises, modules, roadmap
 
 TEMPLATE = Path(__file__).resolve().parent / "template"
 ANSWERS_FILE = ".scaffold.json"
@@ -48,8 +53,11 @@ DEFAULT_TORCH = "2.13.0"
 NODE_FILES = {
     "finetuning": ("tests/test_finetune.py",),
     "serving": ("tests/test_serve.py",),
-    "distributed": ("scripts/launch_torchrun.sh",),
+    "distributed": ("scripts/launch_torchrun.sh", "scripts/slurm.sbatch"),
 }
+# third-party packages that only one command or option needs: a pip extra each
+OPTIONAL = {"transformers": "export", "lm_eval": "eval", "tensorboard": "tracking",
+            "wandb": "tracking"}
 # names a package may not take: the starter repo's own folders, and ours
 TAKEN = {"data", "runs", "release", "tests", "scripts", "build", "scaffold", "book",
          modules.REFERENCE_NAME}
@@ -63,12 +71,13 @@ logging.getLogger("cookiecutter").addHandler(logging.NullHandler())
 
 @dataclass(frozen=True)
 class Answers:
-    """What the user chose; saved as .scaffold.json to regenerate the repo later."""
+    """What the user chose; saved as .scaffold.json to render the repo again later."""
 
     track: str
     budget: str
     name: str = DEFAULT_NAME
     torch_version: str = DEFAULT_TORCH
+    exercises: bool = False  # the key functions' bodies left for the reader
 
     @property
     def slug(self) -> str:
@@ -97,7 +106,7 @@ class Answers:
                             "generate the repo again with `python -m scaffold new`")
         try:
             return cls(saved["track"], saved["budget"], saved["name"],
-                       saved["torch_version"])
+                       saved["torch_version"], bool(saved.get("exercises", False)))
         except KeyError as e:
             raise UserError(f"{path}: the answer {e} is missing") from None
 
@@ -165,6 +174,22 @@ def check_output(out: Path, force: bool) -> None:
     if target == here or target in here.parents or target == Path.home().resolve():
         raise UserError(f"-o {out}: refusing to replace a folder that holds the "
                         "current directory or your home; choose another path")
+    if uncommitted_work(out):
+        raise UserError(f"-o {out}: a Git repository with uncommitted work; commit "
+                        "or stash it, or choose another folder (--force never "
+                        "deletes unsaved work)")
+
+
+def uncommitted_work(folder: Path) -> bool:
+    """Whether `folder` is a Git repository with changes or untracked files that
+    its history does not hold (a repository Git cannot read counts as work too)."""
+    if not (folder / ".git").exists():
+        return False
+    if shutil.which("git") is None:
+        return True
+    status = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"],
+                            capture_output=True, text=True)
+    return status.returncode != 0 or bool(status.stdout.strip())
 
 
 # ------------------------------------------------------------------- context
@@ -221,12 +246,28 @@ def template_context(answers: Answers, planned: plan.Plan, git: bool
                              "positions"),
             "context_length": m["context_length"],
             "devices": planned.budget.count,
+            "parallelism": planned.parallelism,
+            "expected_loss": summary["expected loss"],
+            "uniform_loss": f"{math.log(m['vocab_size']):.2f}",
         },
+        "data": data_context(planned),
+        "launch": launch_context(planned),
         "track": {"who": roadmap.track(answers.track).who},
         "features": layout.features,
         "vocab_size": m["vocab_size"],
-        "dependencies": modules.requirements(modules.third_party(layout.ours)),
+        "dependencies": modules.requirements(
+            modules.third_party(layout.ours) - set(OPTIONAL)),
+        "extras": extras(layout.ours),
         "dev_dependencies": modules.requirements(["pytest"]),
+        "packages": [package] + [
+            f"{package}.{m.split('/')[0]}" for m in layout.ours
+            if m.endswith("/__init__")],
+        "commands": [name for name, module in modules.commands().items()
+                     if module in layout.ours],
+        "checks": modules.check_nodes(layout.ours),
+        "exercises": answers.exercises,
+        "oracle": package + ("_solutions" if answers.exercises else ""),
+        "steps": steps(answers.track, layout),
         "package_data": modules.data_paths(layout.ours),
         "torch_requirement": f"torch=={answers.torch_version}",
         "remove": layout.unused(package),
@@ -235,6 +276,63 @@ def template_context(answers: Answers, planned: plan.Plan, git: bool
     return {"project_name": answers.name, "project_slug": answers.slug,
             "package_name": package, "track": answers.track,
             "budget": answers.budget, "_scaffold": scaffold}
+
+
+def steps(track: str, layout: Layout) -> list[dict[str, Any]]:
+    """The steps `make check` checks: the track's exercises (exercises.py)."""
+    found = exercises.for_track(roadmap.track(track).nodes,
+                                modules.check_nodes(layout.ours))
+    return [{"node": e.node, "step": exercises.step(e.node)[0],
+             "title": exercises.step(e.node)[1], "impl": e.impl,
+             "parts": list(e.parts), "modules": e.modules(),
+             "functions": list(e.functions)} for e in found]
+
+
+def extras(ours: list[str]) -> dict[str, list[str]]:
+    """The optional dependencies of the copied code, by pip extra: what only one
+    command needs (`export`, `eval --tasks`) or the trackers train turns on."""
+    wanted = modules.third_party(ours) & set(OPTIONAL)
+    if "tracking" in ours:  # these two are imported by name, with importlib
+        wanted |= {"tensorboard", "wandb"}
+    groups: dict[str, list[str]] = {}
+    for name in sorted(wanted):
+        groups.setdefault(OPTIONAL[name], []).append(name)
+    return {extra: modules.requirements(names) for extra, names in groups.items()}
+
+
+def data_context(planned: plan.Plan) -> dict[str, Any]:
+    """The corpus the plan trains on, and `make data`'s command line for it.
+
+    The planner's command reads `python -m llm_reference prepare …`; the Makefile
+    runs the package's `prepare` with those arguments, and a Hub revision the
+    planner leaves as COMMIT becomes the Makefile's REVISION variable."""
+    data, recipe = planned.data, RECIPES[planned.data.recipe]
+    head = f"python -m {modules.REFERENCE_NAME} "
+    assert data.command.startswith(head), data.command
+    return {"recipe": data.recipe, "out": data.out,
+            "tokens_text": fmt_count(data.tokens),
+            "epochs_text": fmt_epochs(data.epochs),
+            "args": data.command[len(head):].replace("COMMIT", "$(REVISION)"),
+            "needs_revision": "COMMIT" in data.command,
+            "dataset": recipe.source.removeprefix("hf:").partition(":")[0],
+            "license": recipe.license, "size": recipe.size,
+            "vocab_size": planned.model["vocab_size"]}
+
+
+GPUS_PER_NODE = 8  # a cluster node's usual GPUs; a bigger budget spans nodes
+
+
+def launch_context(planned: plan.Plan) -> dict[str, Any]:
+    """How the planned layout starts: one process, torchrun on one machine, or
+    srun + torchrun over nodes x GPUs (scripts/slurm.sbatch)."""
+    count = planned.budget.count
+    per_node = min(count, GPUS_PER_NODE)
+    hours, rest = divmod(math.ceil(planned.budget.seconds), 3600)
+    return {"devices": count, "gpus_per_node": per_node,
+            "nodes": math.ceil(count / per_node),
+            "parallelism": planned.parallelism,
+            "time_limit": f"{hours // 24}-{hours % 24:02d}:{rest // 60:02d}:"
+                          f"{rest % 60:02d}"}
 
 
 # -------------------------------------------------------------------- render
@@ -247,11 +345,36 @@ def stage(answers: Answers, dest: Path) -> Path:
     project_dir = dest / "{{cookiecutter.project_slug}}"
     package_dir = project_dir / "{{cookiecutter.package_name}}"  # copied unrendered
     files = modules.package_files(layout.everything, answers.package, layout.ours)
+    if answers.exercises:
+        files.update(exercise_files(answers, layout))
+        oracle = answers.package + "_solutions"
+        checked = modules.closure(modules.check_modules(roadmap.track(
+            answers.track).nodes))
+        solutions = modules.package_files(checked, oracle, checked)
+        write_files(project_dir / exercises.SOLUTIONS / oracle, solutions)
+    write_files(package_dir, files)
+    return dest
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> None:
     for relative, content in files.items():
-        path = package_dir / relative
+        path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    return dest
+
+
+def exercise_files(answers: Answers, layout: Layout) -> dict[str, bytes]:
+    """The modules of the track's exercises, with the functions' bodies removed."""
+    found: dict[str, str] = {}
+    for step in steps(answers.track, layout):
+        for function in step["functions"]:
+            module, _, name = function.partition(":")
+            source = found.get(module) or modules.render_module(module,
+                                                                answers.package)
+            message = (f"see step {step['step']}: {step['title']}; `make check "
+                       f"NODE={step['node']}` tells when it is right")
+            found[module] = exercises.blank(source, [name], message)
+    return {f"{m}.py": text.encode() for m, text in found.items()}
 
 
 def render(answers: Answers, planned: plan.Plan, workdir: Path, git: bool) -> Path:
@@ -314,24 +437,26 @@ def install(project: Path, out: Path, workdir: Path) -> None:
 def new(track: str | None = None, budget: str | None = None,
         output: str | Path | None = None, name: str | None = None,
         force: bool = False, torch_version: str = DEFAULT_TORCH,
-        git: bool = True) -> Path:
+        git: bool = True, exercises: bool = False) -> Path:
     """Generate a starter repo; return its folder.
 
-    Defaults: the track the budget suggests (else beginner), the track's first
-    budget preset, the output folder's name as the project's name (else "my-llm"),
-    and ./<name as a slug> as the output. Bad input raises a UserError before
-    anything is written.
+    `exercises` leaves the bodies of the track's key functions for the reader
+    (exercises.py). Defaults: the track the budget suggests (else beginner), the
+    track's first budget preset, the output folder's name as the project's name
+    (else "my-llm"), and ./<name as a slug> as the output. Bad input raises a
+    UserError before anything is written.
     """
-    answers = answers_for(track, budget, output, name, torch_version)
+    answers = answers_for(track, budget, output, name, torch_version, exercises)
     return new_from(answers, output, force, git)
 
 
 def answers_for(track: str | None, budget: str | None, output: str | Path | None,
-                name: str | None, torch_version: str = DEFAULT_TORCH) -> Answers:
+                name: str | None, torch_version: str = DEFAULT_TORCH,
+                exercises: bool = False) -> Answers:
     """The answers, with `new`'s defaults for those not given."""
     track, budget = default_track_and_budget(track, budget)
     name = name or (Path(output).resolve().name if output else DEFAULT_NAME)
-    return Answers(track, budget, name, torch_version)
+    return Answers(track, budget, name, torch_version, exercises)
 
 
 def default_track_and_budget(track: str | None, budget: str | None
@@ -356,12 +481,11 @@ def new_from(answers: Answers, output: str | Path | None = None, force: bool = F
     return out
 
 
-def regenerate(directory: str | Path, check_only: bool = False) -> list[str]:
-    """Render a generated repo again from its .scaffold.json, in place.
-
-    Returns the files that differ from a fresh rendering (changed or missing), and
-    unless `check_only` writes them. Other files (data, runs, your own) and the Git
-    history are left alone.
+def update(directory: str | Path, apply: bool = False) -> tuple[list[str], str]:
+    """Render a generated repo again from its .scaffold.json into a temporary
+    folder; return the files that differ (changed or missing) and their unified
+    diff, and with `apply` write them. Other files (data, runs, your own) and the
+    Git history are left alone.
     """
     directory = Path(directory)
     answers = Answers.load(directory / ANSWERS_FILE)
@@ -371,11 +495,24 @@ def regenerate(directory: str | Path, check_only: bool = False) -> list[str]:
         differ = [path for path in tree(fresh)
                   if not (directory / path).is_file()
                   or not filecmp.cmp(fresh / path, directory / path, shallow=False)]
-        if not check_only:
+        diff = "".join(file_diff(directory / path, fresh / path, path)
+                       for path in differ)
+        if apply:
             for path in differ:
                 write_bytes(directory / path, (fresh / path).read_bytes())
                 shutil.copymode(fresh / path, directory / path)
-    return differ
+    return differ, diff
+
+
+def file_diff(old: Path, new: Path, name: str) -> str:
+    """The unified diff of one file (`old` may be missing: all lines added)."""
+    def lines(path: Path) -> list[str]:
+        if not path.is_file():
+            return []
+        return path.read_text(encoding="utf-8", errors="replace").splitlines(True)
+
+    return "".join(difflib.unified_diff(lines(old), lines(new), f"a/{name}",
+                                        f"b/{name}"))
 
 
 def describe(track: str | None = None, budget: str | None = None,
@@ -392,7 +529,7 @@ def describe(track: str | None = None, budget: str | None = None,
     return {"track": track, "budget": budget, "name": name,
             "package": answers.package, "plan": dict(planned.summary()),
             "notes": planned.notes, "features": Layout.of(track).features,
-            "files": files, "commands": ["make test", "make train"]}
+            "files": files, "commands": ["make test", "make data", "make train"]}
 
 
 def tree(root: Path) -> list[str]:

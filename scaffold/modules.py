@@ -11,7 +11,8 @@ those modules complete, and copy those files with two changes only:
    appears as a word (absolute imports, `importlib` calls, `python -m …` hints).
    Relative imports (`from .model import GPT`) need no change.
 
-So the starter repo stays right as `llm_reference` changes: regenerate it.
+So the starter repo stays right as `llm_reference` changes: `python -m scaffold
+update` renders it again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import functools
 import importlib.metadata
 import re
 import sys
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,14 +44,19 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "stability": ("stability",),
     "scaling": ("plan",),
     "distributed": ("distributed",),
-    "evaluation": ("evaluate",),
+    "evaluation": ("evaluate", "harness"),  # harness: `eval --tasks` (lm-eval)
     "generation": ("generate", "artifacts"),  # artifacts: any model folder loads
     "finetuning": ("finetune", "lora", "chat"),
     "preference": ("dpo",),
     "quantization": ("quantize",),
-    "serving": ("serve",),
-    "release": ("release",),
+    "serving": ("serve", "engine"),
+    "reasoning-rl": ("grpo",),
+    "release": ("release", "hf_folder"),  # hf_folder: `export --format hf`
 }
+# The reader checks (`check NODE`): check/__init__.py imports one module per node
+# that has checks; a starter repo keeps those of its track's nodes (entry_modules
+# adds them, render_check_init drops the others from __init__.py).
+CHECK_INIT = "check/__init__"
 
 
 def exists(module: str) -> bool:
@@ -66,9 +73,26 @@ def features(nodes: Iterable[str]) -> list[str]:
 
 
 def entry_modules(nodes: Iterable[str]) -> list[str]:
-    """The modules that implement these nodes, without duplicates."""
-    found = (m for node in features(nodes) for m in NODE_MODULES[node])
+    """The modules that implement these nodes, and their reader checks, without
+    duplicates."""
+    nodes = list(nodes)
+    found = [m for node in features(nodes) for m in NODE_MODULES[node]]
+    found += check_modules(nodes)
     return list(dict.fromkeys(found))
+
+
+def check_modules(nodes: Iterable[str]) -> list[str]:
+    """The reader-check modules of these nodes ("check/attention", …) that exist;
+    with them the check subpackage and the `check` command."""
+    found = [f"check/{node}" for node in nodes if exists(f"check/{node}")]
+    return [CHECK_INIT, *found] if found else []
+
+
+def check_nodes(modules: Iterable[str]) -> list[str]:
+    """The nodes whose checks these modules hold: ["check/attention"] ->
+    ["attention"]."""
+    return [m.split("/")[1] for m in modules if m.startswith("check/")
+            and m not in (CHECK_INIT, "check/runner")]
 
 
 # ------------------------------------------------------------------ imports
@@ -194,7 +218,10 @@ def _imported(entries: Iterable[str]) -> set[str]:
         package = _package_of(module)
         if package:
             todo.append(_resolve(package))  # its __init__.py runs first
-        todo += sorted(imports(module)[0] - found)
+        needs = imports(module)[0]
+        if module == CHECK_INIT:  # the node checks come with their nodes
+            needs = {m for m in needs if not check_nodes([m])}
+        todo += sorted(needs - found)
     return found
 
 
@@ -293,6 +320,35 @@ def render_main(package: str, modules: Iterable[str]) -> str:
     return header("__main__.py") + rename(kept, package)
 
 
+def render_check_init(package: str, modules: Iterable[str]) -> str:
+    """check/__init__.py with only the node checks among `modules`.
+
+    It imports the node modules in one `from . import (…)` and lists them in the
+    tuple that builds NODES; both keep only the copied nodes, in their order."""
+    source = (REFERENCE / f"{CHECK_INIT}.py").read_text(encoding="utf-8")
+    keep = set(check_nodes(modules))
+    tree = ast.parse(source)
+    statement = next(n for n in tree.body if isinstance(n, ast.ImportFrom)
+                     and n.level == 1 and n.module is None)
+    names = [a.name for a in statement.names if a.name in keep]
+    table = next(n for n in ast.walk(tree) if isinstance(n, ast.Tuple)
+                 and {getattr(e, "id", "") for e in n.elts} >= keep
+                 and all(isinstance(e, ast.Name) for e in n.elts) and n.elts)
+    order = [e.id for e in table.elts if e.id in keep]
+    lines = source.splitlines(keepends=True)
+    edits = [(statement, "from . import (\n" + "".join(
+        f"    {name},\n" for name in names) + ")"),
+             (table, textwrap.fill(
+                 "(" + ", ".join(order) + ("," if len(order) == 1 else "") + ")",
+                 width=84, subsequent_indent="    "))]
+    for node, text in sorted(edits, key=lambda e: e[0].lineno, reverse=True):
+        start = sum(map(len, lines[:node.lineno - 1])) + node.col_offset
+        end = sum(map(len, lines[:node.end_lineno - 1])) + node.end_col_offset
+        source = source[:start] + text + source[end:]
+        lines = source.splitlines(keepends=True)
+    return header(f"{CHECK_INIT}.py") + rename(source, package)
+
+
 def data_files(modules: Iterable[str]) -> list[str]:
     """Non-Python files and folders of the package that these modules name.
 
@@ -321,6 +377,8 @@ def package_files(modules: Iterable[str], package: str,
     modules = list(modules)
     files = {f"{m}.py": render_module(m, package).encode() for m in modules}
     files["__main__.py"] = render_main(package, commands).encode()
+    if CHECK_INIT in modules:
+        files[f"{CHECK_INIT}.py"] = render_check_init(package, commands).encode()
     files.update({p: (REFERENCE / p).read_bytes() for p in data_paths(modules)})
     return files
 

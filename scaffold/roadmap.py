@@ -30,8 +30,8 @@ class BookTrack:
 
 
 @functools.cache
-def read(path: Path = ROADMAP) -> tuple[list[str], dict[str, BookTrack]]:
-    """Every node id in roadmap order, and the tracks."""
+def read(path: Path = ROADMAP) -> tuple[dict[str, str], dict[str, BookTrack]]:
+    """Every node id in roadmap order with its title, and the tracks."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as e:
@@ -43,11 +43,16 @@ def read(path: Path = ROADMAP) -> tuple[list[str], dict[str, BookTrack]]:
         depth = {node["id"]: node["tracks"][name] for node in raw_nodes
                  if name in node.get("tracks", {})}
         tracks[name] = BookTrack(name, table.get("who", ""), depth)
-    return [node["id"] for node in raw_nodes], tracks
+    return {node["id"]: node.get("title", "") for node in raw_nodes}, tracks
 
 
 def all_nodes() -> list[str]:
     """The roadmap's node ids, in order."""
+    return list(read()[0])
+
+
+def titles() -> dict[str, str]:
+    """Node id -> the step's title ("attention" -> "Causal self-attention; …")."""
     return read()[0]
 
 

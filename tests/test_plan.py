@@ -176,10 +176,10 @@ def test_extrapolated_numbers_are_named():
 
 
 @pytest.mark.parametrize("budget", ["cpu:30m", "cpu:4h"])
-def test_beginner_plans_checkpoint_at_least_every_ten_minutes(budget):
+def test_beginner_plans_checkpoint_at_least_every_five_minutes(budget):
     plan = P.make_plan(budget)
     step_seconds = plan.seconds / plan.train["max_steps"]
-    assert plan.train["checkpoint_interval"] * step_seconds <= 600
+    assert plan.train["checkpoint_interval"] * step_seconds <= 300
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -19,7 +19,7 @@ from cookiecutter.main import cookiecutter
 import scaffold
 from llm_reference import plan
 from llm_reference.errors import UserError
-from scaffold import generate, modules, roadmap
+from scaffold import exercises, generate, modules, roadmap
 from scaffold.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,16 +62,28 @@ def test_every_track_and_budget_preset_generates(tmp_path, track, budget):
         track, budget, "My LLM")
     readme = (out / "README.md").read_text()
     for fact in (budget, plan.fmt_count(planned.params), "make test", "make train",
-                 dict(planned.summary())["expected loss"], "## Your own text"):
+                 dict(planned.summary())["expected loss"], "## Your own text",
+                 f"tokens of **{planned.data.recipe}**", "make data"):
         assert fact in readme
     makefile = (out / "Makefile").read_text()
     assert "TORCH       ?= torch==2.13.0" in makefile
-    for target in ("venv", "test", "prepare", "prepare-own", "train", "generate"):
+    for target in ("venv", "test", "data", "prepare-own", "train", "generate",
+                   "eval", "export", "check"):
         assert f"\n{target}:" in makefile
+    # make data prepares what the plan names; the stdlib elsewhere is a smoke test
+    assert f"PLAN_DATA := {planned.train['data_dir']}" in makefile
+    prepare = planned.data.command.split("python -m llm_reference ")[1]
+    assert prepare.replace("COMMIT", "$(REVISION)") in makefile
+    assert ("\ndata-smoke:" in makefile) == (planned.data.recipe != "stdlib")
+    assert ("SMOKE TEST ONLY" in makefile) == (planned.data.recipe != "stdlib")
     assert "run: make test" in (out / ".github/workflows/ci.yml").read_text()
     project = tomllib.loads((out / "pyproject.toml").read_text())
     assert project["project"]["name"] == "my-llm"
-    assert project["tool"]["setuptools"]["packages"] == ["my_llm", "my_llm.cli"]
+    assert project["tool"]["setuptools"]["packages"] == [
+        "my_llm", "my_llm.audit", "my_llm.check", "my_llm.cli"]
+    assert "transformers" not in str(project["project"]["dependencies"])
+    assert project["project"]["optional-dependencies"]["export"] == [
+        "transformers>=4.44"]
     assert (out / "LICENSE").read_text().startswith("MIT License")
     assert "data/" in (out / ".gitignore").read_text()
     assert f"({track} track)" in (out / "COMPLIANCE.md").read_text()
@@ -87,8 +99,8 @@ def test_package_is_the_import_closure_of_the_track(repos):
                         for p in package.rglob("*.py"))
         assert copied == sorted([*layout.ours, "__main__"])
         assert {"model", "tokenizer", "data", "train", "generate", "checkpoint",
-                "evaluate", "plan", "cli/common", "cli/train", "cli/generate"
-                } <= set(copied)
+                "evaluate", "plan", "cli/common", "cli/train", "cli/generate",
+                "cli/check", "cli/export", "check/attention"} <= set(copied)
         # the book's estimate cards stay with the book
         assert not any("node_estimate" in p.read_text() or "ESTIMATE" in
                        p.read_text() for p in package.rglob("*.py"))
@@ -118,32 +130,83 @@ def test_track_specific_parts_only_where_the_track_has_them(repos):
     assert (repos["researcher"] / "tests" / "test_finetune.py").is_file()
 
 
-def test_launch_script_once_the_reference_trains_on_several_gpus(tmp_path,
-                                                               monkeypatch):
-    # as if llm_reference had distributed training (train.py stands in for it)
-    monkeypatch.setitem(modules.NODE_MODULES, "distributed", ("train",))
+def dry_run(script: Path, *args: str) -> list[str]:
+    """The command line a launch script prints with DRY_RUN=1."""
+    result = subprocess.run([str(script), *args], env={**os.environ, "DRY_RUN": "1"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_several_gpus_train_with_torchrun_and_slurm(tmp_path):
     out = scaffold.new("researcher", "8xH100:24h", tmp_path / "repo", git=False)
-    script = out / "scripts" / "launch_torchrun.sh"
-    assert os.access(script, os.X_OK)
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    text = script.read_text()
-    assert 'NPROC="${NPROC:-8}"' in text
-    dry = {**os.environ, "DRY_RUN": "1"}
-    (out / "data" / "stdlib").mkdir(parents=True)
-    (out / "data" / "stdlib" / "meta.json").write_text("{}")
-    train = subprocess.run([str(script)], env=dry, capture_output=True, text=True)
-    assert train.stdout.split() == [
+    data = plan.make_plan("8xH100:24h", "researcher").data.out
+    scripts = [out / "scripts" / "launch_torchrun.sh", out / "scripts" / "slurm.sbatch"]
+    for script in scripts:
+        assert os.access(script, os.X_OK)
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    launch, slurm = scripts
+    assert 'NPROC="${NPROC:-8}"' in launch.read_text()
+    (out / data).mkdir(parents=True)
+    (out / data / "meta.json").write_text("{}")
+    assert dry_run(launch) == [
         ".venv/bin/torchrun", "--standalone", "--nproc_per_node", "8", "-m", "repo",
-        "train", "--config", "config.toml", "--data", "data/stdlib", "--out",
-        "runs/main"]
+        "train", "--config", "config.toml", "--data", data, "--out", "runs/main"]
     # resume on as many GPUs as the run trained on, from the run folder alone
-    resume = subprocess.run([str(script), "--resume"], env=dry, capture_output=True,
-                            text=True)
-    assert resume.stdout.split()[-4:] == ["train", "--resume", "--out", "runs/main"]
-    assert "scripts/launch_torchrun.sh --resume" in (out / "Makefile").read_text()
+    assert dry_run(launch, "--resume")[-4:] == ["train", "--resume", "--out",
+                                                "runs/main"]
+    makefile = (out / "Makefile").read_text()
+    assert "scripts/launch_torchrun.sh --resume" in makefile
+    # make train runs the planned layout
+    assert "\tDATA=$(DATA) RUN=$(RUN) scripts/launch_torchrun.sh $(TRACKING)" in (
+        makefile)
     assert "## Several GPUs" in (out / "README.md").read_text()
+    text = slurm.read_text()
+    for line in ("#SBATCH --nodes=1", "#SBATCH --gpus-per-node=8", "#SBATCH --requeue",
+                 "#SBATCH --signal=B:TERM@300", "#SBATCH --time=1-00:00:00"):
+        assert line in text.splitlines()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert dry_run(slurm) == [
+        "srun", "--kill-on-bad-exit=1", ".venv/bin/torchrun", "--nnodes", "1",
+        "--nproc_per_node", "8", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+        "localhost:29500", "--rdzv_id", "dry-run", "-m", "repo", "train", "--config",
+        "config.toml", "--data", data, "--out", "runs/main"]
+    # a requeued job finds the checkpoints and resumes
+    (out / "runs" / "main" / "checkpoints" / "step_0000010").mkdir(parents=True)
+    assert dry_run(slurm)[-4:] == ["train", "--resume", "--out", "runs/main"]
     beginner = scaffold.new("beginner", None, tmp_path / "small", git=False)
-    assert not (beginner / "scripts").exists()
+    assert not (beginner / "scripts" / "slurm.sbatch").exists()
+    assert "torchrun" not in (beginner / "Makefile").read_text()
+
+
+def test_a_budget_beyond_one_node_spans_nodes_in_slurm(tmp_path):
+    out = scaffold.new("researcher", "16xH100:24h", tmp_path / "big", git=False)
+    words = dry_run(out / "scripts" / "slurm.sbatch")
+    assert words[words.index("--nnodes") + 1] == "2"
+    assert words[words.index("--nproc_per_node") + 1] == "8"
+    assert "#SBATCH --nodes=2" in (out / "scripts" / "slurm.sbatch").read_text()
+
+
+def test_a_plan_that_shards_trains_with_fsdp_under_torchrun(tmp_path):
+    assert plan.make_plan("8xH100:168h", "researcher").parallelism == "fsdp"
+    out = scaffold.new("researcher", "8xH100:168h", tmp_path / "big", git=False)
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["train"]["parallel"] == "fsdp"  # what train reads under torchrun
+    assert "torchrun, 8 GPUs (fsdp)" in (out / "Makefile").read_text()
+    readme = (out / "README.md").read_text()
+    assert "`make train` runs `scripts/launch_torchrun.sh`" in readme
+    assert "the model states are sharded across GPUs" in readme
+    assert "#SBATCH --time=7-00:00:00" in (out / "scripts" / "slurm.sbatch"
+                                           ).read_text()
+
+
+def test_beginner_config_checkpoints_within_ten_minutes(repos):
+    planned = plan.make_plan(plan.TRACKS["beginner"].budgets[0], "beginner")
+    step_seconds = planned.seconds / planned.train["max_steps"]
+    config = tomllib.loads((repos["beginner"] / "config.toml").read_text())
+    interval = config["train"]["checkpoint_interval"]
+    assert interval < config["train"]["max_steps"]
+    assert interval * step_seconds <= 300  # leaves time for `make data`
 
 
 @pytest.mark.parametrize("track", list(plan.TRACKS))
@@ -160,6 +223,10 @@ def test_copied_code_equals_the_reference(repos, track):
         text = path.read_text()
         assert text.startswith(header), relative
         body = text[len(header):].replace(package, modules.REFERENCE_NAME)
+        if relative == "check/__init__.py":  # the track's node checks only
+            assert text == modules.render_check_init(
+                package, generate.Layout.of(track).ours)
+            continue
         if relative != "__main__.py":
             assert body == reference.read_text(), relative
             continue
@@ -178,8 +245,9 @@ def test_generated_command_line_lists_only_copied_commands(repos):
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in result.stdout.splitlines()
               if line.startswith("    ") and line.split()}
-    assert {"prepare", "train", "eval", "generate", "plan"} <= listed
-    assert not {"serve", "quantize", "check"} & listed
+    assert {"prepare", "train", "eval", "generate", "plan", "check", "export"
+            } <= listed
+    assert not {"serve", "quantize"} & listed
     assert "python -m beginner_llm" in result.stdout
 
 
@@ -213,6 +281,21 @@ def test_generated_repo_passes_its_own_tests_on_a_cpu(repos, track):
     assert " passed" in result.stdout and "skipped" not in result.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_test_passes_in_a_fresh_venv(tmp_path):
+    """What a new user runs first: `make test` creates .venv from the package index
+    (torch first, then the repo with its dev extra) and passes on a CPU."""
+    out = scaffold.new("beginner", None, tmp_path / "fresh", git=False)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST", "PYTHONPATH", "VIRTUAL_ENV"))}
+    result = subprocess.run(["make", "test", f"PYTHON={sys.executable}"], cwd=out,
+                            capture_output=True, text=True, env=env, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
+    assert (out / ".venv" / ".installed").is_file()
+
+
 # --- regenerating ----------------------------------------------------------------
 
 
@@ -225,19 +308,20 @@ def test_replaying_the_answers_gives_the_same_files(tmp_path):
     assert "torch==2.5.1" in (first / "Makefile").read_text()
 
 
-def test_regenerate_in_place_restores_generated_files_only(tmp_path, capsys):
+def test_update_shows_the_diff_and_applies_only_when_asked(tmp_path, capsys):
     out = scaffold.new("beginner", "cpu:4h", tmp_path / "repo", git=False)
     fresh = files(out)
-    assert main(["regenerate", str(out), "--check"]) == 0
+    assert main(["update", str(out)]) == 0
     assert "up to date" in capsys.readouterr().out
     (out / "README.md").write_text("my notes\n")
     (out / "tests" / "test_train.py").unlink()
     (out / "notes.txt").write_text("mine\n")
-    assert main(["regenerate", str(out), "--check"]) == 1
-    listed = capsys.readouterr().out
-    assert "README.md" in listed and "tests/test_train.py" in listed
-    assert (out / "README.md").read_text() == "my notes\n"  # --check writes nothing
-    assert main(["regenerate", str(out)]) == 0
+    assert main(["update", str(out)]) == 1
+    shown = capsys.readouterr().out
+    assert "--- a/README.md\n+++ b/README.md\n" in shown and "-my notes" in shown
+    assert "+++ b/tests/test_train.py" in shown and "--apply" in shown
+    assert (out / "README.md").read_text() == "my notes\n"  # nothing written
+    assert main(["update", str(out), "--apply"]) == 0
     assert {**fresh, "notes.txt": b"mine\n"} == files(out)
 
 
@@ -307,6 +391,7 @@ def test_existing_output_is_refused_unless_forced(tmp_path, monkeypatch, capsys)
     assert "refusing to replace" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not HAS_GIT, reason="git is not installed")
 def test_make_starter_command_creates_then_replaces(tmp_path):
     args = ["new", "--track", "beginner", "--budget", "cpu:30m", "-o", "my-llm",
             "--no-input", "--force"]
@@ -314,6 +399,17 @@ def test_make_starter_command_creates_then_replaces(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "make test" in first.stdout
     (tmp_path / "my-llm" / "stray.txt").write_text("old")
+    # --force never deletes work that Git does not hold
+    refused = run_scaffold(*args, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr == ("error: -o my-llm: a Git repository with uncommitted "
+                              "work; commit or stash it, or choose another folder "
+                              "(--force never deletes unsaved work)\n")
+    assert (tmp_path / "my-llm" / "stray.txt").is_file()
+    git = ["git", "-C", str(tmp_path / "my-llm"), "-c", "user.name=t", "-c",
+           "user.email=t@localhost", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "mine"], check=True)
     second = run_scaffold(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert not (tmp_path / "my-llm" / "stray.txt").exists()
@@ -358,7 +454,7 @@ def test_describe_lists_what_new_writes(tmp_path):
     assert described["files"] == generate.tree(out)
     assert described["plan"]["model"] == dict(
         plan.make_plan("cpu:30m", "beginner").summary())["model"]
-    assert described["commands"] == ["make test", "make train"]
+    assert described["commands"] == ["make test", "make data", "make train"]
 
 
 # --- following imports --------------------------------------------------------------
@@ -434,3 +530,81 @@ def test_rename_changes_the_package_word_only():
 def test_requirements_take_our_version_bounds():
     assert modules.requirements(["numpy", "fastapi", "pydantic"]) == [
         "fastapi>=0.110", "numpy>=1.26", "pydantic"]
+
+
+# --- exercises mode ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exercises_repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("exercises")
+    return scaffold.new("beginner", "cpu:30m", root / "ex", name="ex", git=False,
+                        exercises=True)
+
+
+def test_exercises_leave_the_key_functions_to_the_reader(exercises_repo):
+    out = exercises_repo
+    found = exercises.for_track(roadmap.track("beginner").nodes,
+                                modules.check_nodes(generate.Layout.of("beginner")
+                                                    .ours))
+    assert [e.node for e in found] == ["tokenizer", "attention", "generation"]
+    attention = (out / "ex" / "model.py").read_text()
+    assert ("    raise NotImplementedError(\n        'exercise: write "
+            "explicit_attention, see step 6: Causal self-attention; MHA, '"
+            ) in attention
+    assert '"""Causal attention written out' in attention  # the docstring stays
+    assert "weights = F.softmax(scores, dim=-1)  # (B, H, T, S)" not in attention
+    # the oracle: the reference, as a second package under solutions/
+    oracle = (out / "solutions" / "ex_solutions" / "model.py").read_text()
+    assert "weights = F.softmax(scores, dim=-1)  # (B, H, T, S)" in oracle
+    assert (out / "solutions" / "ex_solutions" / "check" / "attention.py").is_file()
+    makefile = (out / "Makefile").read_text()
+    assert "\ncheck: venv" in makefile and "\nsolutions:" in makefile
+    readme = (out / "README.md").read_text()
+    assert "**exercises mode**" in readme and "`make check NODE=attention`" in readme
+    assert json.loads((out / ".scaffold.json").read_text())["exercises"] is True
+    assert "exercise:" in (out / "tests" / "conftest.py").read_text()
+
+
+def test_without_exercises_the_repo_has_the_reference_bodies(repos):
+    out = repos["beginner"]
+    assert not (out / "solutions").exists()
+    assert "pytest_runtest_makereport" not in (out / "tests" / "conftest.py"
+                                                ).read_text()
+    assert "\nsolutions:" not in (out / "Makefile").read_text()
+
+
+def test_blank_keeps_signature_and_docstring():
+    source = ('class A:\n    def f(self, x):\n        """Doc."""\n        y = x\n'
+              '        return y\n\n\ndef g():\n    return 1\n')
+    blanked = exercises.blank(source, ["A.f", "g"], "see step 1: X")
+    namespace: dict = {}
+    exec(blanked, namespace)
+    assert namespace["A"].f.__doc__ == "Doc."
+    for call in (lambda: namespace["A"]().f(1), namespace["g"]):
+        with pytest.raises(NotImplementedError, match="^exercise: write"):
+            call()
+    with pytest.raises(KeyError):
+        exercises.blank(source, ["h"], "")
+
+
+@pytest.mark.slow
+def test_exercises_fail_check_until_filled_and_tests_skip_them(exercises_repo):
+    out = exercises_repo
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(PYTHONPATH=str(out), OMP_NUM_THREADS="1")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], cwd=out, capture_output=True,
+                              text=True, env=env, timeout=600)
+
+    tests = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs")
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert "skipped" in tests.stdout and "exercise: write merge_pair" in tests.stdout
+    unfilled = run("scripts/steps.py", "check")
+    assert unfilled.returncode == 1
+    assert "FAIL  attention: step 6" in unfilled.stdout
+    assert run("scripts/steps.py", "solutions").returncode == 0
+    filled = run("scripts/steps.py", "check")
+    assert filled.returncode == 0, filled.stdout
+    assert filled.stdout.count("pass  ") == 3

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train config.toml on the GPUs of this machine: one process per GPU, data parallel.
+# Train config.toml on the GPUs of this machine: one process per GPU ({{ cookiecutter._scaffold.launch.parallelism }} as
+# planned; config.toml's train.parallel picks FSDP when the model states are sharded).
 #   scripts/launch_torchrun.sh                            # {{ cookiecutter._scaffold.plan.devices }} GPUs, as planned
 #   NPROC=4 DATA=data/own scripts/launch_torchrun.sh --set train.max_steps=100
 #   scripts/launch_torchrun.sh --resume                   # continue runs/main (make resume)
@@ -8,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NPROC="${NPROC:-{{ cookiecutter._scaffold.plan.devices }}}"
-DATA="${DATA:-data/stdlib}"
+DATA="${DATA:-{{ cookiecutter._scaffold.data.out }}}"
 RUN="${RUN:-runs/main}"
 if [ "${1:-}" = "--resume" ]; then
     # the run folder holds its config and data path; resume on as many GPUs as it
@@ -17,7 +18,7 @@ if [ "${1:-}" = "--resume" ]; then
     set -- train --resume --out "$RUN" "$@"
 else
     if [ ! -f "$DATA/meta.json" ]; then
-        echo "error: $DATA/meta.json not found; run \`make prepare\` first" >&2
+        echo "error: $DATA/meta.json not found; run \`make data\` first" >&2
         exit 2
     fi
     set -- train --config config.toml --data "$DATA" --out "$RUN" "$@"
