@@ -51,7 +51,7 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "quantization": ("quantize",),
     "serving": ("serve", "engine"),
     "reasoning-rl": ("grpo",),
-    "release": ("release", "hf_folder"),  # hf_folder: `export --format hf`
+    "release": ("release", "hf_folder", "gguf_export"),  # `export --format hf/gguf`
 }
 # The reader checks (`check NODE`): check/__init__.py imports one module per node
 # that has checks; a starter repo keeps those of its track's nodes (entry_modules
