@@ -48,6 +48,7 @@ DEFAULT_TORCH = "2.13.0"
 NODE_FILES = {
     "finetuning": ("tests/test_finetune.py",),
     "serving": ("tests/test_serve.py",),
+    "reasoning": ("tests/test_rl.py",),
     "distributed": ("scripts/launch_torchrun.sh",),
 }
 # names a package may not take: the starter repo's own folders, and ours

@@ -46,6 +46,7 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "generation": ("generate", "artifacts"),  # artifacts: any model folder loads
     "finetuning": ("finetune", "lora", "chat"),
     "preference": ("dpo",),
+    "reasoning": ("grpo", "rl_tasks"),
     "quantization": ("quantize",),
     "serving": ("serve",),
     "release": ("release",),

@@ -93,6 +93,13 @@ BROKEN = [
       "error_within_half_a_step": ["more than scale / 2"],
       "one_scale_per_row": ["small rows next to a large one lost precision"]},
      set()),
+    ("reasoning", "reasoning_broken.py",
+     {"advantages_match_reference": ["normalised over the whole batch"],
+      "dr_grpo_only_centres": ["advantages (scale=False)"],
+      "uniform_group_teaches_nothing": ["expected zeros"],
+      "loss_matches_reference": ["loss "],
+      "gradient_is_the_policy_gradient": ["d loss / d logp at ratio 1"],
+      "masked_tokens_do_not_count": ["changing only prompt/padding"]}, set()),
 ]
 
 

@@ -35,6 +35,7 @@ from . import (
     objective,
     pretraining,
     quantization,
+    reasoning,
     stability,
     tokenizer,
 )
@@ -44,7 +45,7 @@ __all__ = ["NODES", "Node", "Result", "command_for", "run_node"]
 
 NODES: dict[str, Node] = {m.node.id: m.node for m in (
     tokenizer, dataset, embeddings, attention, model, objective, pretraining,
-    stability, generation, finetuning, quantization)}
+    stability, generation, finetuning, quantization, reasoning)}
 
 
 def command_for(node_id: str) -> str:
