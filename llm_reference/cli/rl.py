@@ -53,8 +53,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("--val-fraction", type=float, default=0.2, metavar="F",
         help="share of problems held out by a hash of the prompt (default: 0.2)")
     add("--reward", metavar="MODULE:FUNCTION",
-        help="your own reward: a function (completion, problem, finished) -> "
-             "number (default: exact answer match + --format-weight * format)")
+        help="your own reward (or FILE.py:FUNCTION): a function (completion, "
+             "problem, finished) -> number (default: exact answer match + "
+             "--format-weight * format)")
     add("--max-steps", type=int, default=d.max_steps, metavar="N",
         help=f"GRPO steps (default: {d.max_steps})")
     add("--prompts-per-step", type=int, default=d.prompts_per_step, metavar="P",
