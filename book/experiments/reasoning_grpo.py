@@ -2,12 +2,11 @@
 # # GRPO on a tiny model: from pass@k to pass@1
 #
 # The task: sort three digits ("sort 7 2 9" -> "279"), every one of the 1000 inputs
-# once, a fifth held out by a hash of the prompt (`rl_tasks.sorting_task`). The SFT
-# data mixes two conventions, as data gathered from many sources does: half of the
-# train answers are sorted ascending, half descending ("972"). A 2-layer GPT learns
-# both, so with greedy decoding it is often "wrong" on held-out inputs, yet one of G
-# samples is usually right (pass@G >> pass@1). The checker accepts ascending only;
-# GRPO (`llm_reference.grpo`) rewards the right samples. We measure held-out pass@1
+# once, a fifth held out by a hash of the prompt (`rl_tasks.sorting_task`). A
+# 2-layer GPT learns the reply's format from a short SFT on the train split, and
+# the rule only partly: with greedy decoding it is often wrong on held-out inputs,
+# yet one of G samples is usually right (pass@G >> pass@1). GRPO
+# (`llm_reference.grpo`) rewards the right samples; we measure held-out pass@1
 # (greedy) and pass@G (sampling) before and after, over three seeds.
 
 # %%
@@ -34,9 +33,8 @@ BOOK = {"timeout": 900, "seed": 0,
         "settings": {"length": 3, "val_fraction": 0.2,
                      "model": {"context_length": 32, "n_layer": 2, "n_head": 2,
                                "d_model": 64},
-                     "descending_share": 0.5, "sft_steps": 400, "sft_lr": 3e-3,
-                     "grpo_steps": 60, "prompts_per_step": 8, "group_size": 8,
-                     "lr": 3e-4,
+                     "sft_steps": 300, "sft_lr": 3e-3, "grpo_steps": 80,
+                     "prompts_per_step": 8, "group_size": 8, "lr": 2e-4,
                      "kl_beta": 0.0, "temperature": 1.0, "seeds": [0, 1, 2]}}
 S = BOOK["settings"]
 torch.set_num_threads(1)
@@ -54,23 +52,11 @@ print(f"{len(task.train)} train problems, {len(task.held_out)} held out "
 # ## SFT, then GRPO, per seed
 #
 # The tokenizer is trained on the task's chats; the model starts from random
-# weights; SFT is `finetune` on the train split as chat lines, a seeded share of
-# them answered in descending order.
+# weights; SFT is `finetune` on the train split as chat lines, stopped early.
 
 # %% tags=["runs"]
-def sft_lines(seed: int) -> list[dict]:
-    """The train split as chats, `descending_share` of the answers reversed."""
-    rng = random.Random(seed)
-    lines = sft_conversations(task.train)
-    for line in lines:
-        if rng.random() < S["descending_share"]:
-            reply = line["messages"][1]
-            reply["content"] = reply["content"][::-1]
-    return lines
-
-
 def sft_run(folder: Path, seed: int) -> Path:
-    lines = sft_lines(seed)
+    lines = sft_conversations(task.train)
     tokenizer = Tokenizer.train([format_chat(x["messages"]) for x in lines], 300)
     torch.manual_seed(seed)
     model = GPT(ModelConfig(vocab_size=tokenizer.vocab_size, **S["model"]))
