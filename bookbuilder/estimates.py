@@ -34,6 +34,13 @@ the spec's `budget`), with the model the planner picks for that budget:
 - quantize: read the weights, write them in int8, and measure perplexity
   before and after on `tokens` tokens.
 - serve: `requests` completions of `tokens` tokens, `concurrency` at a time.
+- rl: `steps` of GRPO with `prompts` problems per step and `group` completions
+  each, `prompt_tokens` + `completion_tokens` long. Each step samples every
+  completion with a KV cache (all of the step's sequences decode together, each
+  decoding step bound by compute or by reading the weights and cache, as in
+  inference), then runs the frozen reference forward (if `kl`) and the policy
+  forward and backward over them (3 forward passes' worth). Memory: the plan's
+  training memory plus a second copy of the weights and the step's KV cache.
 - distributed: the plan's run data-parallel on `gpus` devices (default: the
   preset's count, at least 2), with one ring all-reduce of the fp32 gradients
   per step, 2 (n-1)/n x 4 bytes x N over the link, not overlapped: an upper
@@ -76,6 +83,8 @@ ESTIMATE_KINDS: dict[str, dict[str, Any]] = {
     "quantize": {"tokens": 100_000, "budget": None},
     "serve": {"requests": 100, "tokens": 128, "concurrency": 1, "budget": None},
     "distributed": {"gpus": None, "budget": None},
+    "rl": {"steps": 200, "prompts": 32, "group": 8, "prompt_tokens": 256,
+           "completion_tokens": 512, "kl": True, "budget": None},
 }
 
 
@@ -318,7 +327,40 @@ def _distributed(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
                 "time if not overlapped")
 
 
+def _rl(kind: str, s: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """GRPO: sample G completions per prompt, score, then reference and policy
+    passes over them; sampling is decoding, so it is often the larger part."""
+    hw, config, weights = plan.hardware, plan.config, _weight_bytes(plan)
+    if min(s["steps"], s["prompts"], s["completion_tokens"]) < 1 or s["group"] < 2:
+        raise BuildError("estimate rl: steps, prompts and completion_tokens must "
+                         "be >= 1 and group >= 2")
+    seqs = s["prompts"] * s["group"]  # sequences per step
+    length = min(s["prompt_tokens"] + s["completion_tokens"], config.context_length)
+    new = min(s["completion_tokens"], length)
+    value_bytes = 4 if hw.dtype == "float32" else 2
+    cache = kv_cache_bytes(config, length, seqs, value_bytes)
+    per_token = forward_flops_per_token(config, length / 2)
+    # sampling: prefill the prompts, then one decoding step per new token
+    prefill = seqs * (length - new) * per_token
+    decode_flops = seqs * per_token
+    decode_seconds = max(decode_flops / _flops_per_second(plan),
+                         (weights + cache / 2) / plan.budget.count
+                         / (hw.bandwidth_gbs * 1e9))
+    sample_seconds = prefill / _flops_per_second(plan) + new * decode_seconds
+    passes = 3 + (1 if s["kl"] else 0)  # policy forward + backward, reference
+    update_flops = passes * seqs * length * per_token
+    update_seconds = update_flops / _flops_per_second(plan)
+    step_seconds = sample_seconds + update_seconds
+    return card(kind, plan.track, hw, plan.budget.count,
+                s["steps"] * (prefill + new * decode_flops + update_flops),
+                s["steps"] * step_seconds,
+                plan.memory["total"] + weights + cache / plan.budget.count,
+                f"{s['steps']} GRPO steps of {s['prompts']} x {s['group']} "
+                f"completions, {new} new tokens each, {_size(plan)}: sampling "
+                f"{sample_seconds / step_seconds:.0%} of the time")
+
+
 MODEL_KINDS = {"pretrain": _pretrain, "train": _training, "finetune": _training,
                "shards": _shards, "step": _step, "loss": _loss, "sweep": _sweep,
                "eval": _forward, "quantize": _forward, "inference": _decoding,
-               "serve": _decoding, "distributed": _distributed}
+               "serve": _decoding, "distributed": _distributed, "rl": _rl}

@@ -46,6 +46,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import importlib.util
 import json
 import math
 import random
@@ -104,15 +105,24 @@ def verifiable_reward(format_weight: float) -> Reward:
 
 def load_reward(spec: str) -> Reward:
     """A user's reward function from "module:function" (importable, e.g. a file
-    my_rewards.py in the working directory); it is called like `verifiable_reward`'s
-    functions: (completion text, Problem, finished) -> a number."""
-    module_name, _, name = spec.partition(":")
+    my_rewards.py in the working directory) or "path/to/file.py:function"; it is
+    called like `verifiable_reward`'s functions: (completion text, Problem,
+    finished) -> a number."""
+    module_name, _, name = spec.rpartition(":")
     if not module_name or not name:
         raise UserError(f"--reward {spec!r}: write it as module:function")
     if "" not in sys.path:
         sys.path.insert(0, "")  # the working directory, as `python -m` has it
     try:
-        function = getattr(importlib.import_module(module_name), name)
+        if module_name.endswith(".py"):
+            loader = importlib.util.spec_from_file_location("user_reward", module_name)
+            if loader is None or not Path(module_name).is_file():
+                raise ImportError(f"no file {module_name}")
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+        function = getattr(module, name)
     except (ImportError, AttributeError) as e:
         raise UserError(f"--reward {spec}: cannot import it ({e})") from None
     if not callable(function):
@@ -333,7 +343,10 @@ def grpo(run_dir: str | Path, out: str | Path, task: RLTask, settings: GRPOSetti
     prepare_out(run_dir, out, resume, force)
     dev = resolve_device(device)
     reward = reward or verifiable_reward(s.format_weight)
+    probe = task.train[0]  # a reward that returns no number fails here, not mid-run
+    score(reward, probe.answer, probe, True)
     policy, tokenizer, base_state = checkpoint.load_model(run_dir, step, str(dev))
+    make_out(out)  # only now: a bad run or reward leaves no folder behind
     reference = None
     if s.kl_beta > 0:
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -438,6 +451,10 @@ def prepare_out(run_dir: Path, out: Path, resume: bool, force: bool) -> None:
                             "continue it, --force to replace it, or another --out")
         shutil.rmtree(out / checkpoint.CHECKPOINTS, ignore_errors=True)
         (out / "grpo.json").unlink(missing_ok=True)
+
+
+def make_out(out: Path) -> None:
+    """Create the output folder (and its parents), or say why not."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .errors import UserError
 
 ADVANTAGES = ("grpo", "dr_grpo")
-TASKS = ("addition", "gsm8k")  # `rl_tasks.py`
+TASKS = ("sorting", "addition", "gsm8k")  # `rl_tasks.py`
 
 
 @dataclass

@@ -7,6 +7,10 @@ states equals that one. Two sources:
 
 - `addition_task`: multi-digit addition ("12+34=" -> "46"), generated offline and
   deterministically from a seed; endless, cheap, and right or wrong with no doubt.
+- `sorting_task`: sort a few digits ("sort 7 2 9" -> "279"), every possible input
+  once. A tiny model learns the format fast and the rule slowly, so after a short
+  SFT it is often wrong with greedy decoding yet right in one of a few samples:
+  the gap that RL closes (the book's experiment).
 - `load_gsm8k`: grade-school word problems in the GSM8K jsonl format, lines
   {"question": ..., "answer": "... reasoning ...\\n#### 72"}; the number after
   `####` is the answer, for a user who has the data.
@@ -83,6 +87,22 @@ def addition_task(n: int = 2000, digits: int = 2, seed: int = 0,
     """The offline addition task (see `addition_problems`)."""
     return split_problems("addition", addition_problems(n, digits, seed),
                           val_fraction)
+
+
+def sorting_problems(length: int) -> list[Problem]:
+    """Every list of `length` digits, "sort 7 2 9" -> "279" (10**length problems)."""
+    if not 2 <= length <= 5:
+        raise UserError(f"--length {length}: sort 2 to 5 digits")
+    problems = []
+    for number in range(10 ** length):
+        digits = f"{number:0{length}d}"
+        problems.append(Problem(f"sort {' '.join(digits)}", "".join(sorted(digits))))
+    return problems
+
+
+def sorting_task(length: int = 3, val_fraction: float = 0.2) -> RLTask:
+    """The offline sorting task (see `sorting_problems`)."""
+    return split_problems("sorting", sorting_problems(length), val_fraction)
 
 
 def load_gsm8k(path: str | Path, val_fraction: float = 0.2) -> RLTask:

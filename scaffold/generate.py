@@ -53,6 +53,7 @@ DEFAULT_TORCH = "2.13.0"
 NODE_FILES = {
     "finetuning": ("tests/test_finetune.py",),
     "serving": ("tests/test_serve.py",),
+    "reasoning-rl": ("tests/test_rl.py",),
     "distributed": ("scripts/launch_torchrun.sh", "scripts/slurm.sbatch"),
 }
 # third-party packages that only one command or option needs: a pip extra each

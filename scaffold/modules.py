@@ -48,9 +48,9 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "generation": ("generate", "artifacts"),  # artifacts: any model folder loads
     "finetuning": ("finetune", "lora", "chat"),
     "preference": ("dpo",),
+    "reasoning-rl": ("grpo", "rl_tasks"),
     "quantization": ("quantize",),
     "serving": ("serve", "engine"),
-    "reasoning-rl": ("grpo",),
     "release": ("release", "hf_folder", "gguf_export"),  # `export --format hf/gguf`
 }
 # The reader checks (`check NODE`): check/__init__.py imports one module per node

@@ -50,6 +50,19 @@ CASES = {
                               TRUNCATED),
     "export-hf-with-dtype": ("export --run {run} --dtype q8_0 --out {out}",
                              "--dtype applies to --format gguf"),
+    "rl-truncated": ("rl --run {trunc} --out {out} --task sorting", TRUNCATED),
+    "rl-group-of-one": ("rl --run {run} --out {out} --group-size 1",
+                        "--group-size 1: must be >= 2"),
+    "rl-no-held-out-split": ("rl --run {run} --out {out} --task sorting "
+                             "--val-fraction 0", "no held-out problems"),
+    "rl-sorting-length": ("rl --run {run} --out {out} --task sorting --length 9",
+                          "--length 9"),
+    "rl-gsm8k-without-data": ("rl --run {run} --out {out} --task gsm8k",
+                              "--task gsm8k needs --data"),
+    "rl-gsm8k-not-json": ("rl --run {run} --out {out} --task gsm8k --data "
+                          "{badjsonl}", "not valid JSON"),
+    "rl-reward-returns-text": ("rl --run {run} --out {out} --task sorting --reward "
+                               "{textreward}", "returned 'good'"),
 }
 
 
@@ -69,9 +82,13 @@ def bad(tmp_path, tiny_run, data_dir) -> dict[str, Path]:
     empty.mkdir()
     (empty / "a.txt").write_text("", encoding="utf-8")
     (tmp_path / "bad.jsonl").write_text("not json\n", encoding="utf-8")
+    (tmp_path / "text_reward.py").write_text(
+        "def reward(completion, problem, finished):\n    return 'good'\n",
+        encoding="utf-8")
     return {"run": tiny_run, "trunc": trunc, "badtok": badtok, "badvocab": badvocab,
             "src": src, "empty": empty, "badjsonl": tmp_path / "bad.jsonl",
-            "missing": tmp_path / "missing", "out": tmp_path / "new" / "out"}
+            "missing": tmp_path / "missing", "out": tmp_path / "new" / "out",
+            "textreward": f"{tmp_path / 'text_reward.py'}:reward"}
 
 
 @pytest.mark.parametrize("line, fragment", CASES.values(), ids=CASES.keys())

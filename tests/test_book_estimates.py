@@ -27,6 +27,21 @@ def test_node_estimate_every_kind(kind, track):
         assert card["seconds"] > 0
 
 
+def test_rl_estimate_counts_sampling_the_reference_and_the_update():
+    """GRPO: more samples cost more; dropping the KL drops a forward pass; sampling
+    and the update both take time, and the reference doubles the weights."""
+    spec = {"kind": "rl", "steps": 10, "prompts": 8, "group": 4}
+    base = E.node_estimate(spec, "practitioner")
+    wider = E.node_estimate({**spec, "group": 8}, "practitioner")
+    no_kl = E.node_estimate({**spec, "kl": False}, "practitioner")
+    assert wider["flops"] > base["flops"] and wider["seconds"] > base["seconds"]
+    assert no_kl["flops"] < base["flops"]
+    share = int(base["note"].split("sampling ")[1].split("%")[0])
+    assert 0 < share < 100
+    plan = make_plan("1xRTX4090:8h", "practitioner")
+    assert base["memory_bytes"] > plan.memory["total"]
+
+
 def test_node_estimate_values():
     plan = make_plan("1xRTX4090:8h", "practitioner")
     card = E.node_estimate({"kind": "pretrain"}, "practitioner")
@@ -90,6 +105,7 @@ def test_dpo_card_counts_the_reference_model():
     ({"kind": "finetune", "method": "qlora"}, "'full', 'lora' or 'dpo'"),
     ({"kind": "sweep", "fraction": 0}, "0 < fraction"),
     ({"kind": "tokenizer", "impl": "rust"}, "'ours' or 'hf'"),
+    ({"kind": "rl", "group": 1}, "group >= 2"),
 ])
 def test_node_estimate_errors(spec, fragment):
     with pytest.raises(BuildError, match=fragment):

@@ -203,14 +203,15 @@ finetuning optional core core
 preference - optional core
 quantization - optional core
 serving - optional optional
-release core core core
+reasoning-rl - optional core
 moe - - core
+release core core core
 """
 
 
 @pytest.mark.slow
 def test_real_roadmap_matches_the_design():
-    """book/roadmap.toml: the design's 21 steps, in order, in the design's tracks,
+    """book/roadmap.toml: the design's 22 steps, in order, in the design's tracks,
     which are the planner's; every estimate spec is valid in every track."""
     road = roadmap.load(REPO / "book", REPO)
     rows = [line.split() for line in DESIGN_TABLE.strip().splitlines()]

@@ -132,6 +132,13 @@ BROKEN = [
      {"manifest_lists_every_file": ["the names listed"],
       "verify_finds_every_change": ["is ['config.json'], expected ['README.md', "
                                     "'config.json', 'extra.pkl']"]}, set()),
+    ("reasoning-rl", "reasoning_broken.py",
+     {"advantages_match_reference": ["normalised over the whole batch"],
+      "dr_grpo_only_centres": ["advantages (scale=False)"],
+      "uniform_group_teaches_nothing": ["expected zeros"],
+      "loss_matches_reference": ["loss "],
+      "gradient_is_the_policy_gradient": ["d loss / d logp at ratio 1"],
+      "masked_tokens_do_not_count": ["changing only prompt/padding"]}, set()),
 ]
 
 

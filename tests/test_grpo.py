@@ -29,6 +29,7 @@ from llm_reference.grpo import (
     grpo_loss,
     grpo_step,
     kl_k3,
+    load_reward,
     score,
     token_logprobs,
     verifiable_reward,
@@ -41,6 +42,8 @@ from llm_reference.rl_tasks import (
     addition_task,
     load_gsm8k,
     sft_conversations,
+    sorting_problems,
+    sorting_task,
     split_problems,
 )
 from llm_reference.tokenizer import Tokenizer
@@ -174,6 +177,29 @@ def test_addition_task_is_deterministic_with_a_stable_held_out_split():
         assert (prompt in {p.prompt for p in task.held_out}) == (
             prompt in {p.prompt for p in other.held_out}) == (prompt in held)
     assert 0.15 < len(task.held_out) / 200 < 0.45
+
+
+def test_sorting_task_covers_every_input_once_with_disjoint_splits():
+    problems = sorting_problems(3)
+    assert len(problems) == 1000 == len({p.prompt for p in problems})
+    assert Problem("sort 7 2 9", "279") in problems
+    assert Problem("sort 0 1 0", "001") in problems
+    task = sorting_task(3, val_fraction=0.2)
+    assert not {p.prompt for p in task.train} & {p.prompt for p in task.held_out}
+    assert 150 < len(task.held_out) < 250
+    assert task.held_out == sorting_task(3, val_fraction=0.2).held_out
+    with pytest.raises(UserError, match="--length 1"):
+        sorting_problems(1)
+
+
+def test_a_reward_can_come_from_a_file(tmp_path):
+    path = tmp_path / "my_reward.py"
+    path.write_text("def reward(completion, problem, finished):\n"
+                    "    return float(completion.strip() == problem.answer)\n")
+    reward = load_reward(f"{path}:reward")
+    assert reward("279", Problem("sort 7 2 9", "279"), True) == 1.0
+    with pytest.raises(UserError, match="cannot import it"):
+        load_reward(f"{tmp_path / 'missing.py'}:reward")
 
 
 def test_a_task_without_held_out_problems_is_an_error():

@@ -509,7 +509,7 @@ def test_closure_brings_the_commands_its_modules_complete(tmp_path, monkeypatch)
 
 def test_the_book_says_which_steps_a_track_includes():
     nodes = roadmap.all_nodes()
-    assert nodes[0] == "mental-model" and len(nodes) == 21
+    assert nodes[0] == "mental-model" and len(nodes) == 22
     beginner = roadmap.track("beginner")
     assert beginner.who and beginner.nodes["tokenizer"] == "core"
     assert beginner.nodes["scaling"] == "optional" and "distributed" not in (

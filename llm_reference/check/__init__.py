@@ -49,6 +49,7 @@ from . import (
     preference,
     pretraining,
     quantization,
+    reasoning,
     release,
     scaling,
     serving,
@@ -62,7 +63,7 @@ __all__ = ["NODES", "Node", "Result", "command_for", "run_node", "starter_for"]
 NODES: dict[str, Node] = {m.node.id: m.node for m in (
     mental_model, data, tokenizer, dataset, embeddings, attention, model, objective,
     pretraining, stability, efficiency, scaling, moe, distributed, evaluation,
-    generation, finetuning, preference, quantization, serving, release)}
+    generation, finetuning, preference, quantization, serving, reasoning, release)}
 
 
 def command_for(node_id: str) -> str:

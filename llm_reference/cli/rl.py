@@ -24,7 +24,7 @@ toward the starting model. Start from a run that was fine-tuned on the task
 sometimes; it cannot find one it never samples.
 
 example:
-  python -m llm_reference rl --run runs/sft --task addition --out runs/grpo
+  python -m llm_reference rl --run runs/sft --task sorting --out runs/grpo
 """
 
 
@@ -39,10 +39,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_out(parser, "output run folder: checkpoints/, config.toml, tokenizer.json, "
                     "metrics.jsonl, reward.png, grpo.json")
     add("--task", choices=TASKS, default="addition",
-        help="addition: generated a+b= problems (offline); gsm8k: a jsonl file of "
+        help="sorting: sort a few digits, 'sort 7 2 9' -> 279 (offline); "
+             "addition: generated a+b= problems (offline); gsm8k: a jsonl file of "
              '{"question", "answer": "... #### N"} given with --data '
              "(default: addition)")
     add("--data", metavar="FILE.jsonl", help="the problems of --task gsm8k")
+    add("--length", type=int, default=3, metavar="N",
+        help="sorting: digits in each list (default: 3)")
     add("--digits", type=int, default=2, metavar="N",
         help="addition: digits of each operand (default: 2)")
     add("--problems", type=int, default=2000, metavar="N",
@@ -50,8 +53,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("--val-fraction", type=float, default=0.2, metavar="F",
         help="share of problems held out by a hash of the prompt (default: 0.2)")
     add("--reward", metavar="MODULE:FUNCTION",
-        help="your own reward: a function (completion, problem, finished) -> "
-             "number (default: exact answer match + --format-weight * format)")
+        help="your own reward (or FILE.py:FUNCTION): a function (completion, "
+             "problem, finished) -> number (default: exact answer match + "
+             "--format-weight * format)")
     add("--max-steps", type=int, default=d.max_steps, metavar="N",
         help=f"GRPO steps (default: {d.max_steps})")
     add("--prompts-per-step", type=int, default=d.prompts_per_step, metavar="P",
@@ -104,7 +108,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..grpo import grpo, load_reward
-    from ..rl_tasks import addition_task, load_gsm8k
+    from ..rl_tasks import addition_task, load_gsm8k, sorting_task
 
     device = resolve_device(args.device)
     settings = GRPOSettings(
@@ -123,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         if args.data is None:
             raise UserError("--task gsm8k needs --data FILE.jsonl (GSM8K format)")
         task = load_gsm8k(args.data, args.val_fraction)
+    elif args.task == "sorting":
+        task = sorting_task(args.length, args.val_fraction)
     else:
         task = addition_task(args.problems, args.digits, args.seed, args.val_fraction)
     reward = load_reward(args.reward) if args.reward else None
