@@ -214,9 +214,24 @@ class Book:
     build_dir: Path                  # Typst root for compilation
     quoted: dict[str, str] = field(default_factory=dict)  # ref -> file (for manifest)
     source: dict[str, Any] = field(default_factory=dict)  # source.py: commit, archive
+    plans: dict[str, Any] = field(default_factory=dict)  # track -> the planner's Plan
 
     def number(self, node: Node) -> int:
         return self.roadmap.nodes.index(node) + 1
+
+    def plan(self, track: str) -> Any:
+        """The planner's run for the track's first budget (`make_plan` of the
+        roadmap's [book] plan module), computed once per build."""
+        if track not in self.roadmap.tracks:
+            raise BuildError(f"planned({track!r}): no such track (known: "
+                             f"{', '.join(self.roadmap.tracks)})")
+        make_plan = getattr(self.roadmap.plan, "make_plan", None)
+        if make_plan is None:
+            raise BuildError(f"planned({track!r}): the planner "
+                             f"{self.roadmap.plan.__name__} has no make_plan")
+        if track not in self.plans:
+            self.plans[track] = make_plan(self.roadmap.tracks[track].budgets[0], track)
+        return self.plans[track]
 
 
 def _depths(book: Book, node: Node, variant: Variant) -> list[dict[str, Any]]:
@@ -499,6 +514,32 @@ class Chapter:
         return Typst(f"#reading-guide(needs: {_list(needs, str)}, "
                      f"tracks: {_list(advice, str)})")
 
+    def planned(self, track: str) -> Typst:
+        """The track's planned run, as a panel: the model config the planner picks
+        for its first budget and the estimates behind it (parameters, tokens,
+        compute, memory, time, cost). Nothing in it is typed into the chapter."""
+        plan = self.book.plan(track)
+        model = plan.model
+        fields = [("layers", model["n_layer"]), ("d_model", model["d_model"]),
+                  ("heads (k/v)", f"{model['n_head']} ({model['n_kv_head']})"),
+                  ("d_ff", model["d_ff"]), ("MLP", model["mlp"]),
+                  ("positions", model["position"]), ("norm", model["norm"]),
+                  ("context", model["context_length"]),
+                  ("vocabulary", model["vocab_size"]),
+                  ("tied head", model["tie_weights"])]
+        rows = [(k, num(v) if isinstance(v, int) and not isinstance(v, bool)
+                 else str(v).lower()) for k, v in fields]
+        rows += [(k, v) for k, v in plan.summary() if k != "budget"]
+        cells = ", ".join(f"{content(k)}, {content(v)}" for k, v in rows)
+        command = (f"python -m llm_reference plan --budget {plan.budget.text} "
+                   f"--track {track}")
+        title = f"{track.capitalize()}: the planned model for {plan.budget.text}"
+        return Typst(
+            f"#panel({content(title)}, track-color({tstr(track)}))[The planner's "
+            f"choice for this track's first budget, computed by this build "
+            f"(#raw({tstr(command)})); the chapter's own numbers are the CPU toy's."
+            f"\n#table(columns: 2, stroke: none, inset: 2.5pt, {cells})]")
+
     # the boxes every chapter has
     def checkpoint(self) -> Typst:
         self.used.add("checkpoint")
@@ -552,7 +593,7 @@ class Chapter:
     def context(self) -> dict[str, Any]:
         ctx: dict[str, Any] = {name: getattr(self, name) for name in (
             "code", "printed", "output", "data", "asset", "figure", "table", "ref",
-            "step", "has", "see",
+            "step", "has", "see", "planned",
             "checkpoint", "estimate", "compliance", "tools")}
         ctx.update(node=self.node, track=self.variant.track, variant=self.variant,
                    result=self.result, num=num)
