@@ -186,6 +186,7 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
             ctx.update(book=roadmap.book, tracks=tracks)
             entry["body"] = Typst(render.render_template(env, node.chapter, ctx))
             entry["extra"] = chapter.remaining_boxes()
+            entry["opening"] = chapter.opening()
             entry["attachments"] = _attachments(book, node)
             attachments += entry["attachments"]
             entry["card"] = render.node_card(book, node, nodes, linkable, carded)

@@ -213,9 +213,24 @@ class Book:
     build_dir: Path                  # Typst root for compilation
     quoted: dict[str, str] = field(default_factory=dict)  # ref -> file (for manifest)
     source: dict[str, Any] = field(default_factory=dict)  # source.py: commit, archive
+    plans: dict[str, Any] = field(default_factory=dict)  # track -> the planner's Plan
 
     def number(self, node: Node) -> int:
         return self.roadmap.nodes.index(node) + 1
+
+    def plan(self, track: str) -> Any:
+        """The planner's run for the track's first budget (`make_plan` of the
+        roadmap's [book] plan module), computed once per build."""
+        if track not in self.roadmap.tracks:
+            raise BuildError(f"planned({track!r}): no such track (known: "
+                             f"{', '.join(self.roadmap.tracks)})")
+        make_plan = getattr(self.roadmap.plan, "make_plan", None)
+        if make_plan is None:
+            raise BuildError(f"planned({track!r}): the planner "
+                             f"{self.roadmap.plan.__name__} has no make_plan")
+        if track not in self.plans:
+            self.plans[track] = make_plan(self.roadmap.tracks[track].budgets[0], track)
+        return self.plans[track]
 
 
 def _depths(book: Book, node: Node, variant: Variant) -> list[dict[str, Any]]:
@@ -445,14 +460,84 @@ class Chapter:
         return Typst(f"_{title}_ (not in this track)")
 
     def step(self, node_id: str) -> Typst:
-        """'step N', a link to that step's chapter when it is in this PDF."""
+        """'step N', a link to that step's chapter when it is in this PDF.
+
+        A track's edition never refers to a step it leaves out: such a call is a
+        BuildError (reported at the chapter's line). Jinja evaluates only the branch
+        of an `<% if track ... %>` block that applies, so a reference the chapter
+        wrote for the tracks that have the step is fine."""
         by_id = self.book.roadmap.by_id
         if node_id not in by_id:
             raise BuildError(f"step({node_id!r}): no such roadmap node")
         label = f"step {self.book.number(by_id[node_id])}"
+        track = self.variant.track
+        if track is not None and node_id not in self.book.roadmap.tracks[track].depth:
+            raise BuildError(
+                f"step({node_id!r}): the {track} edition leaves out {label} "
+                f"({by_id[node_id].title}); reword the sentence, or put it in a "
+                f"block such as <% if track in (none, ...) %> for the tracks that "
+                f"include it")
         if node_id in self.linkable:
             return Typst(f"#link({self.target(node_id)})[{label}]")
         return Typst(label)
+
+    def has(self, node_id: str) -> bool:
+        """Whether this edition includes the step: for `<% if has("serving") %>`
+        blocks (the full edition and the web edition include every step)."""
+        if node_id not in self.book.roadmap.by_id:
+            raise BuildError(f"has({node_id!r}): no such roadmap node")
+        track = self.variant.track
+        return track is None or node_id in self.book.roadmap.tracks[track].depth
+
+    def see(self, node_id: str) -> Typst:
+        """' (step N)' where this edition includes the step, nothing where it does
+        not: a pointer onwards that a track without that step simply drops."""
+        if not self.has(node_id):
+            return Typst("")
+        return Typst(f" ({self.step(node_id)})")
+
+    def opening(self) -> Typst:
+        """The reading guide under the chapter's heading: the steps it builds on and,
+        for each track of this edition that includes it, read / skim / skip and why
+        (the node's `[node.guidance]` in the roadmap)."""
+        by_id = self.book.roadmap.by_id
+        needs = [f"[{self.step(d)} ({escape(by_id[d].title)})]"
+                 for d in self.node.requires]
+        names = ([self.variant.track] if self.variant.track
+                 else list(self.book.roadmap.tracks))
+        advice = [f"(name: {tstr(t)}, verdict: {tstr(v)}, text: {prose(a)})"
+                  for t in names if t in self.node.guidance
+                  for v, a in [self.node.guidance[t]]]
+        if not needs and not advice:
+            return Typst("")
+        return Typst(f"#reading-guide(needs: {_list(needs, str)}, "
+                     f"tracks: {_list(advice, str)})")
+
+    def planned(self, track: str) -> Typst:
+        """The track's planned run, as a panel: the model config the planner picks
+        for its first budget and the estimates behind it (parameters, tokens,
+        compute, memory, time, cost). Nothing in it is typed into the chapter."""
+        plan = self.book.plan(track)
+        model = plan.model
+        fields = [("layers", model["n_layer"]), ("d_model", model["d_model"]),
+                  ("heads (k/v)", f"{model['n_head']} ({model['n_kv_head']})"),
+                  ("d_ff", model["d_ff"]), ("MLP", model["mlp"]),
+                  ("positions", model["position"]), ("norm", model["norm"]),
+                  ("context", model["context_length"]),
+                  ("vocabulary", model["vocab_size"]),
+                  ("tied head", model["tie_weights"])]
+        rows = [(k, num(v) if isinstance(v, int) and not isinstance(v, bool)
+                 else str(v).lower()) for k, v in fields]
+        rows += [(k, v) for k, v in plan.summary() if k != "budget"]
+        cells = ", ".join(f"{content(k)}, {content(v)}" for k, v in rows)
+        command = (f"python -m llm_reference plan --budget {plan.budget.text} "
+                   f"--track {track}")
+        title = f"{track.capitalize()}: the planned model for {plan.budget.text}"
+        return Typst(
+            f"#panel({content(title)}, track-color({tstr(track)}))[The planner's "
+            f"choice for this track's first budget, computed by this build "
+            f"(#raw({tstr(command)})); the chapter's own numbers are the CPU toy's."
+            f"\n#table(columns: 2, stroke: none, inset: 2.5pt, {cells})]")
 
     # the boxes every chapter has
     def checkpoint(self) -> Typst:
@@ -507,7 +592,7 @@ class Chapter:
     def context(self) -> dict[str, Any]:
         ctx: dict[str, Any] = {name: getattr(self, name) for name in (
             "code", "printed", "output", "data", "asset", "figure", "table", "ref",
-            "step",
+            "step", "has", "see", "planned",
             "checkpoint", "estimate", "compliance", "tools")}
         ctx.update(node=self.node, track=self.variant.track, variant=self.variant,
                    result=self.result, num=num)

@@ -33,11 +33,13 @@ from .errors import BuildError
 DEPTHS = ("core", "optional")
 # the lifecycle lanes of the roadmap drawing, in the order they are drawn
 LANES = ("data", "model", "training", "post-training", "deployment")
+VERDICTS = ("read", "skim", "skip")  # how a track's reader treats a chapter
 NODE_KEYS = {
     "id": str, "title": str, "lane": str, "tracks": dict, "summary": str,
     "chapter": str, "inputs": list, "requires": list, "components": list,
     "code": list, "experiment": str, "check": str, "tools": list,
     "estimate": dict, "compliance": list, "automated_checks": list,
+    "guidance": dict,
 }
 TABLE_LISTS = ("tools", "inputs")  # lists of tables, not of strings
 BOOK_KEYS = {"title": str, "subtitle": str, "author": str, "keywords": list,
@@ -83,6 +85,8 @@ class Node:
     estimate: dict[str, Any] = field(default_factory=dict)
     compliance: list[str] = field(default_factory=list)
     automated_checks: list[str] = field(default_factory=list)
+    # track -> (verdict, advice): "skim: you know this from ..." in the roadmap
+    guidance: dict[str, Any] = field(default_factory=dict)
 
     def line_of(self, key: str) -> int:
         return self.keys.get(key, self.line)
@@ -516,6 +520,7 @@ def _tracks(path: Path, text: str, data: dict[str, Any], nodes: list[Node],
     prose = _track_prose(path, raw, _table_lines(text, "track"), planned,
                          plan.__name__)
     depth = _depths(path, nodes, list(raw))
+    _guidance(path, text, nodes, depth)
     return {name: Track(name, who, prerequisites, *planned[name], depth[name])
             for name, (who, prerequisites) in prose.items()}
 
@@ -576,6 +581,40 @@ def _depths(path: Path, nodes: list[Node], names: list[str]
                                      f"{name!r} includes {n.id!r} but not {dep!r}, "
                                      "which it requires")
     return depth
+
+
+def _key_line(text: str, start: int, key: str) -> int:
+    """The line of `key = ` at or after line `start` (a sub-table's key), or start."""
+    lines = text.splitlines()
+    for number in range(start, len(lines) + 1):
+        if re.match(rf"\s*{re.escape(key)}\s*=", lines[number - 1]):
+            return number
+    return start
+
+
+def _guidance(path: Path, text: str, nodes: list[Node],
+              depth: dict[str, dict[str, str]]) -> None:
+    """Check each node's `[node.guidance]` (track = "read|skim|skip: advice") and
+    turn it into {track: (verdict, advice)}. Only tracks that include the node may
+    have advice for it: the chapter opening prints it to that track's readers."""
+    for n in nodes:
+        parsed = {}
+        for name, value in n.guidance.items():
+            line = _key_line(text, n.line_of("guidance"), name)
+            where = f"{path}:{line}: node {n.id!r}: guidance.{name}"
+            if name not in depth:
+                raise BuildError(f"{where}: unknown track {name!r} (known: "
+                                 f"{', '.join(depth)})")
+            if n.id not in depth[name]:
+                raise BuildError(f"{where}: the {name} track leaves this step out; "
+                                 "drop the advice or add the track to tracks")
+            verdict, _, advice = str(value).partition(":")
+            if not isinstance(value, str) or verdict not in VERDICTS \
+                    or not advice.strip():
+                raise BuildError(f"{where} = {value!r}; write \"read: …\", \"skim: "
+                                 f"…\" or \"skip: …\" (the verdict, then why)")
+            parsed[name] = (verdict, advice.strip())
+        n.guidance = parsed
 
 
 def check_track(roadmap: Roadmap, track: str | None) -> None:

@@ -114,7 +114,8 @@ def render_chapter(book: Book, node: Node, env: jinja2.Environment,
     depths = [{"name": t, "depth": tracks[t].depth[node.id]} for t in tracks
               if node.id in tracks[t].depth]
     entry = {"node": node, "number": book.number(node), "depths": depths,
-             "body": Typst(body), "extra": chapter.remaining_boxes()}
+             "body": Typst(body), "extra": chapter.remaining_boxes(),
+             "opening": chapter.opening()}
     text = render.render_template(env, "web/chapter.typ", {"ch": entry})
     return render.strip_marks(text, files)
 

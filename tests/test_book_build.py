@@ -234,6 +234,41 @@ def test_template_and_helper_errors_are_reported_at_the_chapter_line(built, tmp_
         build(Options(book_dir=book, out=out, no_exec=True, progress=False))
 
 
+def test_an_edition_never_refers_to_a_step_it_leaves_out(built, tmp_path):
+    """'later' is not in the basic track: the fixture's reference to it sits in a
+    `has("later")` block, and the same reference outside it fails at its line."""
+    reader = pypdf.PdfReader(built.pdfs["basic"])
+    text = "".join(p.extract_text() for p in reader.pages)
+    assert "What follows comes in" not in text
+    full = "".join(p.extract_text() for p in pypdf.PdfReader(built.pdfs["all"]).pages)
+    assert "What follows comes in step 4" in full
+    book, out = _copy_with_cache(built, tmp_path)
+    chapter = book / "chapters" / "02-write.typ"
+    text = chapter.read_text().replace('<% if has("later") %>\n', "")
+    chapter.write_text(text.replace("<% endif %>\n", ""))
+    line = chapter.read_text().splitlines().index(
+        'What follows comes in << step("later") >>.') + 1
+    with pytest.raises(BuildError, match=rf"02-write\.typ:{line}: step\('later'\): "
+                       r"the basic edition leaves out step 4"):
+        build(Options(book_dir=book, out=out, track="basic", no_exec=True,
+                      progress=False))
+    build(Options(book_dir=book, out=out, track="full", no_exec=True, progress=False))
+
+
+def test_reading_guide_opens_each_chapter_for_the_editions_tracks(built):
+    def page_of(name: str, title: str) -> str:
+        reader = pypdf.PdfReader(built.pdfs[name])
+        return next(p.extract_text() for p in reader.pages
+                    if title in p.extract_text() and "Builds on" in p.extract_text())
+    full = page_of("all", "An optional extra")
+    assert "Builds on step 1 (Saying hello)" in full
+    assert "an extra the basic track can come back to" in full
+    assert "it is core for the full track" in full
+    basic = page_of("basic", "An optional extra")
+    assert "an extra the basic track can come back to" in basic
+    assert "it is core for the full track" not in basic
+
+
 def test_text_edit_reexecutes_nothing_and_only_preview(built, tmp_path):
     book, out = _copy_with_cache(built, tmp_path)
     chapter = book / "chapters" / "01-intro.typ"

@@ -152,6 +152,33 @@ def test_bad_depth_and_track_closure(book):
     assert "track 'basic' includes 'later' but not 'write', which it requires" in msg
 
 
+def test_guidance_is_parsed_per_track():
+    road = roadmap.load(FIXTURE, REPO)
+    assert road.by_id["extra"].guidance == {
+        "basic": ("skip", "an extra the basic track can come back to"),
+        "full": ("read", "it is core for the full track")}
+
+
+@pytest.mark.parametrize("old, new, key, says", [
+    ('basic = "skip:', 'ghost = "skip:', "ghost = ",
+     "guidance.ghost: unknown track 'ghost' (known: basic, full)"),
+    ('full = "read: it', 'full = "devour: it', "devour",
+     "guidance.full = 'devour: it is core for the full track'; write \"read: …\""),
+])
+def test_bad_guidance_names_file_and_line(book, old, new, key, says):
+    edit(book, old, new)
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, key)}: node 'extra': {says}" in msg
+
+
+def test_guidance_for_a_track_without_the_step(book):
+    edit(book, 'tracks = { basic = "optional", full = "core" }',
+         'tracks = { full = "core" }')
+    msg = error(book)
+    assert f"roadmap.toml:{line_of(book, 'basic = ' + chr(34) + 'skip')}:" in msg
+    assert "guidance.basic: the basic track leaves this step out" in msg
+
+
 def test_tracks_agree_with_the_planner(book):
     original = (book / "roadmap.toml").read_text()
     edit(book, "[track.full]\n", "[track.fast]\n")
