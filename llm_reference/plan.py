@@ -523,6 +523,8 @@ def train_table(run: Schedule, layout: Layout, hw: Hardware, lr: float,
         "schedule": "cosine", "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95,
         "grad_clip": 1.0, "eval_interval": every, "eval_steps": run.eval_steps,
         "checkpoint_interval": min(run.steps, checkpoint_every), "keep_last": 3,
+        # and by the clock, for a machine slower than the plan expects
+        "checkpoint_minutes": checkpoint_seconds / 60,
         "dtype": hw.dtype, "compile": hw.device == "cuda", "seed": 1337,
         "device": hw.device}
     if layout.checkpointing:

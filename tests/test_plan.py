@@ -180,6 +180,9 @@ def test_beginner_plans_checkpoint_at_least_every_five_minutes(budget):
     plan = P.make_plan(budget)
     step_seconds = plan.seconds / plan.train["max_steps"]
     assert plan.train["checkpoint_interval"] * step_seconds <= 300
+    # and by the clock, however much slower this machine is than the plan
+    assert plan.train["checkpoint_minutes"] == 5
+    assert P.make_plan("1xH100:8h").train["checkpoint_minutes"] == 30
 
 
 @pytest.mark.parametrize("args, fragment", [
