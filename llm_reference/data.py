@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 # Text the tokenizer learns from: enough for stable merges at a 50k vocabulary, and
 # it bounds the memory of training (a word-count table) on corpora of any size.
 TOKENIZER_SAMPLE_BYTES = 200_000_000
+# compressed or columnar files: their size on disk is not the bytes of text read
+PACKED_SUFFIXES = (".gz", ".zst", ".parquet", ".arrow")
 # Four times the largest vocabularies in use (256k): a bigger one is a typo.
 MAX_VOCAB_SIZE = 1 << 20
 
@@ -323,8 +325,11 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     (out / "meta.json").unlink(missing_ok=True)  # the folder changes: incomplete now
     tokenizer.save(out / "tokenizer.json")
     fingerprint = f"{settings_hash}:{file_sha256(out / 'tokenizer.json')}"
-    total = (None if any(s.fetch for s in sources) else
-             sum(f.stat().st_size for s in sources for f in s.files))
+    # the bar counts text bytes: only plain files on disk have a known total
+    files = [f for s in sources for f in s.files]
+    total = (None if any(s.fetch for s in sources) or any(
+        f.name.endswith(PACKED_SUFFIXES) for f in files)
+        else sum(f.stat().st_size for f in files))
     written, documents = encode_splits(out, splits, settings, tokenizer.vocab_size,
                                        fingerprint, workers,
                                        settings.max_bytes or total)
