@@ -30,19 +30,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from quantize import pretrain  # noqa: E402  (same model and data; run as a script)
 
 from llm_reference.artifacts import load_model  # noqa: E402
-from llm_reference.config import RunConfig  # noqa: E402
-from llm_reference.data import Batches, PrepareSettings, prepare  # noqa: E402
+from llm_reference.data import Batches  # noqa: E402
 from llm_reference.evaluate import build_cloze, cloze_accuracy  # noqa: E402
 from llm_reference.harness import run_tasks  # noqa: E402
 from llm_reference.hf import from_hf, to_hf  # noqa: E402
 from llm_reference.hf_folder import export_hf  # noqa: E402
 from llm_reference.model import GPT, ModelConfig  # noqa: E402
-from llm_reference.train import train  # noqa: E402
 
-MODEL = {"vocab_size": "auto", "context_length": 128, "n_layer": 6, "n_head": 6,
-         "d_model": 384}
 SHAPE = dict(vocab_size=512, context_length=64, n_layer=2, n_head=4, d_model=128)
 ROPE = dict(SHAPE, position="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2,
             bias=False)
@@ -85,19 +82,6 @@ def parity() -> None:
             ours = from_hf(hf)
             diff = (ours(idx)[0] - hf(idx).logits).abs().max().item()
             print(f"  import {name:<8} HF -> ours {diff:.2e}")
-
-
-def pretrain(root: Path, steps: int, max_bytes: int) -> Path:
-    data = root / "data"
-    prepare(PrepareSettings(max_bytes=max_bytes, vocab_size=4096, val_fraction=0.1,
-                            near_dup_threshold=None, redact=False), data, workers=2)
-    config = RunConfig.from_dict({"model": MODEL, "train": {
-        "data_dir": str(data), "batch_size": 8, "max_steps": steps, "lr": 2e-3,
-        "min_lr": 2e-4, "warmup_steps": min(50, steps // 5), "eval_interval": steps,
-        "eval_steps": 4, "checkpoint_interval": steps, "keep_last": 1,
-        "device": "cpu"}})
-    train(config, root / "run")
-    return root / "run"
 
 
 def best_seconds(load, repeats: int) -> float:
