@@ -2,7 +2,9 @@
 
 We write to a temporary file in the destination's folder, flush it to disk, then
 `os.replace` it over the destination. A crash at any moment leaves the old file (or no
-file), because a rename within one filesystem is atomic.
+file), because a rename within one filesystem is atomic. A folder (a checkpoint, a
+release, an exported model) is built the same way: in a temporary folder beside it,
+renamed into place when complete (`staged_dir`, `replace_dir`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -59,3 +62,32 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """A temporary folder next to `out` that becomes `out` when the block ends well,
+    and is deleted when it does not (`--out` names the folder in the error)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise UserError(f"cannot write to {out.parent}: {e.strerror}; choose a "
+                        "writable --out") from None
+    try:
+        yield tmp
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Rename src to dst; an existing dst is moved aside first and then deleted."""
+    if dst.is_dir() and any(dst.iterdir()):
+        trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+        os.replace(dst, trash / dst.name)
+        os.replace(src, dst)
+        shutil.rmtree(trash)
+    else:
+        os.replace(src, dst)  # a rename may replace an empty folder

@@ -40,7 +40,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as load_weights
 
-from .atomic import write_json
+from .atomic import replace_dir, write_json
 from .errors import UserError
 from .model import GPT, ModelConfig
 from .precision import enable_tf32
@@ -116,7 +116,7 @@ def write_checkpoint(
             "sha256": {name: file_sha256(tmp / name) for name in FILES}})
         for file in tmp.iterdir():  # on disk before the rename makes it visible
             _fsync(file)
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -333,14 +333,3 @@ def _unb64(s: str) -> torch.Tensor:
 def _fsync(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename src to dst; an existing dst (a re-saved step) is moved aside first."""
-    if dst.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
-        os.replace(dst, trash / dst.name)
-        os.replace(src, dst)
-        shutil.rmtree(trash)
-    else:
-        os.replace(src, dst)

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .atomic import write_json, write_text
+from .atomic import staged_dir, write_json, write_text
 from .chat import ENDOFTEXT, IM_END, IM_START
 from .errors import UserError
 from .hf import (
@@ -45,7 +43,6 @@ from .hf import (
     to_hf,
 )
 from .model import GPT
-from .release import replace_dir
 from .tokenizer import Tokenizer
 
 # The same text as chat.format_chat, in the Jinja that HF's apply_chat_template runs.
@@ -69,20 +66,10 @@ def building(out: Path, force: bool) -> Iterator[Path]:
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UserError(f"--out {out} is not empty; choose another folder or pass "
                         "--force to replace it")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as e:
-        raise UserError(f"cannot write to {out.parent}: {e.strerror}; choose a "
-                        "writable --out") from None
-    try:
+    with staged_dir(out) as tmp:
         yield tmp
         for path in [tmp, *tmp.rglob("*")]:  # temp files are private (0600)
             path.chmod(0o755 if path.is_dir() else 0o644)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # ------------------------------------------------------------------------- export

@@ -35,7 +35,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from safetensors.torch import save_model
 from tqdm import tqdm
 
 from . import __version__
-from .atomic import write_json, write_text
+from .atomic import staged_dir, write_json, write_text
 from .checkpoint import load_model
 from .config import resolve_device, to_toml
 from .errors import UserError
@@ -224,13 +223,7 @@ def release(run_dir: str | Path, out: str | Path, step: int | None = None,
     pii = pii_summary(data_manifest, data, tokenizer, scan_tokens)
     name = run_dir.resolve().name
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as e:
-        raise UserError(f"cannot write to {out.parent}: {e.strerror}; choose a "
-                        "writable --out") from None
-    try:
+    with staged_dir(out) as tmp:
         if format == "hf":
             from .hf_folder import write_hf_files
 
@@ -253,19 +246,5 @@ def release(run_dir: str | Path, out: str | Path, step: int | None = None,
                 os.fsync(f.fileno())
             file.chmod(0o644)  # temp files are private (0600); a release is not
         tmp.chmod(0o755)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Rename src to dst; an existing dst is moved aside first and then deleted."""
-    if dst.is_dir() and any(dst.iterdir()):
-        trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
-        os.replace(dst, trash / dst.name)
-        os.replace(src, dst)
-        shutil.rmtree(trash)
-    else:
-        os.replace(src, dst)  # a rename may replace an empty folder
