@@ -513,11 +513,32 @@ class Chapter:
         return Typst(f"#reading-guide(needs: {_list(needs, str)}, "
                      f"tracks: {_list(advice, str)})")
 
-    def planned(self, track: str) -> Typst:
-        """The track's planned run, as a panel: the model config the planner picks
-        for its first budget and the estimates behind it (parameters, tokens,
-        compute, memory, time, cost). Nothing in it is typed into the chapter."""
+    PLANNED = {"model": "the planned model", "training": "the planned run",
+               "efficiency": "the planned precision and throughput",
+               "layout": "the planned layout"}
+
+    def planned(self, track: str, about: str = "model") -> Typst:
+        """The track's planned run, as a panel: what the planner picks for its first
+        budget, seen from one step (`about`: the model config, the training
+        schedule, the efficiency assumptions or the parallel layout), with the
+        estimates behind it. Nothing in it is typed into the chapter."""
+        if about not in self.PLANNED:
+            raise BuildError(f"planned({track!r}, {about!r}): choose one of "
+                             f"{', '.join(self.PLANNED)}")
         plan = self.book.plan(track)
+        rows = getattr(self, f"_planned_{about}")(plan)
+        cells = ", ".join(f"{content(k)}, {content(v)}" for k, v in rows)
+        command = (f"python -m llm_reference plan --budget {plan.budget.text} "
+                   f"--track {track} --out plan.toml")
+        title = f"{track.capitalize()}: {self.PLANNED[about]} for {plan.budget.text}"
+        return Typst(
+            f"#panel({content(title)}, track-color({tstr(track)}))[The planner's "
+            f"choice for this track's first budget, computed by this build "
+            f"(#raw({tstr(command)})); the chapter's own numbers are the CPU toy's."
+            f"\n#table(columns: 2, stroke: none, inset: 2.5pt, {cells})]")
+
+    @staticmethod
+    def _planned_model(plan: Any) -> list[tuple[str, str]]:
         model = plan.model
         fields = [("layers", model["n_layer"]), ("d_model", model["d_model"]),
                   ("heads (k/v)", f"{model['n_head']} ({model['n_kv_head']})"),
@@ -528,16 +549,64 @@ class Chapter:
                   ("tied head", model["tie_weights"])]
         rows = [(k, num(v) if isinstance(v, int) and not isinstance(v, bool)
                  else str(v).lower()) for k, v in fields]
-        rows += [(k, v) for k, v in plan.summary() if k != "budget"]
-        cells = ", ".join(f"{content(k)}, {content(v)}" for k, v in rows)
-        command = (f"python -m llm_reference plan --budget {plan.budget.text} "
-                   f"--track {track}")
-        title = f"{track.capitalize()}: the planned model for {plan.budget.text}"
-        return Typst(
-            f"#panel({content(title)}, track-color({tstr(track)}))[The planner's "
-            f"choice for this track's first budget, computed by this build "
-            f"(#raw({tstr(command)})); the chapter's own numbers are the CPU toy's."
-            f"\n#table(columns: 2, stroke: none, inset: 2.5pt, {cells})]")
+        return rows + [(k, v) for k, v in plan.summary() if k != "budget"]
+
+    @staticmethod
+    def _planned_training(plan: Any) -> list[tuple[str, str]]:
+        t, summary = plan.train, dict(plan.summary())
+        return [
+            ("model", summary["model"]), ("hardware", summary["hardware"]),
+            ("steps x batch", summary["steps"]),
+            ("learning rate", f"{t['lr']:g} after {num(t['warmup_steps'])} warmup "
+                              f"steps, {t['schedule']} to {t['min_lr']:g}"),
+            ("AdamW", f"beta1 {t['beta1']}, beta2 {t['beta2']}, weight decay "
+                      f"{t['weight_decay']}, clipping at {t['grad_clip']}"),
+            ("precision", f"{t['dtype']}, torch.compile "
+                          f"{'on' if t['compile'] else 'off'}"),
+            ("evaluation", f"every {num(t['eval_interval'])} steps, "
+                           f"{t['eval_steps']} batches"),
+            ("checkpoints", f"every {num(t['checkpoint_interval'])} steps or "
+                            f"{t['checkpoint_minutes']:g} minutes, last "
+                            f"{t['keep_last']} kept"),
+            *[(k, summary[k]) for k in ("tokens", "time", "cost", "expected loss")]]
+
+    @staticmethod
+    def _planned_efficiency(plan: Any) -> list[tuple[str, str]]:
+        hw, t, summary = plan.hardware, plan.train, dict(plan.summary())
+        per_device = hw.peak_tflops * 1e12 * plan.mfu / plan.flops_per_token
+        return [
+            ("hardware", summary["hardware"]),
+            ("peak", f"{hw.peak_tflops:g} TFLOP/s per device in {hw.dtype} "
+                     f"({hw.fp32_tflops:g} in fp32, {hw.tf32_tflops:g} in TF32)"),
+            ("precision", "float32, matmuls on TF32 tensor cores"
+             if t["dtype"] == "float32"
+             else f"{t['dtype']} autocast, float32 weights and AdamW states"),
+            ("torch.compile", "on" if t["compile"] else "off"),
+            ("activation checkpointing",
+             "on (+1/3 compute)" if plan.activation_checkpointing else "off"),
+            ("assumed MFU", f"{plan.mfu:.0%}"),
+            ("throughput", f"{num(per_device)} tokens/s per device "
+                           "(peak x MFU / FLOPs per token)"),
+            *[(k, summary[k]) for k in ("compute", "memory", "time")]]
+
+    @staticmethod
+    def _planned_layout(plan: Any) -> list[tuple[str, str]]:
+        summary, count = dict(plan.summary()), plan.budget.count
+        how = {"single": "one process, no gradient exchange",
+               "ddp": f"DDP: a full replica on each of the {count} GPUs, gradients "
+                      "all-reduced once per step",
+               "fsdp": f"FSDP2: weights, gradients and AdamW states sharded over "
+                       f"the {count} GPUs"}[plan.parallelism]
+        launch = ("python -m llm_reference train --config plan.toml" if count == 1
+                  else f"torchrun --standalone --nproc-per-node {count} "
+                       "-m llm_reference train --config plan.toml")
+        link = ([("interconnect", f"{plan.hardware.link_gbs:g} GB/s per GPU, each "
+                  "way")] if count > 1 else [])
+        return [
+            ("hardware", summary["hardware"]), ("parallelism", how),
+            ("steps x batch", summary["steps"]), ("memory", summary["memory"]),
+            *link, ("launch", launch), ("time", summary["time"]),
+            ("cost", summary["cost"])]
 
     # the boxes every chapter has
     def checkpoint(self) -> Typst:

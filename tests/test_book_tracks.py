@@ -60,3 +60,23 @@ def test_planned_model_comes_from_the_planner(book, track):
     assert dict(plan.summary())["model"].split(":")[0] in text.replace("\\", "")
     with pytest.raises(BuildError, match="no such track"):
         chapter(book, "model", track).planned("ghost")
+
+
+@pytest.mark.parametrize("track", ["practitioner", "researcher"])
+def test_planned_views_show_the_planners_run(book, track):
+    plan = make_plan(TRACKS[track].budgets[0], track)
+    summary = dict(plan.summary())
+    text = chapter(book, "pretraining", track).planned(track, "training")
+    text = text.replace("\\", "")  # Typst's escapes
+    assert f"{plan.train['lr']:g}" in text and f"{plan.train['min_lr']:g}" in text
+    assert summary["steps"] in text
+    text = chapter(book, "efficiency", track).planned(track, "efficiency")
+    text = text.replace("\\", "")
+    assert f"[assumed MFU], [{plan.mfu:.0%}]" in text
+    assert f"{plan.hardware.peak_tflops:g} TFLOP/s" in text
+    text = chapter(book, "distributed", track).planned(track, "layout")
+    assert {"single": "one process", "ddp": "DDP", "fsdp": "FSDP2"}[
+        plan.parallelism] in text
+    assert ("torchrun" in text) == (plan.budget.count > 1)
+    with pytest.raises(BuildError, match="choose one of"):
+        chapter(book, "model", track).planned(track, "ghost")

@@ -8,10 +8,13 @@
 # %%
 import json
 
+import matplotlib.pyplot as plt
+
 from llm_reference import compliance
 from llm_reference.cleaning import NearDuplicates, clean, normalize
 from llm_reference.compliance import SourceRecord
 from llm_reference.data import read_documents
+from llm_reference.filters import FILTERS, QualityReport
 from llm_reference.sources import open_sources, pydoc_topics, stdlib_files
 
 BOOK = {"timeout": 600, "seed": 0,
@@ -71,6 +74,39 @@ redacted, counts = compliance.redact(SAMPLE)
 print(redacted)
 print(dict(sorted(counts.items())))
 
+# %% [markdown]
+# The quality filters of `prepare --quality-filters` (Gopher, C4, FineWeb) were tuned
+# on web prose. We run them, counting only, on the same code documents and on the
+# corpus's English prose, the pydoc topics: which filter drops each document first?
+
+# %% tags=["quality"]
+corpora = {"code (stdlib slice)": [d.text for d in documents],
+           "prose (pydoc topics)": [d.text for d in pydoc_topics()]}
+quality = {name: QualityReport() for name in corpora}
+for name, texts in corpora.items():
+    for text in map(normalize, texts):
+        if text.strip():  # empty documents never reach the filters
+            quality[name].check(text)
+    q = quality[name]
+    print(f"{name}: kept {q.kept} of {q.kept + q.dropped.total()} documents; "
+          "dropped by " + ", ".join(f"{rule} {n}" for rule, n
+                                    in q.dropped.most_common()))
+rules = [r.__name__ for r in FILTERS
+         if any(q.dropped[r.__name__] for q in quality.values())]
+fig, ax = plt.subplots(figsize=(6, 0.3 * len(rules) + 1.1))
+for i, ((name, q), color) in enumerate(zip(quality.items(),
+                                           ("#0969da", "#bc4c00"))):
+    shares = [100 * q.dropped[r] / (q.kept + q.dropped.total()) for r in rules]
+    ax.barh([k + 0.4 * i for k in range(len(rules))], shares, height=0.4,
+            color=color, label=name)
+ax.set_yticks([k + 0.2 for k in range(len(rules))], rules, fontsize=8)
+ax.invert_yaxis()
+ax.set_xlabel("% of the documents dropped (by the first filter they fail)")
+ax.legend(frameon=False, fontsize=8)
+ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+fig.savefig("quality_filters.svg")
+
 # %%
 _, default_files = stdlib_files()  # the default corpus: no test suites
 corpus_bytes = sum(len(p.read_bytes()) for p in default_files)
@@ -78,5 +114,7 @@ corpus_bytes += sum(len(d.text.encode("utf-8")) for d in pydoc_topics())
 print(f"default corpus: {len(default_files)} files + pydoc topics, "
       f"{corpus_bytes / 1e6:.1f} MB")
 json.dump({"corpus_bytes": corpus_bytes, "record": record.to_dict(), "dropped": dropped,
-           "scan": report.to_dict(), "sample": {"before": SAMPLE, "after": redacted}},
+           "scan": report.to_dict(), "sample": {"before": SAMPLE, "after": redacted},
+           "quality": {name: {"kept": q.kept, "dropped": dict(q.dropped)}
+                       for name, q in quality.items()}},
           open("cleaning.json", "w"), indent=1)

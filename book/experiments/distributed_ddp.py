@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 from safetensors.torch import load_file
 
@@ -132,6 +133,43 @@ for row in memory:
     print(f"{row['model']:18s} {row['gpus']} GPU(s): states "
           f"{row['states_gib']:5.1f} + rest {row['rest_gib']:4.1f} = "
           f"{row['total_gib']:5.1f} GiB, fits: {row['fits']}")
+
+# %% [markdown]
+# Both results as one figure: the two runs' losses, step by step, and the memory per
+# GPU of each model as the number of shards grows.
+
+# %%
+fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 2.7),
+                                  gridspec_kw={"width_ratios": [1, 1.5]})
+left.plot([r["step"] for r in rows], [r["single"] for r in rows], color="#0969da",
+          label="1 process")
+left.plot([r["step"] for r in rows], [r["ddp"] for r in rows], linestyle="none",
+          marker="o", markerfacecolor="none", color="#bc4c00",
+          label=f"DDP, {W} processes")
+left.set_xlabel("step")
+left.set_ylabel("training loss")
+left.legend(frameon=False, fontsize=8)
+usable = hw.memory_gib * USABLE_MEMORY
+for (name, *_), color in zip(models, ("#0969da", "#bc4c00", "#57606a")):
+    mine = [r for r in memory if r["model"] == name]
+    right.plot([r["gpus"] for r in mine], [r["total_gib"] for r in mine],
+               marker="o", markersize=3, color=color, label=name)
+    right.plot([r["gpus"] for r in mine], [r["rest_gib"] for r in mine],
+               linestyle=":", color=color)
+right.axhline(usable, color="#cf222e", linewidth=0.8)
+right.text(S["shards"][-1], usable,
+           f"{USABLE_MEMORY:.0%} of {hw.key}'s {hw.memory_gib:.0f} GiB",
+           ha="right", va="top", fontsize=7, color="#cf222e")
+right.set_xscale("log", base=2)
+right.set_xticks(S["shards"], [str(n) for n in S["shards"]])
+right.set_xlabel("GPUs sharing the model states (FSDP)")
+right.set_ylabel("GiB per GPU")
+right.legend(frameon=False, fontsize=7, title="total (dotted: activations"
+             " + logits)", title_fontsize=7)
+for ax in (left, right):
+    ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+fig.savefig("distributed.svg")
 
 # %%
 json.dump({"losses": rows, "max_weight_diff": max_diff, "memory": memory,

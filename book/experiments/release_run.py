@@ -10,16 +10,25 @@
 import hashlib
 import io
 import json
+import os
 import pickle
 import pickletools
 import shutil
 import struct
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 from safetensors.torch import load_model as load_weights
 
-from llm_reference import compliance
+from llm_reference import (
+    artifacts,
+    compliance,
+    generate,
+    gguf_export,
+    hf_folder,
+    quantize,
+)
 from llm_reference.checkpoint import load_model
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.quickstart import tiny_base, tiny_data
@@ -164,3 +173,78 @@ json.dump({"files": {p.name: p.stat().st_size for p in sorted(out.iterdir())},
            "manifest": excerpt, "diff": diff, "license": S["license"],
            "parameters": released.num_parameters(), "tensors": len(header)},
           open("release.json", "w"), indent=1)
+
+# %% [markdown]
+# The same weights in the formats other tools read: this release's safetensors
+# (fp32), a Hugging Face export (`export --format hf`), GGUF for llama.cpp and
+# Ollama in three precisions (`export --format gguf --dtype ...`), and our int8
+# weight-only quantization. The size of each weight file, per parameter.
+
+# %% tags=["formats"]
+model, tokenizer, _ = artifacts.load_model(out)
+n_params = model.num_parameters()
+hf_dir = hf_folder.export_hf(model, tokenizer, "formats/hf")
+int8 = GPT(model.config)
+int8.load_state_dict(model.state_dict())
+quantize.save_quantized(int8, quantize.quantize_model(int8), "formats/int8")
+files = {"release, safetensors f32": out / "model.safetensors",
+         "HF export, safetensors f32": hf_dir / "model.safetensors",
+         **{f"GGUF {dtype}": gguf_export.export_gguf(model, tokenizer,
+                                                     f"formats/model-{dtype}.gguf",
+                                                     dtype)
+            for dtype in ("f32", "f16", "q8_0")},
+         "int8 weight-only (ours)": Path("formats/int8/model.safetensors")}
+formats = {name: path.stat().st_size for name, path in files.items()}
+for name, size in formats.items():
+    print(f"{name:27} {size:10,d} bytes  {size / n_params:5.2f} bytes/parameter")
+fig, ax = plt.subplots(figsize=(6, 2.4))
+names = list(formats)
+ax.barh(names, [formats[k] / n_params for k in names], color="#0969da", height=0.6)
+for i, name in enumerate(names):
+    ax.text(formats[name] / n_params, i, f" {formats[name] / 2**10:,.0f} KiB",
+            va="center", fontsize=8)
+ax.invert_yaxis()
+ax.tick_params(axis="y", labelsize=8)
+ax.set_xlabel(f"bytes per parameter ({n_params:,} parameters)")
+ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+fig.savefig("formats.svg")
+json.dump({"formats": formats, "parameters": n_params,
+           "gguf_arch": gguf_export.gguf_arch(model.config),
+           "tied": model.config.tie_weights}, open("formats.json", "w"), indent=1)
+
+# %% [markdown]
+# ## Real open weights, when you have them
+#
+# The import code reads a local Hugging Face folder of the families it knows (GPT-2,
+# Llama, Mistral, Qwen2/3 and their MoE variants). This cell runs only when the
+# environment variable LLM_BOOK_HF_MODEL names such a folder: the book's build never
+# downloads anything, and without the variable it prints how to enable the cell.
+
+# %% tags=["open_weights"]
+HF_MODEL = os.environ.get("LLM_BOOK_HF_MODEL")
+PROMPT = "def fibonacci(n):"
+if not HF_MODEL:
+    print("skipped: LLM_BOOK_HF_MODEL is not set. To run this cell, download an open "
+          "model once, e.g.\n"
+          "  hf download Qwen/Qwen2.5-0.5B --local-dir models/qwen2.5-0.5b\n"
+          "then run this file with the variable pointing at the folder:\n"
+          "  LLM_BOOK_HF_MODEL=models/qwen2.5-0.5b python release_run.py")
+else:
+    from transformers import AutoModelForCausalLM  # only here: it takes seconds
+    from transformers.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    ours, hf_tokenizer, info = hf_folder.read_hf(HF_MODEL)
+    print(f"{HF_MODEL}: {info['model_type']}, {ours.num_parameters():,} parameters, "
+          f"{ours.config.n_layer} layers, d_model {ours.config.d_model}")
+    theirs = AutoModelForCausalLM.from_pretrained(
+        HF_MODEL, local_files_only=True, dtype=torch.float32).eval()
+    ids = hf_tokenizer.encode(PROMPT)
+    with torch.no_grad():
+        diff = (ours(torch.tensor([ids]))[0] - theirs(torch.tensor([ids])).logits
+                ).abs().max().item()
+    print(f"largest logit difference, ours vs transformers: {diff:.1e}")
+    new = list(generate.generate(ours, ids, 48, temperature=0))  # greedy
+    print(f"greedy continuation by our GPT class:\n{PROMPT}"
+          + hf_tokenizer.decode(new))
