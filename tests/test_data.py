@@ -286,10 +286,14 @@ def test_interrupted_prepare_leaves_a_folder_marked_incomplete(corpus, tmp_path,
               "--out", str(out)]
     assert prepare_cli(*common) == 0
 
-    def broken(texts):
-        raise KeyboardInterrupt
+    work = data.encoding.work
 
-    monkeypatch.setattr(data.encoding, "encode_chunk", broken)
+    def broken(texts, job):  # Ctrl-C while encoding
+        if job.tokenizer is not None:
+            raise KeyboardInterrupt
+        return work(texts, job)
+
+    monkeypatch.setattr(data.encoding, "work", broken)
     assert prepare_cli(*common, "--workers", "1") == 130  # the answer to Ctrl-C
     assert not (out / "meta.json").exists()
     assert not list(out.glob(".*"))  # no temporary shard left behind
