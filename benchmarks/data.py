@@ -29,7 +29,6 @@ import argparse
 import gzip
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -134,27 +133,30 @@ def timed_prepare(corpus: Path, tokenizer: Path, out: Path, encoder: str,
     return result["meta"]["train_tokens"] / result["seconds"]["encode_write"]
 
 
-# `prepare` in a fresh process, whose workers (spawned) import only llm_reference
-END_TO_END = ("import json, sys; from llm_reference.data import PrepareSettings, "
-              "prepare; corpus, tokenizer, out, encoder, workers = sys.argv[1:]; "
+# `prepare` in a fresh process, whose workers (spawned) import only llm_reference;
+# it prints its tokens, seconds, and the CPU seconds of itself and of its workers
+END_TO_END = ("import json, resource, sys; from pathlib import Path; "
+              "from llm_reference.data import PrepareSettings, prepare; "
+              "corpus, tokenizer, out, encoder, workers = sys.argv[1:]; "
               "r = prepare(PrepareSettings(sources=(corpus,), licenses=('PSF-2.0',), "
               "val_fraction=0.0, tokenizer_file=tokenizer, encoder=encoder), "
-              "__import__('pathlib').Path(out), workers=int(workers)); "
-              "print(json.dumps([r['meta']['train_tokens'], r['seconds']['total']]))")
+              "Path(out), workers=int(workers)); "
+              "cpu = [sum(resource.getrusage(who)[:2]) for who in "
+              "(resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]; "
+              "print(json.dumps([r['meta']['train_tokens'], r['seconds']['total'], "
+              "*cpu]))")
 
 
 def end_to_end(corpus: Path, tokenizer: Path, out: Path, encoder: str,
-               workers: int) -> tuple[float, float]:
+               workers: int) -> tuple[float, float, float]:
     """Tokens/s of a whole `prepare` run (read, normalize, deduplicate, redact,
-    encode, write; the tokenizer given) and the CPU seconds of all its processes."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    encode, write; the tokenizer given), and the CPU seconds of its main process
+    and of its workers."""
     done = subprocess.run([sys.executable, "-c", END_TO_END, str(corpus),
                            str(tokenizer), str(out), encoder, str(workers)],
                           check=True, capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    tokens, seconds = json.loads(done.stdout.splitlines()[-1])
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return tokens / seconds, cpu
+    tokens, seconds, main_cpu, workers_cpu = json.loads(done.stdout.splitlines()[-1])
+    return tokens / seconds, main_cpu, workers_cpu
 
 
 def bench_workers(corpus: Path, tokenizer: Path, tmp: Path, megabytes: float,
@@ -172,21 +174,21 @@ def bench_workers(corpus: Path, tokenizer: Path, tmp: Path, megabytes: float,
           "near dedup, PII, encode, write; tokenizer given), best of "
           f"{repeats}")
     for encoder in ("python", "hf"):
-        best: dict[int, tuple[float, float]] = {}
+        best: dict[int, tuple[float, float, float]] = {}
         for _ in range(repeats):
             for workers in (1, 2):
-                rate, cpu = end_to_end(corpus, tokenizer, tmp / f"w{workers}",
-                                       encoder, workers)
-                if rate > best.get(workers, (0, 0))[0]:
-                    best[workers] = rate, cpu
-        (one, cpu1), (two, cpu2) = best[1], best[2]
+                run = end_to_end(corpus, tokenizer, tmp / f"w{workers}", encoder,
+                                 workers)
+                if run[0] > best.get(workers, (0, 0, 0))[0]:
+                    best[workers] = run
+        for workers, (rate, main_cpu, workers_cpu) in best.items():
+            print(f"  {encoder} encoder, {workers} worker{'s' * (workers > 1)}: "
+                  f"{rate / 1e6:6.3f} M tokens/s (CPU s: main {main_cpu:.1f}, "
+                  f"workers {workers_cpu:.1f})")
         target = ", target 1.8x" if encoder == "python" else ""
-        print(f"  {encoder} encoder, 1 worker:  {one / 1e6:6.3f} M tokens/s "
-              f"({cpu1:.1f} CPU s)")
-        print(f"  {encoder} encoder, 2 workers: {two / 1e6:6.3f} M tokens/s "
-              f"({cpu2:.1f} CPU s)")
-        print(f"  {encoder} encoder, ratio 2 / 1 workers: {two / one:.2f}x{target} "
-              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        print(f"  {encoder} encoder, ratio 2 / 1 workers: "
+              f"{best[2][0] / best[1][0]:.2f}x{target} (load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 PEAK_RSS = ("import resource, sys; from llm_reference.__main__ import main; "

@@ -4,12 +4,17 @@
 
     read      sources -> documents (readers.py), --max-bytes, --slice (read_documents)
     clean     Unicode NFC, drop empty, exact and near duplicates,
-              low quality (filters.py); scrub emails, IPs, keys    (cleaning.clean)
+              low quality (filters.py); scrub emails, IPs, keys  (cleaned_batches)
     split     each document to train or val, by a hash             (in_val)
     tokenize  train a BPE tokenizer on a sample of train           (Tokenizer.train)
-    encode    chunks of documents in worker processes              (encoding.py)
+    encode    batches of documents in worker processes             (encoding.py)
     shard     fixed-size train_000.bin, …, val_000.bin, resumable  (shards.ShardWriter)
     finish    manifest.json, then meta.json                        (prepare)
+
+Cleaning and encoding look at one document at a time, so they run in the worker
+processes (`encoding.work`); deciding duplicates needs every earlier document, so
+it runs in this process, in document order (`cleaning.Cleaner`): the output is the
+same for any `--workers`. `--workers 1` runs everything here, with no pool.
 
 A prepared folder holds the shards (raw little-endian uint16, or uint32 for a
 vocabulary above 65536), `tokenizer.json`, `manifest.json` (provenance) and, written
@@ -204,8 +209,9 @@ def _check_writable(out: Path) -> None:
 
 
 # A batch of documents as `encode_splits` takes it: its number, the split of each
-# kept document, their ids (None: not encoded), ids per document, bytes read.
-Routed = tuple[int, list[str], "np.ndarray | None", "np.ndarray | None", int]
+# kept document, their ids, ids per document (both empty before the batch where a
+# resumed run starts encoding) and bytes read.
+Routed = tuple[int, list[str], np.ndarray, np.ndarray, int]
 
 
 def cleaned_batches(sources: list[Source], settings: PrepareSettings,

@@ -1,15 +1,20 @@
-"""Encoding documents to token ids in worker processes, in order, in bounded memory.
+"""The work of `prepare`'s worker processes: clean and encode batches of documents,
+in order, in bounded memory.
 
-Documents travel in chunks of about `CHUNK_BYTES` of text. A chunk becomes one array
-of ids, each document's ids preceded by `<|endoftext|>`, and the length of each. Two
+Documents travel in batches of about `CHUNK_BYTES` of text. `work` does to a batch
+all that needs no other document: cleaning's look at each one (`cleaning.inspect`:
+normalize, exact-duplicate digest, quality filters, MinHash signature, PII) and the
+encoding of those that survive into one array of ids, each document's ids preceded
+by `<|endoftext|>`, with the number of ids of each. The main process then decides,
+in document order, what needs all documents (duplicates) and writes the shards. Two
 encoders give the same ids (tests/test_data.py checks it):
 
 - "python": our `Tokenizer.encode`, the code the book teaches; the default.
 - "hf": Hugging Face `tokenizers` (Rust) loading the same `tokenizer.json`, many
   times faster, for corpora of gigabytes.
 
-`ordered_map` keeps at most `window` chunks in flight, so however large the corpus,
-only a few chunks of text and ids are in memory at once, and hands results back in
+`ordered_map` keeps at most `window` batches in flight, so however large the corpus,
+only a few batches of text and ids are in memory at once, and hands results back in
 input order, so the output does not depend on the number of workers.
 """
 
