@@ -3,24 +3,28 @@ low-quality documents and scrub personal data, counting everything per source.
 
 Exact duplicates are found by a SHA-256 of the normalized text; near duplicates by
 MinHash signatures of 5-word shingles, bucketed by locality-sensitive hashing
-(`NearDuplicates`). `clean` chains the steps; `prepare` (data.py) calls it.
+(`NearDuplicates`). `clean` chains the steps: `inspect` looks at one document
+alone (in a worker process, in `prepare`), `Cleaner` decides in order.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Iterator
 
+import numpy as np
 import regex
 
-from . import compliance
+from . import compliance, filters
 from .compliance import SourceRecord
 from .filters import QualityReport
 from .sources import Document
 
 if TYPE_CHECKING:
-    from datasketch import MinHash
+    from datasketch import LeanMinHash, MinHash
 
 
 def normalize(text: str) -> str:
@@ -50,6 +54,10 @@ def word_shingles(text: str, n: int = 5) -> set[bytes]:
             for i in range(max(1, len(words) - n + 1))}
 
 
+NUM_PERM, MINHASH_SEED = 256, 1  # values per signature; seed of the permutations
+SCHEME = "affine32"  # datasketch's permutation scheme (32-bit values)
+
+
 class NearDuplicates:
     """Finds documents whose shingle sets overlap by `threshold` or more (Jaccard).
 
@@ -58,37 +66,129 @@ class NearDuplicates:
     sensitive hashing (LSH) buckets those signatures so that only likely matches are
     compared. We confirm each LSH candidate with the MinHash estimate itself, so the
     LSH bands are tuned to weigh a missed duplicate 4x more than a false candidate.
+
+    The signature of one document (`signature`) needs no other document, so
+    `prepare` computes them in worker processes; only the lookup (`is_new`) sees
+    all documents, in order.
     """
 
-    def __init__(self, threshold: float = 0.85, num_perm: int = 256, seed: int = 1):
+    def __init__(self, threshold: float = 0.85, num_perm: int = NUM_PERM,
+                 seed: int = MINHASH_SEED):
         from datasketch import MinHashLSH  # here: it loads scipy, slow for `train`
 
         self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm,
                               weights=(0.2, 0.8))  # (false positive, false negative)
-        self.signatures: list[MinHash] = []
+        self.signatures: list[LeanMinHash] = []
 
-    def signature(self, shingles: set[bytes]) -> MinHash:
-        from datasketch import MinHash
+    def is_new(self, values: np.ndarray) -> bool:
+        """True, and remember it, unless the signature `values` (from `signature`)
+        nearly repeats a document seen before."""
+        from datasketch import LeanMinHash
 
-        minhash = MinHash(num_perm=self.num_perm, seed=self.seed)
-        items = list(shingles)  # any order: a minimum does not depend on it
-        for i in range(0, len(items), 8192):  # bounded memory on huge documents
-            minhash.update_batch(items[i:i + 8192])
-        return minhash
+        minhash = LeanMinHash(seed=self.seed, hashvalues=values, scheme=SCHEME)
+        if any(self.signatures[key].jaccard(minhash) >= self.threshold
+               for key in self.lsh.query(minhash)):
+            return False
+        self.lsh.insert(len(self.signatures), minhash)
+        self.signatures.append(minhash)
+        return True
 
     def is_duplicate(self, text: str) -> bool:
         """True if `text` nearly repeats a document seen before; else remember it."""
-        shingles = word_shingles(text)
-        if not shingles:
+        values = signature(word_shingles(text), self.num_perm, self.seed)
+        return values is not None and not self.is_new(values)
+
+
+@functools.lru_cache(maxsize=None)
+def _template(num_perm: int, seed: int) -> MinHash:
+    """An empty MinHash whose random permutations the others reuse (one per
+    process: drawing them costs more than hashing a short document)."""
+    from datasketch import MinHash
+
+    return MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME)
+
+
+def signature(shingles: set[bytes], num_perm: int = NUM_PERM,
+              seed: int = MINHASH_SEED) -> np.ndarray | None:
+    """The MinHash values of a shingle set, (num_perm,); None for an empty set."""
+    if not shingles:
+        return None
+    minhash = _template(num_perm, seed).copy()
+    items = list(shingles)  # any order: a minimum does not depend on it
+    for i in range(0, len(items), 8192):  # bounded memory on huge documents
+        minhash.update_batch(items[i:i + 8192])
+    return minhash.hashvalues
+
+
+@dataclass
+class Inspection:
+    """What can be learnt about one document without looking at any other: the
+    work of `clean` that runs in worker processes (`inspect`)."""
+
+    digest: bytes  # SHA-256 of the normalized text: finds exact duplicates
+    failure: str | None = None  # "empty", or the quality filter it fails
+    text: str = ""  # normalized and redacted (a failure's: its opening)
+    redacted: dict[str, int] = field(default_factory=dict)  # kind -> count
+    signature: np.ndarray | None = None  # MinHash values (num_perm,), or None
+
+
+def inspect(text: str, near_dup: bool = True, redact: bool = True,
+            quality: bool = False) -> Inspection:
+    """Normalize `text` and learn all `clean` needs to decide about it."""
+    text = normalize(text)
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    if not text.strip():
+        return Inspection(digest, "empty")
+    failure = filters.first_failure(text) if quality else None
+    if failure is not None:
+        return Inspection(digest, failure, text[:filters.EXAMPLE_CHARS])
+    values = signature(word_shingles(text)) if near_dup else None
+    counts: dict[str, int] = {}
+    if redact:
+        text, counts = compliance.redact(text)
+    return Inspection(digest, None, text, dict(counts), values)
+
+
+class Cleaner:
+    """Decides about inspected documents, in order, and counts everything.
+
+    The first copy of a document is kept, so the result depends on source order
+    (which is fixed). Memory grows with the documents kept: about 100 bytes each for
+    the exact-duplicate set, and about 2.5 kB each for near-duplicate signatures
+    (256 MinHash values plus their LSH buckets): 2.5 GB per million documents, so
+    pass --no-near-dup for larger corpora (or deduplicate per --slice).
+    """
+
+    def __init__(self, records: dict[str, SourceRecord],
+                 near_dup_threshold: float | None = 0.85,
+                 quality: QualityReport | None = None):
+        self.records, self.quality = records, quality
+        self.seen: set[bytes] = set()
+        self.near = NearDuplicates(near_dup_threshold) if near_dup_threshold else None
+
+    def keep(self, source: str, seen: Inspection) -> bool:
+        """Whether to keep the document `seen` of `source`; count why not."""
+        record = self.records[source]
+        if seen.failure == "empty":
+            record.empty += 1
             return False
-        minhash = self.signature(shingles)
-        if any(self.signatures[key].jaccard(minhash) >= self.threshold
-               for key in self.lsh.query(minhash)):
-            return True
-        self.lsh.insert(len(self.signatures), minhash)
-        self.signatures.append(minhash)
-        return False
+        if seen.digest in self.seen:
+            record.exact_duplicates += 1
+            return False
+        if self.quality is not None:
+            self.quality.count(seen.failure, seen.text)
+        if seen.failure is not None:
+            return False  # counted in the quality report
+        if self.near is not None and seen.signature is not None and \
+                not self.near.is_new(seen.signature):
+            record.near_duplicates += 1
+            return False
+        self.seen.add(seen.digest)
+        record.redacted.update(seen.redacted)
+        record.kept_documents += 1
+        record.kept_bytes += len(seen.text.encode("utf-8"))
+        return True
 
 
 def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
@@ -97,32 +197,12 @@ def clean(documents: Iterable[Document], records: dict[str, SourceRecord],
     """Normalize, drop empty, duplicate and (with `quality`) low-quality documents,
     redact PII; count everything.
 
-    The first copy of a document is kept, so the result depends on source order
-    (which is fixed). Duplicates go before redaction: we only scrub what we keep.
-    Memory grows with the documents kept: about 100 bytes each for the exact-
-    duplicate set, and about 2.5 kB each for near-duplicate signatures (256 64-bit
-    MinHash values plus their LSH buckets): 2.5 GB per million documents, so pass
-    --no-near-dup for larger corpora (or deduplicate per --slice).
+    Each document is inspected on its own (`inspect`), then kept or dropped in
+    order (`Cleaner`); `prepare` runs the first step in worker processes.
     """
-    seen: set[bytes] = set()
-    near = NearDuplicates(near_dup_threshold) if near_dup_threshold else None
+    cleaner = Cleaner(records, near_dup_threshold, quality)
     for doc in documents:
-        record = records[doc.source]
-        text = normalize(doc.text)
-        digest = hashlib.sha256(text.encode("utf-8")).digest()
-        if not text.strip():
-            record.empty += 1
-        elif digest in seen:
-            record.exact_duplicates += 1
-        elif quality is not None and not quality.check(text):
-            continue  # counted in the quality report
-        elif near is not None and near.is_duplicate(text):
-            record.near_duplicates += 1
-        else:
-            seen.add(digest)
-            if redact:
-                text, counts = compliance.redact(text)
-                record.redacted.update(counts)
-            record.kept_documents += 1
-            record.kept_bytes += len(text.encode("utf-8"))
-            yield Document(text, doc.source, doc.path)
+        seen = inspect(doc.text, near_dup_threshold is not None, redact,
+                       quality is not None)
+        if cleaner.keep(doc.source, seen):
+            yield Document(seen.text, doc.source, doc.path)

@@ -4,12 +4,17 @@
 
     read      sources -> documents (readers.py), --max-bytes, --slice (read_documents)
     clean     Unicode NFC, drop empty, exact and near duplicates,
-              low quality (filters.py); scrub emails, IPs, keys    (cleaning.clean)
+              low quality (filters.py); scrub emails, IPs, keys  (cleaned_batches)
     split     each document to train or val, by a hash             (in_val)
     tokenize  train a BPE tokenizer on a sample of train           (Tokenizer.train)
-    encode    chunks of documents in worker processes              (encoding.py)
+    encode    batches of documents in worker processes             (encoding.py)
     shard     fixed-size train_000.bin, …, val_000.bin, resumable  (shards.ShardWriter)
     finish    manifest.json, then meta.json                        (prepare)
+
+Cleaning and encoding look at one document at a time, so they run in the worker
+processes (`encoding.work`); deciding duplicates needs every earlier document, so
+it runs in this process, in document order (`cleaning.Cleaner`): the output is the
+same for any `--workers`. `--workers 1` runs everything here, with no pool.
 
 A prepared folder holds the shards (raw little-endian uint16, or uint32 for a
 vocabulary above 65536), `tokenizer.json`, `manifest.json` (provenance) and, written
@@ -27,15 +32,16 @@ import json
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
 from . import compliance, encoding, recipes, shards, slices
 from .atomic import write_json
-from .cleaning import clean, normalize
+from .cleaning import Cleaner, normalize
 from .compliance import SourceRecord
 from .encoding import EOT, Encoder
 from .errors import UserError
@@ -58,7 +64,8 @@ MAX_VOCAB_SIZE = 1 << 20
 # --- read -------------------------------------------------------------------------
 
 
-def read_documents(sources: list[Source], records: dict[str, SourceRecord],
+def read_documents(sources: list[Source],
+                   records: dict[str, SourceRecord] | None = None,
                    max_bytes: int | None = None,
                    part: tuple[int, int] | None = None) -> Iterator[Document]:
     """Yield every source's documents in order; with `max_bytes`, only those that fit.
@@ -66,10 +73,12 @@ def read_documents(sources: list[Source], records: dict[str, SourceRecord],
     Under a cap, each document that still fits is taken and the others are passed
     over, so the sample spans the whole corpus rather than its first few files.
     With `part` = (I, N), only the documents of slice I of N (`slices.in_slice`).
+    With `records`, each document is counted in its source's record as it is read
+    (`prepare` counts them when it takes their results, which it may read ahead of).
     """
     taken = 0
     for source in sources:
-        record, seen = records[source.id], 0
+        seen = 0
         for doc in source.documents():
             seen += 1
             if part is not None and not slices.in_slice(normalize(doc.text), part):
@@ -78,9 +87,11 @@ def read_documents(sources: list[Source], records: dict[str, SourceRecord],
             if max_bytes is not None and taken + size > max_bytes:
                 continue
             taken += size
-            record.add(doc.path, doc.text)
+            if records is not None:
+                records[source.id].add(doc.path, doc.text)
             yield doc
-        record.skipped_files = list(source.skipped)
+        if records is not None:
+            records[source.id].skipped_files = list(source.skipped)
         if not seen:
             raise UserError(f"source {source.id} holds no text documents; "
                             "check that it points at UTF-8 text files")
@@ -197,41 +208,105 @@ def _check_writable(out: Path) -> None:
                 folder.rmdir()
 
 
-def cleaned_documents(sources: list[Source], settings: PrepareSettings
-                      ) -> tuple[dict[str, SourceRecord], QualityReport | None,
-                                 Iterator[Document]]:
-    """Fresh source records, quality report and the read -> clean stream that fills
-    them in."""
-    records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
-               for s in sources}
-    quality = QualityReport() if settings.quality_filters else None
-    documents = read_documents(sources, records, settings.max_bytes, settings.slice)
-    return records, quality, clean(documents, records, settings.near_dup_threshold,
-                                   settings.redact, quality)
+# A batch of documents as `encode_splits` takes it: its number, the split of each
+# kept document, their ids, ids per document (both empty before the batch where a
+# resumed run starts encoding) and bytes read.
+Routed = tuple[int, list[str], np.ndarray, np.ndarray, int]
 
 
-def sample_documents(documents: Iterator[Document], sample_bytes: int
+def cleaned_batches(sources: list[Source], settings: PrepareSettings,
+                    records: dict[str, SourceRecord], quality: QualityReport | None,
+                    workers: encoding.Workers,
+                    tokenizer: str | None = None, encode_from: int = 0
+                    ) -> Iterator[tuple[int, list[Document], np.ndarray, np.ndarray,
+                                        int]]:
+    """Read -> clean (-> encode) in batches of about `encoding.CHUNK_BYTES`:
+    yield each batch's number, kept documents, their ids and ids per document (from
+    batch `encode_from` on, with `tokenizer`; else empty) and bytes read.
+
+    What looks at one document alone (`cleaning.inspect`, the encoding) runs in the
+    processes of `workers`; what needs all documents in order (duplicates,
+    counts) runs here as the results come back, in order, so the output does not
+    depend on the number of workers.
+    """
+    cleaner = Cleaner(records, settings.near_dup_threshold, quality)
+    clean = encoding.Job(clean=True, near_dup=settings.near_dup_threshold is not None,
+                         redact=settings.redact, quality=quality is not None,
+                         encoder=settings.encoder)
+
+    def jobs() -> Iterator[tuple[tuple[int, list[Document]], tuple]]:
+        documents = read_documents(sources, None, settings.max_bytes, settings.slice)
+        for number, docs in enumerate(encoding.chunks(documents,
+                                                      lambda d: len(d.text))):
+            job = replace(clean, tokenizer=tokenizer if number >= encode_from else None)
+            yield (number, docs), ([d.text for d in docs], job)
+
+    for (number, docs), batch in workers.map(encoding.work, jobs()):
+        keep = []
+        for doc, seen in zip(docs, batch.inspections):
+            records[doc.source].add(doc.path, doc.text)
+            keep.append(cleaner.keep(doc.source, seen))
+        kept = [Document(seen.text, doc.source, doc.path)
+                for doc, seen, k in zip(docs, batch.inspections, keep) if k]
+        ids = batch.ids[np.repeat(keep, batch.lengths)]  # (kept ids,)
+        yield (number, kept, ids, batch.lengths[keep],
+               sum(len(d.text) for d in docs))
+
+
+def sample_documents(batches: Iterable[tuple], sample_bytes: int
                      ) -> tuple[list[Document], bool]:
-    """The first documents, up to `sample_bytes` of text, and whether that was all."""
+    """The first kept documents, up to `sample_bytes` of text, and whether that was
+    all."""
     sample, size = [], 0
-    for doc in documents:
-        sample.append(doc)
-        size += len(doc.text)
-        if size >= sample_bytes:
-            return sample, False
+    for _, kept, *_ in batches:
+        for doc in kept:
+            sample.append(doc)
+            size += len(doc.text)
+            if size >= sample_bytes:
+                return sample, False
     return sample, True
 
 
-def encode_splits(out: Path, splits: Iterable[tuple[str, Document]],
-                  settings: PrepareSettings, vocab_size: int, fingerprint: str,
-                  workers: int, total_bytes: int | None
-                  ) -> tuple[dict[str, list[dict]], Counter]:
-    """Encode (split, document) pairs into shards, resuming from `progress.json`;
-    return each split's shards and its number of documents.
+def encode_documents(splits: list[tuple[str, Document]], tokenizer: str,
+                     settings: PrepareSettings, workers: encoding.Workers,
+                     start: int) -> Iterator[Routed]:
+    """Cleaned documents held in memory, each with its split, encoded in batches
+    from batch `start` on (the earlier ones are in shards already)."""
+    def jobs() -> Iterator[tuple[tuple[int, list[str], int], tuple]]:
+        for number, batch in enumerate(encoding.chunks(splits,
+                                                       lambda p: len(p[1].text))):
+            texts = [doc.text for _, doc in batch]
+            job = encoding.Job(tokenizer=tokenizer, encoder=settings.encoder)
+            key = (number, [split for split, _ in batch], sum(map(len, texts)))
+            yield key, ((texts, job) if number >= start else ([], encoding.Job()))
 
-    Chunks before a split's saved position are not encoded again (the documents are
-    still read and cleaned: deduplication must see them). `--tokens` stops the
-    reading as soon as the train split is full.
+    for (number, names, size), batch in workers.map(encoding.work, jobs()):
+        yield number, names, batch.ids, batch.lengths, size
+
+
+def stream_documents(sources: list[Source], settings: PrepareSettings,
+                     records: dict[str, SourceRecord], quality: QualityReport | None,
+                     tokenizer: str, workers: encoding.Workers, start: int
+                     ) -> Iterator[Routed]:
+    """A corpus too large for memory, read, cleaned and encoded as it streams past
+    (from batch `start` on), each kept document sent to a split by `in_val`."""
+    for number, kept, ids, lengths, size in cleaned_batches(
+            sources, settings, records, quality, workers, tokenizer, start):
+        names = ["val" if in_val(doc, settings.val_fraction, settings.seed)
+                 else "train" for doc in kept]
+        yield number, names, ids, lengths, size
+
+
+def encode_splits(out: Path, batches: Callable[[int], Iterator[Routed]],
+                  settings: PrepareSettings, vocab_size: int, fingerprint: str,
+                  total_bytes: int | None) -> tuple[dict[str, list[dict]], Counter]:
+    """Write encoded batches into shards, resuming from `progress.json`; return each
+    split's shards and its number of documents.
+
+    `batches(start)` yields the numbered batches, encoded from batch `start` on:
+    those before the saved positions are in shards already (they are still read
+    and cleaned: deduplication must see them). `--tokens` stops the reading as soon
+    as the train split is full.
     """
     positions = shards.load_progress(out, fingerprint)
     shards.remove_leftovers(out, {s["file"] for p in positions.values()
@@ -241,34 +316,22 @@ def encode_splits(out: Path, splits: Iterable[tuple[str, Document]],
                                          positions.get(split),
                                          settings.tokens if split == "train" else None)
                for split in ("train", "val")}
-
+    start = min(w.position.chunk for w in writers.values())
     documents = Counter()
-
-    def numbered() -> Iterator[tuple[tuple[int, list[str], int], list[str]]]:
-        """Chunks of documents, in order, numbered; skip those already written."""
-        pairs = ((split, doc.text) for split, doc in splits)
-        for number, chunk in enumerate(encoding.chunks(pairs, lambda p: len(p[1]))):
-            names, texts = [s for s, _ in chunk], [t for _, t in chunk]
-            if all(number < w.position.chunk for w in writers.values()):
-                documents.update(names)  # all in shards already
-            else:
-                yield (number, names, sum(map(len, texts))), texts
-
-    pool = encoding.encoder_pool(str(out / "tokenizer.json"), settings.encoder,
-                                 workers)
     progress = Progress(total_bytes, desc="prepare", unit="B")
     tokens = 0
     try:
-        for (number, names, size), (ids, lengths) in encoding.ordered_map(
-                encoding.encode_chunk, numbered(), pool, window=2 * workers + 2):
+        for number, names, ids, lengths, size in batches(start):
+            documents.update(names)
+            progress.advance(size, tokens=tokens)
+            if number < start:
+                continue
             in_train = np.repeat(np.array(names) == "train", lengths)  # (ids,)
             finished = [writers["train"].add(number, ids[in_train]),
                         writers["val"].add(number, ids[~in_train])]
             if any(finished):
                 shards.save_progress(out, fingerprint, writers)
-            documents.update(names)
             tokens += ids.size
-            progress.advance(size, tokens=tokens)
             if writers["train"].full:
                 break
         return ({split: writer.finish() for split, writer in writers.items()},
@@ -279,8 +342,6 @@ def encode_splits(out: Path, splits: Iterable[tuple[str, Document]],
         raise
     finally:
         progress.close()
-        if pool is not None:
-            pool.terminate()
 
 
 def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
@@ -299,8 +360,20 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
                            settings.text_column, settings.revision,
                            settings.separator)
     _check_writable(out)
-    records, quality, documents = cleaned_documents(sources, settings)
-    sample, whole = sample_documents(documents, settings.tokenizer_sample_bytes)
+    pool = encoding.Workers(workers)  # they start while the sources are read
+    try:
+        return _prepare(settings, out, sources, pool, start, verbose)
+    finally:
+        pool.close()
+
+
+def _prepare(settings: PrepareSettings, out: Path, sources: list[Source],
+             workers: encoding.Workers,
+             start: float, verbose: bool) -> dict:
+    records, quality = fresh_counts(sources, settings)
+    sample, whole = sample_documents(cleaned_batches(sources, settings, records,
+                                                     quality, workers),
+                                     settings.tokenizer_sample_bytes)
     if not sample:
         raise UserError("no text left after cleaning: every document was empty, "
                         "a duplicate or (with --quality-filters) of low quality; "
@@ -311,9 +384,7 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     else:
         train = [d for d in sample
                  if not in_val(d, settings.val_fraction, settings.seed)]
-        records, quality, documents = cleaned_documents(sources, settings)  # again
-        splits = (("val" if in_val(d, settings.val_fraction, settings.seed)
-                   else "train", d) for d in documents)
+        records, quality = fresh_counts(sources, settings)  # read again
     cleaned = time.perf_counter()
 
     settings_hash = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True)
@@ -330,18 +401,33 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     total = (None if any(s.fetch for s in sources) or any(
         f.name.endswith(PACKED_SUFFIXES) for f in files)
         else sum(f.stat().st_size for f in files))
-    written, documents = encode_splits(out, splits, settings, tokenizer.vocab_size,
-                                       fingerprint, workers,
-                                       settings.max_bytes or total)
+    file = str(out / "tokenizer.json")
+    if whole:
+        batches = partial(encode_documents, splits, file, settings, workers)
+    else:
+        batches = partial(stream_documents, sources, settings, records, quality,
+                          file, workers)
+    written, documents = encode_splits(out, batches, settings, tokenizer.vocab_size,
+                                       fingerprint, settings.max_bytes or total)
     if settings.val_fraction > 0 and not written["val"]:
         raise UserError("the val split came out empty; raise --val-fraction or "
                         "--tokens")
+    for source in sources:
+        records[source.id].skipped_files = list(source.skipped)
     meta = finish(out, settings, tokenizer, list(records.values()), quality,
                   written, documents)
     end = time.perf_counter()
     return {"meta": meta, "records": list(records.values()), "seconds": {
         "read_clean": cleaned - start, "tokenizer": trained - cleaned,
         "encode_write": end - trained, "total": end - start}}
+
+
+def fresh_counts(sources: list[Source], settings: PrepareSettings
+                 ) -> tuple[dict[str, SourceRecord], QualityReport | None]:
+    """Empty source records and quality report, for a pass over the sources."""
+    records = {s.id: SourceRecord(s.id, s.kind, s.license, sha256=s.sha256)
+               for s in sources}
+    return records, QualityReport() if settings.quality_filters else None
 
 
 def tokenizer_for(out: Path, settings: PrepareSettings, settings_hash: str,

@@ -102,7 +102,7 @@ def data_notes(data: DataPlan, tokens: int) -> list[str]:
                      "describe the stdlib's code and docs")
     if data.epochs > MAX_EPOCHS:
         more = ("prepare more text, e.g. `prepare --source fineweb-edu "
-                f"--revision COMMIT --tokens {count_arg(round_up(tokens))} "
+                f"--tokens {count_arg(round_up(tokens))} "
                 "--encoder hf`"
                 if data.recipe == "stdlib" else
                 "prepare a larger FineWeb-Edu config or mix in other corpora "

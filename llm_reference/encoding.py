@@ -1,15 +1,20 @@
-"""Encoding documents to token ids in worker processes, in order, in bounded memory.
+"""The work of `prepare`'s worker processes: clean and encode batches of documents,
+in order, in bounded memory.
 
-Documents travel in chunks of about `CHUNK_BYTES` of text. A chunk becomes one array
-of ids, each document's ids preceded by `<|endoftext|>`, and the length of each. Two
+Documents travel in batches of about `CHUNK_BYTES` of text. `work` does to a batch
+all that needs no other document: cleaning's look at each one (`cleaning.inspect`:
+normalize, exact-duplicate digest, quality filters, MinHash signature, PII) and the
+encoding of those that survive into one array of ids, each document's ids preceded
+by `<|endoftext|>`, with the number of ids of each. The main process then decides,
+in document order, what needs all documents (duplicates) and writes the shards. Two
 encoders give the same ids (tests/test_data.py checks it):
 
 - "python": our `Tokenizer.encode`, the code the book teaches; the default.
 - "hf": Hugging Face `tokenizers` (Rust) loading the same `tokenizer.json`, many
   times faster, for corpora of gigabytes.
 
-`ordered_map` keeps at most `window` chunks in flight, so however large the corpus,
-only a few chunks of text and ids are in memory at once, and hands results back in
+`ordered_map` keeps at most `window` batches in flight, so however large the corpus,
+only a few batches of text and ids are in memory at once, and hands results back in
 input order, so the output does not depend on the number of workers.
 """
 
@@ -17,10 +22,13 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import os
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Literal, TypeVar
 
 import numpy as np
 
+from .cleaning import Inspection, inspect
 from .errors import UserError
 from .tokenizer import Tokenizer
 
@@ -30,18 +38,86 @@ Encoder = Literal["python", "hf"]
 K = TypeVar("K")
 T = TypeVar("T")
 
-_encode: Callable[[list[str]], list[list[int]]] | None = None  # one per process
-_eot: int = 0
+_encoders: dict[tuple[str, str], tuple[Callable[[list[str]], list[list[int]]], int]]
+_encoders = {}  # (tokenizer file, encoder) -> (encode, id of EOT), per process
 
 
-def load_encoder(tokenizer_file: str, encoder: Encoder) -> None:
-    """Set this process's encoder (a pool's `initializer` runs it in every worker)."""
-    global _encode, _eot
+@dataclass(frozen=True)
+class Job:
+    """What a worker does to each batch of documents: clean (`cleaning.inspect`,
+    with these switches), then encode what survived with `tokenizer` (a
+    tokenizer.json), or only one of the two."""
+
+    clean: bool = False
+    near_dup: bool = True
+    redact: bool = True
+    quality: bool = False
+    tokenizer: str | None = None
+    encoder: Encoder = "python"
+
+
+@dataclass
+class Batch:
+    """A worker's answer: one inspection per document (if cleaning), and the ids
+    of the documents it encoded, each preceded by <|endoftext|>, with the number
+    of ids of each document (0: dropped by cleaning, not encoded)."""
+
+    inspections: list[Inspection] | None
+    ids: np.ndarray  # (total ids,) uint32
+    lengths: np.ndarray  # (documents,) int64
+
+
+def work(texts: list[str], job: Job) -> Batch:
+    """Everything done to one batch of documents that needs no other batch: the
+    unit of work of `prepare`'s worker processes."""
+    inspections = None
+    if job.clean:
+        inspections = [inspect(text, job.near_dup, job.redact, job.quality)
+                       for text in texts]
+        texts = [s.text if s.failure is None else None for s in inspections]
+    if job.tokenizer is None:
+        return Batch(inspections, np.empty(0, np.uint32),
+                     np.zeros(len(texts), np.int64))
+    ids, lengths = encode_chunk(texts, job.tokenizer, job.encoder)
+    return Batch(inspections, ids, lengths)
+
+
+def encode_chunk(texts: list[str | None], tokenizer_file: str, encoder: Encoder
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of some documents, each preceded by <|endoftext|>, and the number
+    of ids of each document (so that the caller can route them); a None in `texts`
+    is skipped (0 ids)."""
+    encode, eot = _encoder(tokenizer_file, encoder)
+    encoded = iter(encode([text for text in texts if text is not None]))
+    per_text = [[] if text is None else next(encoded) for text in texts]
+    lengths = np.array([0 if text is None else 1 + len(doc_ids)
+                        for text, doc_ids in zip(texts, per_text)], dtype=np.int64)
+    ids = np.empty(int(lengths.sum()), dtype=np.uint32)
+    at = 0
+    for doc_ids, length in zip(per_text, lengths):
+        if length:
+            ids[at] = eot
+            ids[at + 1:at + length] = doc_ids
+            at += length
+    return ids, lengths
+
+
+def _encoder(tokenizer_file: str, encoder: Encoder
+             ) -> tuple[Callable[[list[str]], list[list[int]]], int]:
+    """This process's encoder for `tokenizer_file`, loaded on first use."""
+    key = (tokenizer_file, encoder)
+    if key not in _encoders:
+        _encoders[key] = load_encoder(tokenizer_file, encoder)
+    return _encoders[key]
+
+
+def load_encoder(tokenizer_file: str, encoder: Encoder
+                 ) -> tuple[Callable[[list[str]], list[list[int]]], int]:
+    """A function from texts to their ids, and the id of <|endoftext|>."""
     ours = Tokenizer.load(tokenizer_file)
-    _eot = ours.special_tokens[EOT]
+    eot = ours.special_tokens[EOT]
     if encoder == "python":
-        _encode = lambda texts: [ours.encode(text) for text in texts]  # noqa: E731
-        return
+        return (lambda texts: [ours.encode(text) for text in texts]), eot
     try:
         from tokenizers import Tokenizer as HFTokenizer
     except ImportError:
@@ -49,22 +125,8 @@ def load_encoder(tokenizer_file: str, encoder: Encoder) -> None:
                         "pip install tokenizers (or use --encoder python)") from None
     fast = HFTokenizer.from_file(tokenizer_file)
     fast.encode_special_tokens = True  # "<|endoftext|>" in a text is plain text
-    _encode = lambda texts: [e.ids for e in  # noqa: E731
-                             fast.encode_batch(texts, add_special_tokens=False)]
-
-
-def encode_chunk(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of some documents, each preceded by <|endoftext|>, and the number
-    of ids of each document (so that the caller can route them)."""
-    encoded = _encode(texts)
-    lengths = np.array([1 + len(doc_ids) for doc_ids in encoded], dtype=np.int64)
-    ids = np.empty(int(lengths.sum()), dtype=np.uint32)
-    at = 0
-    for doc_ids, length in zip(encoded, lengths):
-        ids[at] = _eot
-        ids[at + 1:at + length] = doc_ids
-        at += length
-    return ids, lengths
+    return (lambda texts: [e.ids for e in fast.encode_batch(
+        texts, add_special_tokens=False)]), eot
 
 
 def chunks(items: Iterable[T], size: Callable[[T], int],
@@ -81,16 +143,17 @@ def chunks(items: Iterable[T], size: Callable[[T], int],
         yield chunk
 
 
-def ordered_map(function: Callable, items: Iterable[tuple[K, list[str]]],
-                pool, window: int) -> Iterator[tuple[K, Any]]:
-    """(key, function(texts)) for each item, in order, at most `window` in flight."""
+def ordered_map(function: Callable, items: Iterable[tuple[K, tuple]], pool,
+                window: int) -> Iterator[tuple[K, Any]]:
+    """(key, function(*args)) for each (key, args), in order, at most `window` in
+    flight in `pool` (without a pool: here, one at a time)."""
     if pool is None:
-        for key, texts in items:
-            yield key, function(texts)
+        for key, args in items:
+            yield key, function(*args)
         return
     flying: collections.deque = collections.deque()
-    for key, texts in items:
-        flying.append((key, pool.apply_async(function, (texts,))))
+    for key, args in items:
+        flying.append((key, pool.apply_async(function, args)))
         if len(flying) >= window:
             key, result = flying.popleft()
             yield key, result.get()
@@ -99,14 +162,32 @@ def ordered_map(function: Callable, items: Iterable[tuple[K, list[str]]],
         yield key, result.get()
 
 
-def encoder_pool(tokenizer_file: str, encoder: Encoder, workers: int):
-    """A pool of `workers` processes with the encoder loaded (None: encode here).
+class Workers:
+    """`count` worker processes for `work`, or, for one, this process itself.
 
-    "spawn" starts clean processes on every platform; the caller closes the pool.
+    "spawn" starts clean processes on every platform. Each worker gives
+    `tokenizers` (Rust, multi-threaded) its share of the cores, so that the workers
+    do not fight over them. `map` keeps two batches per worker in flight: none
+    waits for work, and memory stays bounded.
     """
-    if workers <= 1:
-        load_encoder(tokenizer_file, encoder)
-        return None
-    context = multiprocessing.get_context("spawn")
-    return context.Pool(workers, initializer=load_encoder,
-                        initargs=(tokenizer_file, encoder))
+
+    def __init__(self, count: int):
+        self.count, self.pool = count, None
+        if count > 1:
+            threads = str(max(1, (os.cpu_count() or 1) // count))
+            self.pool = multiprocessing.get_context("spawn").Pool(
+                count, initializer=_share_cores, initargs=(threads,))
+
+    def map(self, function: Callable, items: Iterable[tuple[K, tuple]]
+            ) -> Iterator[tuple[K, Any]]:
+        """(key, function(*args)) for each (key, args), in order (`ordered_map`)."""
+        return ordered_map(function, items, self.pool, window=2 * self.count + 2)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+
+
+def _share_cores(threads: str) -> None:
+    """In a worker: `tokenizers` may use `threads` threads (unless set already)."""
+    os.environ.setdefault("RAYON_NUM_THREADS", threads)

@@ -117,6 +117,16 @@ EXAMPLES = 3  # dropped documents quoted per filter in the manifest
 EXAMPLE_CHARS = 160
 
 
+def first_failure(text: str) -> str | None:
+    """The name of the first filter that `text` fails, or None if it passes all."""
+    words = WORD.findall(text)
+    lines = [line for line in text.split("\n") if line.strip()] or [""]
+    for rule in FILTERS:
+        if not rule(text, words, lines):
+            return rule.__name__
+    return None
+
+
 @dataclass
 class QualityReport:
     """How many documents each filter dropped, with a few of them quoted."""
@@ -128,17 +138,20 @@ class QualityReport:
     def check(self, text: str) -> bool:
         """True to keep `text`; otherwise count it against the first filter it
         fails (so each dropped document is counted once)."""
-        words = WORD.findall(text)
-        lines = [line for line in text.split("\n") if line.strip()] or [""]
-        for rule in FILTERS:
-            if not rule(text, words, lines):
-                self.dropped[rule.__name__] += 1
-                quoted = self.examples.setdefault(rule.__name__, [])
-                if len(quoted) < EXAMPLES:
-                    quoted.append(text[:EXAMPLE_CHARS])
-                return False
-        self.kept += 1
-        return True
+        failure = first_failure(text)
+        self.count(failure, text)
+        return failure is None
+
+    def count(self, failure: str | None, text: str) -> None:
+        """Count a document that passed (`failure` None) or failed the filter named
+        `failure`; `text` (its opening is enough) may be quoted as an example."""
+        if failure is None:
+            self.kept += 1
+            return
+        self.dropped[failure] += 1
+        quoted = self.examples.setdefault(failure, [])
+        if len(quoted) < EXAMPLES:
+            quoted.append(text[:EXAMPLE_CHARS])
 
     def to_dict(self) -> dict:
         return {"kept": self.kept, "dropped": dict(sorted(self.dropped.items())),

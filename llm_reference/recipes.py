@@ -2,13 +2,11 @@
 
 `prepare --source NAME` expands a recipe into the sources and settings below. A
 recipe is pinned so that the same command reads the same bytes later: a URL by the
-sha256 of its file, a Hub dataset by a commit. Where this package knows no commit
-(it was written offline, and an unchecked hash would be a guess), the recipe asks
-for one: `--revision` with a commit from the dataset's history page.
+sha256 of its file, a Hub dataset by a commit (`--revision` picks another one).
 
 Prose recipes turn the quality filters on (filters.py); code and verse do not pass
 prose heuristics, so theirs stay off. With `--tokens`, a large recipe is read only
-as far as needed: `prepare --source fineweb-edu --revision REV --tokens 5B` fetches
+as far as needed: `prepare --source fineweb-edu --tokens 5B` fetches
 the first parquet files of the sample, not all of them.
 """
 
@@ -31,7 +29,7 @@ class Recipe:
     size: str  # what to expect, to plan disk and time
     prose: bool  # run the quality filters
     sha256: str | None = None  # the pin of a URL
-    revision: str | None = None  # the pin of a Hub dataset (None: pass --revision)
+    revision: str | None = None  # the pin of a Hub dataset: a commit
     separator: str | None = None  # cuts a plain text file into documents
     tokens: int | None = None  # about how many GPT-2 tokens it holds (the planner)
 
@@ -55,14 +53,20 @@ RECIPES = {r.name: r for r in [
            "Eldan and Li, TinyStories: How Small Can Language Models Be and Still "
            "Speak Coherent English? (2023), arXiv:2305.07759",
            "2.2 GB of text, about 2.7M stories, about 0.6B GPT-2 tokens",
-           prose=True, separator="<|endoftext|>", tokens=600_000_000),
+           prose=True, separator="<|endoftext|>", tokens=600_000_000,
+           # the commit that public projects pin for TinyStoriesV2-GPT4-train.txt
+           # (huggingface.co/datasets/roneneldan/TinyStories/tree/f54c09fd…)
+           revision="f54c09fd23315a6f9c86f9dc80f725de7d8f9c64"),
     Recipe("fineweb-edu", "hf:HuggingFaceFW/fineweb-edu:sample/10BT/*.parquet",
            "ODC-By-1.0",
            "Lozhkov, Ben Allal, von Werra and Wolf, FineWeb-Edu (2024), "
            "huggingface.co/datasets/HuggingFaceFW/fineweb-edu",
            "the sample-10BT config: about 10B GPT-2 tokens in parquet files of "
            "about 2 GB each; --tokens reads only the first ones", prose=True,
-           tokens=10_000_000_000),
+           tokens=10_000_000_000,
+           # the commit that public projects pin for sample/10BT/*.parquet
+           # (huggingface.co/datasets/HuggingFaceFW/fineweb-edu/tree/87f09149…)
+           revision="87f09149ef4734204d70ed1d046ddc9ca3f2b8f9"),
 ]}
 
 
@@ -80,11 +84,6 @@ def expand(settings):
                         "and mix them with train.data_mix)")
     recipe = RECIPES[names[0]]
     revision = settings.revision or recipe.revision
-    if recipe.source.startswith("hf:") and revision is None:
-        dataset = recipe.source[3:].partition(":")[0]
-        raise UserError(f"recipe {recipe.name} needs --revision: a commit hash from "
-                        f"the history of {dataset} on the Hub, so that the run can "
-                        "be repeated")
     return dataclasses.replace(
         settings, sources=(recipe.source,), licenses=(recipe.license,),
         sha256s=(recipe.sha256,) if recipe.sha256 else (), revision=revision,

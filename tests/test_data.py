@@ -286,10 +286,14 @@ def test_interrupted_prepare_leaves_a_folder_marked_incomplete(corpus, tmp_path,
               "--out", str(out)]
     assert prepare_cli(*common) == 0
 
-    def broken(texts):
-        raise KeyboardInterrupt
+    work = data.encoding.work
 
-    monkeypatch.setattr(data.encoding, "encode_chunk", broken)
+    def broken(texts, job):  # Ctrl-C while encoding
+        if job.tokenizer is not None:
+            raise KeyboardInterrupt
+        return work(texts, job)
+
+    monkeypatch.setattr(data.encoding, "work", broken)
     assert prepare_cli(*common, "--workers", "1") == 130  # the answer to Ctrl-C
     assert not (out / "meta.json").exists()
     assert not list(out.glob(".*"))  # no temporary shard left behind
@@ -511,6 +515,33 @@ def test_a_killed_prepare_resumes_to_the_same_bytes(big_corpus, tmp_path):
     assert (out / "train_000.bin").stat().st_mtime_ns == first  # kept, not redone
     assert shard_bytes(out) == shard_bytes(tmp_path / "whole")
     assert not list(out.glob(".*")) and not (out / "progress.json").exists()
+
+
+@pytest.mark.slow
+def test_a_streamed_corpus_gives_the_same_bytes_for_any_number_of_workers(tmp_path):
+    """Larger than the tokenizer sample: cleaned and encoded in the workers as it
+    streams, duplicates decided in order in the main process."""
+    import gzip
+
+    texts = [make_text(2000 + i, words=400) for i in range(120)]
+    texts[50] = texts[10]  # an exact duplicate
+    texts[60] = texts[20].replace("beta", "BETA", 1)  # a near duplicate
+    texts[70] = "write to ann@python.org " + texts[70]  # PII
+    corpus = tmp_path / "c.jsonl.gz"
+    with gzip.open(corpus, "wt", encoding="utf-8") as f:
+        for text in texts:
+            f.write(json.dumps({"text": text}) + "\n")
+    args = ["prepare", "--source", str(corpus), "--license", "MIT", "--vocab-size",
+            "300", "--tokenizer-sample", "60k", "--shard-tokens", "30000"]
+    for workers in ("1", "2"):
+        assert main([*args, "--workers", workers, "--out",
+                     str(tmp_path / workers)]) == 0
+    one, two = tmp_path / "1", tmp_path / "2"
+    assert shard_bytes(one) == shard_bytes(two) and len(shard_bytes(one)) > 3
+    for name in ("meta.json", "manifest.json"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    removed = json.loads((one / "manifest.json").read_text())["sources"][0]["removed"]
+    assert removed["exact_duplicates"] == 1 and removed["near_duplicates"] == 1
 
 
 def test_hf_encoder_writes_the_same_shards(big_corpus, tmp_path):

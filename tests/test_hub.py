@@ -93,10 +93,8 @@ def test_the_fineweb_edu_recipe_reads_only_what_tokens_needs(tmp_path):
     assert json.loads((out / "meta.json").read_text())["train_tokens"] == 3000
 
 
-def test_recipes_without_a_pin_or_unknown_are_one_line_errors(tmp_path, capsys):
+def test_unknown_recipes_are_one_line_errors(tmp_path, capsys):
     out = ["--out", str(tmp_path / "out")]
-    assert main(["prepare", "--source", "fineweb-edu", *out]) == 2
-    assert "needs --revision" in capsys.readouterr().err
     assert main(["prepare", "--source", "finewebedu", *out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tinystories" in err
@@ -117,3 +115,7 @@ def test_recipes_expand_to_pinned_sources():
     assert stories.quality_filters is False and stories.licenses == (
         "CDLA-Sharing-1.0",)
     assert all(r.license and r.citation and r.size for r in RECIPES.values())
+    hub_recipes = [r for r in RECIPES.values() if r.source.startswith("hf:")]
+    assert hub_recipes and all(len(r.revision) == 40 for r in hub_recipes)
+    assert expand(PrepareSettings(sources=("fineweb-edu",))).revision == \
+        RECIPES["fineweb-edu"].revision

@@ -17,6 +17,7 @@ from llm_reference.config import RunConfig
 from llm_reference.errors import UserError
 from llm_reference.memory import USABLE_MEMORY
 from llm_reference.model import GPT, ModelConfig
+from llm_reference.recipes import RECIPES
 from llm_reference.scaling import compute_optimal
 
 
@@ -325,7 +326,8 @@ def test_a_gpu_plan_prepares_fineweb_edu_for_its_tokens():
     # + the validation share
     assert plan.data.tokens == round(train / (1 - data_plan.VAL_FRACTION))
     assert plan.data.command == (
-        f"python -m llm_reference prepare --source fineweb-edu --revision COMMIT "
+        "python -m llm_reference prepare --source fineweb-edu --revision "
+        f"{RECIPES['fineweb-edu'].revision} "
         f"--tokens {train // 10**6}M --encoder hf --vocab-size 32768 "
         "--out data/fineweb-edu-32k")
     assert not any("repeated data helps less" in note for note in plan.notes)
