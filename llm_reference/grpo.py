@@ -13,7 +13,9 @@ better than their siblings more likely. Each step:
 3. **Advantage = how much better than the group.** A_i = (r_i - mean) / (std + eps)
    over the G completions of the same problem. The group mean is the baseline that
    PPO would learn with a value model; here it is measured, so no value model is
-   trained. A group where all tries score the same teaches nothing (every A_i = 0).
+   trained. A group where all tries score the same teaches nothing (every A_i = 0);
+   `filter_groups` (DAPO's dynamic sampling) drops such groups and samples more
+   problems in their place.
    Dr. GRPO (Liu et al., 2025) drops the division by std (`advantage="dr_grpo"`):
    the std up-weights problems that are nearly always solved or nearly never,
    a bias toward questions whose answers barely vary.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,10 @@ from llm_reference.grpo_settings import GRPOSettings
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.rl_tasks import (
     Problem,
+    RLTask,
     addition_problems,
     addition_task,
     load_gsm8k,
-    RLTask,
     sft_conversations,
     sorting_problems,
     sorting_task,
@@ -177,8 +178,6 @@ def test_a_step_without_groups_leaves_the_weights_alone():
 
 
 def test_filter_groups_keeps_only_groups_whose_rewards_differ(addition_run):
-    import random
-
     model, tokenizer, _ = checkpoint.load_model(addition_run)
     problems = [Problem(f"{a}+1=", str(a + 1)) for a in range(8)]
     task = RLTask("toy", problems, problems[:1])
