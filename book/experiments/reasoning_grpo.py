@@ -35,7 +35,7 @@ BOOK = {"timeout": 900, "seed": 0,
         "settings": {"length": 3, "val_fraction": 0.2,
                      "model": {"context_length": 32, "n_layer": 2, "n_head": 2,
                                "d_model": 64},
-                     "sft_steps": 300, "sft_lr": 1e-3, "grpo_steps": 80,
+                     "sft_steps": 300, "sft_lr": 1e-3, "grpo_steps": 120,
                      "prompts_per_step": 8, "group_size": 8, "lr": 2e-4,
                      "kl_beta": 0.0, "temperature": 0.7, "seeds": [0, 1, 2]}}
 S = BOOK["settings"]
