@@ -13,7 +13,9 @@ better than their siblings more likely. Each step:
 3. **Advantage = how much better than the group.** A_i = (r_i - mean) / (std + eps)
    over the G completions of the same problem. The group mean is the baseline that
    PPO would learn with a value model; here it is measured, so no value model is
-   trained. A group where all tries score the same teaches nothing (every A_i = 0).
+   trained. A group where all tries score the same teaches nothing (every A_i = 0);
+   `filter_groups` (DAPO's dynamic sampling) drops such groups and samples more
+   problems in their place.
    Dr. GRPO (Liu et al., 2025) drops the division by std (`advantage="dr_grpo"`):
    the std up-weights problems that are nearly always solved or nearly never,
    a bias toward questions whose answers barely vary.
@@ -263,16 +265,62 @@ def collate_rollouts(rollouts: list[Rollout], pad_id: int
 # ---------------------------------------------------------------------- a step
 
 
+def informative(group: list[Rollout]) -> bool:
+    """Whether a group teaches anything: its rewards are not all equal."""
+    return len({r.reward for r in group}) > 1
+
+
+def sample_step(model: nn.Module, tokenizer: Any, task: RLTask,
+                settings: GRPOSettings, reward: Reward, rng: random.Random
+                ) -> tuple[list[list[Rollout]], list[list[Rollout]]]:
+    """(groups to train on, every group sampled) for one step.
+
+    Plain GRPO trains on the groups of P random problems, unanimous ones included
+    (their advantages are 0: they only dilute the step). With `filter_groups`
+    (DAPO's dynamic sampling, Yu et al., 2025) it keeps only the groups whose
+    rewards differ and samples further batches of P problems, up to
+    `max_sample_batches`, until it has P of them: every group of the step then
+    carries signal, at the price of more sampling when most groups are unanimous.
+    """
+    s = settings
+    batches = s.max_sample_batches if s.filter_groups else 1
+    kept: list[list[Rollout]] = []
+    sampled: list[list[Rollout]] = []
+    for _ in range(batches):
+        problems = rng.sample(task.train, min(s.prompts_per_step, len(task.train)))
+        groups = sample_groups(model, tokenizer, problems, s, reward, rng)
+        sampled += groups
+        kept += [g for g in groups if informative(g)] if s.filter_groups else groups
+        if len(kept) >= s.prompts_per_step:
+            break
+    return kept[:s.prompts_per_step], sampled
+
+
+def rollout_metrics(groups: list[list[Rollout]]) -> dict[str, float]:
+    """Reward mean and spread within groups, accuracy and length of the samples."""
+    rewards = torch.tensor([[r.reward for r in g] for g in groups])  # (P, G)
+    rollouts = [r for g in groups for r in g]
+    return {"reward_mean": rewards.mean().item(),
+            "reward_std": rewards.std(dim=1).mean().item(),  # spread within groups
+            "train_accuracy": sum(r.correct for r in rollouts) / len(rollouts),
+            "completion_length": (sum(len(r.completion_ids) for r in rollouts)
+                                  / len(rollouts)),
+            "zero_std_groups": (rewards.std(dim=1) == 0).float().mean().item()}
+
+
 def grpo_step(policy: nn.Module, reference: nn.Module | None,
               optimizer: torch.optim.Optimizer, groups: list[list[Rollout]],
               settings: GRPOSettings, pad_id: int, device: torch.device
               ) -> dict[str, float]:
-    """Advantages, then `updates_per_batch` optimizer steps on the sampled groups,
-    each accumulated over `grad_accum` micro-batches of whole groups."""
+    """Advantages, then `updates_per_batch` optimizer steps on the groups, each
+    accumulated over `grad_accum` micro-batches of whole groups. No groups (all
+    were filtered out): no update."""
     s = settings
+    if not groups:
+        return {"loss": 0.0, "grad_norm": 0.0, "kl": 0.0, "trained_groups": 0}
     rewards = torch.tensor([[r.reward for r in g] for g in groups])  # (P, G)
     advantages = group_advantages(rewards, scale=s.advantage == "grpo")  # (P, G)
-    per_micro = len(groups) // s.grad_accum
+    per_micro = math.ceil(len(groups) / s.grad_accum)  # fewer when filtered
     micro = []  # (ids, mask, advantages, old_logp, ref_logp) per micro-batch
     for start in range(0, len(groups), per_micro):
         rollouts = [r for g in groups[start:start + per_micro] for r in g]
@@ -299,13 +347,8 @@ def grpo_step(policy: nn.Module, reference: nn.Module | None,
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    lengths = [len(r.completion_ids) for g in groups for r in g]
-    return {"loss": loss_sum, "grad_norm": grad_norm.item(),
-            "reward_mean": rewards.mean().item(),
-            "reward_std": rewards.std(dim=1).mean().item(),  # spread within groups
-            "train_accuracy": sum(r.correct for g in groups for r in g) / len(lengths),
-            "kl": kl_sum / n_tokens, "completion_length": sum(lengths) / len(lengths),
-            "zero_std_groups": (rewards.std(dim=1) == 0).float().mean().item()}
+    return {"loss": loss_sum, "grad_norm": grad_norm.item(), "kl": kl_sum / n_tokens,
+            "trained_groups": len(groups)}
 
 
 # ------------------------------------------------------------------ evaluation
@@ -370,9 +413,8 @@ def grpo(run_dir: str | Path, out: str | Path, task: RLTask, settings: GRPOSetti
             t0 = time.perf_counter()
             lr = s.lr * min(1.0, (step_index + 1) / (s.warmup_steps + 1))  # warmup
             optimizer.param_groups[0]["lr"] = lr  # one group: no weight decay
-            problems = rng.sample(task.train, min(s.prompts_per_step, len(task.train)))
-            groups = sample_groups(policy, tokenizer, problems, s, reward, rng)
-            record = {"step": step_index + 1, "lr": lr,
+            groups, sampled = sample_step(policy, tokenizer, task, s, reward, rng)
+            record = {"step": step_index + 1, "lr": lr, **rollout_metrics(sampled),
                       **grpo_step(policy, reference, optimizer, groups, s, pad_id, dev)}
             done = step_index + 1
             if done % s.eval_interval == 0 or done == s.max_steps:

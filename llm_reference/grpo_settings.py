@@ -30,6 +30,10 @@ class GRPOSettings:
     kl_beta: float = 0.04  # weight of the KL penalty to the reference; 0 drops it
     advantage: str = "grpo"  # "grpo": (r - mean) / (std + eps); "dr_grpo": r - mean
     updates_per_batch: int = 1  # optimizer steps on each sampled batch
+    filter_groups: bool = False  # DAPO's dynamic sampling: train only on groups
+    # whose rewards differ, sampling more problems to fill the step's P groups
+    max_sample_batches: int = 4  # with filter_groups: at most this many batches
+    # of P problems sampled per step
     temperature: float = 1.0
     max_new_tokens: int = 16
     format_weight: float = 0.1  # reward = correct + format_weight * well_formed
@@ -42,7 +46,7 @@ class GRPOSettings:
         """Reject bad values before any work starts."""
         for name in ("max_steps", "prompts_per_step", "grad_accum", "max_new_tokens",
                      "eval_interval", "eval_problems", "save_interval",
-                     "updates_per_batch"):
+                     "updates_per_batch", "max_sample_batches"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
         if self.group_size < 2:

@@ -55,6 +55,9 @@ CASES = {
                         "--group-size 1: must be >= 2"),
     "rl-no-held-out-split": ("rl --run {run} --out {out} --task sorting "
                              "--val-fraction 0", "no held-out problems"),
+    "rl-no-sample-batches": ("rl --run {run} --out {out} --filter-groups "
+                             "--max-sample-batches 0",
+                             "--max-sample-batches must be >= 1"),
     "rl-sorting-length": ("rl --run {run} --out {out} --task sorting --length 9",
                           "--length 9"),
     "rl-gsm8k-without-data": ("rl --run {run} --out {out} --task gsm8k",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,10 @@ from llm_reference.grpo import (
     grpo,
     grpo_loss,
     grpo_step,
+    informative,
     kl_k3,
     load_reward,
+    sample_step,
     score,
     token_logprobs,
     verifiable_reward,
@@ -38,6 +41,7 @@ from llm_reference.grpo_settings import GRPOSettings
 from llm_reference.model import GPT, ModelConfig
 from llm_reference.rl_tasks import (
     Problem,
+    RLTask,
     addition_problems,
     addition_task,
     load_gsm8k,
@@ -161,6 +165,40 @@ def test_gradient_accumulation_gives_the_gradient_of_one_batch():
         [p.flatten() for p in start.parameters()]))
 
 
+def test_a_step_without_groups_leaves_the_weights_alone():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=11, context_length=16, n_layer=1, n_head=1,
+                            d_model=8))
+    before = [p.clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    record = grpo_step(model, None, optimizer, [], GRPOSettings(), 0,
+                       torch.device("cpu"))
+    assert record["trained_groups"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_filter_groups_keeps_only_groups_whose_rewards_differ(addition_run):
+    model, tokenizer, _ = checkpoint.load_model(addition_run)
+    problems = [Problem(f"{a}+1=", str(a + 1)) for a in range(8)]
+    task = RLTask("toy", problems, problems[:1])
+
+    def reward(completion, problem, finished):
+        # even sums: a reward that varies with the sample; odd sums: always 0
+        return float(len(completion) % 2) if int(problem.answer) % 2 == 0 else 0.0
+
+    settings = GRPOSettings(prompts_per_step=4, group_size=4, max_new_tokens=4,
+                            filter_groups=True, max_sample_batches=3)
+    kept, sampled = sample_step(model, tokenizer, task, settings, reward,
+                                random.Random(0))
+    assert 4 <= len(sampled) <= 12 and len(sampled) % 4 == 0
+    assert len(kept) <= 4 and all(informative(g) for g in kept)
+    assert len(kept) == min(4, sum(informative(g) for g in sampled))
+    plain = dataclasses.replace(settings, filter_groups=False)
+    kept, sampled = sample_step(model, tokenizer, task, plain, reward,
+                                random.Random(0))
+    assert kept == sampled and len(kept) == 4  # unanimous groups included
+
+
 # -------------------------------------------------------------------- tasks
 
 
@@ -224,6 +262,8 @@ def test_settings_reject_a_group_of_one():
         GRPOSettings(group_size=1).check()
     with pytest.raises(UserError, match="multiple of --grad-accum"):
         GRPOSettings(prompts_per_step=3, grad_accum=2).check()
+    with pytest.raises(UserError, match="--max-sample-batches"):
+        GRPOSettings(filter_groups=True, max_sample_batches=0).check()
 
 
 # ------------------------------------------------------------ end to end

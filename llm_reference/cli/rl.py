@@ -84,6 +84,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("--updates-per-batch", type=int, default=d.updates_per_batch, metavar="N",
         help="optimizer steps on each sampled batch; > 1 is where the ratio clip "
              f"acts (default: {d.updates_per_batch})")
+    add("--filter-groups", action="store_true",
+        help="DAPO's dynamic sampling: train only on groups whose rewards differ "
+             "(a unanimous group has zero advantages), sampling more problems "
+             "to fill each step")
+    add("--max-sample-batches", type=int, default=d.max_sample_batches,
+        metavar="N", help="with --filter-groups: at most N batches of "
+        f"--prompts-per-step problems sampled per step (default: "
+        f"{d.max_sample_batches})")
     add("--temperature", type=float, default=d.temperature, metavar="T",
         help=f"sampling temperature, > 0 (default: {d.temperature})")
     add("--max-new-tokens", type=int, default=d.max_new_tokens, metavar="N",
@@ -116,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         group_size=args.group_size, grad_accum=args.grad_accum, lr=args.lr,
         warmup_steps=args.warmup_steps, grad_clip=args.grad_clip,
         clip_eps=args.clip_eps, kl_beta=args.kl_beta, advantage=args.advantage,
-        updates_per_batch=args.updates_per_batch, temperature=args.temperature,
+        updates_per_batch=args.updates_per_batch, filter_groups=args.filter_groups,
+        max_sample_batches=args.max_sample_batches, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, format_weight=args.format_weight,
         eval_interval=args.eval_interval, eval_problems=args.eval_problems,
         save_interval=args.save_interval, seed=args.seed)
