@@ -139,6 +139,9 @@ summary["reward_last10"] = [statistics.mean(c["reward_mean"] for c in
                                             r["curve"][-10:]) for r in results.values()]
 summary["kl_last10"] = [statistics.mean(c["kl"] for c in r["curve"][-10:])
                         for r in results.values()]
+summary["length_last10"] = [statistics.mean(c["completion_length"]
+                                            for c in r["curve"][-10:])
+                            for r in results.values()]
 for key, values in summary.items():
     print(f"{key:15} {spread(values)}  (seeds: "
           f"{', '.join(f'{v:.3f}' for v in values)})")
