@@ -1,11 +1,16 @@
 """`build()`: roadmap -> experiments -> rendered Typst -> PDFs, code files, manifest.
 
+Every page (each edition's PDF, each web chapter) is rendered first, then the pages
+are compiled together (reuse.py): in parallel, and only those whose inputs changed
+since the last build; a warm build with nothing edited compiles nothing.
+
 Outputs (all written atomically) under `out`:
   llm-from-scratch.pdf                 every node, every track's estimates
   llm-from-scratch-<track>.pdf         one track's nodes at that track's depth
   code/<node>/<experiment>.py|.ipynb   each node's experiment, source and executed
   build-manifest.json                  versions, input hashes, experiment timings
   .cache/experiments/                  the experiment cache
+  .cache/typst/                        the last compiled output of each page
   web/                                 the web edition (web.py), in a full build
   .build/                              the generated Typst (the compiler's root)
 """
@@ -20,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_reference.atomic import write_bytes, write_json, write_text
+from llm_reference.atomic import write_bytes, write_json
 
-from . import execute, pdf, render, snippets, source, web
+from . import execute, pdf, render, reuse, snippets, source, web
 from .errors import BuildError
 from .graph import roadmap_graph
 from .render import Book, Chapter, Typst, Variant
@@ -40,7 +45,7 @@ class Options:
     templates: Path = REPO / "book" / "templates"
     track: str | None = None         # build only this track's PDF
     only: str | None = None          # preview one node: run its experiment, one PDF
-    force: bool = False              # re-run experiments even when cached
+    force: bool = False              # re-run experiments, recompile, even if cached
     no_exec: bool = False            # never run experiments; missing cache is an error
     progress: bool | None = None     # progress display; None: when stderr is a TTY
     html: bool | None = None         # the web edition, out/web; None: unless
@@ -57,6 +62,8 @@ class Report:
     code_files: list[Path] = field(default_factory=list)
     web_pages: list[Path] = field(default_factory=list)
     screenshots: list[Path] = field(default_factory=list)
+    pages: list[str] = field(default_factory=list)     # every page, PDFs and web
+    compiled: list[str] = field(default_factory=list)  # those not reused (reuse.py)
 
 
 def pdf_name(variant: Variant) -> str:
@@ -134,9 +141,7 @@ def _attachments(book: Book, node: Node) -> list[dict[str, str]]:
     for src, filename, mime, desc in files:
         rel = f"code/{node.id}/{filename}"
         dst = book.build_dir / rel
-        data = src.read_bytes()
-        if not dst.is_file() or dst.read_bytes() != data:
-            write_bytes(dst, data)
+        _write_if_changed(dst, src.read_bytes())
         out.append({"path": f"/{rel}", "rel": rel, "name": filename,
                     "mime": mime, "description": f"{node.title}: {desc}"})
     return out
@@ -146,8 +151,7 @@ def _source(src_root: Path, build_dir: Path) -> dict[str, Any]:
     """The commit this build ran from and the source archive every PDF carries."""
     rel = f"code/{source.ARCHIVE}"
     data = source.archive_bytes(src_root)
-    if not (build_dir / rel).is_file() or (build_dir / rel).read_bytes() != data:
-        write_bytes(build_dir / rel, data)
+    _write_if_changed(build_dir / rel, data)
     return {"revision": source.revision(src_root),
             "version": _version("llm-from-scratch"), "folder": source.PREFIX,
             "attachment": {"path": f"/{rel}", "rel": rel, "name": source.ARCHIVE,
@@ -263,6 +267,13 @@ def export_rows(roadmap: Roadmap, tracks: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write atomically, but only new bytes: an unchanged file keeps its time stamp
+    and a warm build writes (and syncs) nothing."""
+    if not path.is_file() or path.read_bytes() != data:
+        write_bytes(path, data)
+
+
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -304,40 +315,42 @@ def build(opts: Options) -> Report:
     book.source = _source(src_root, build_dir)
     for name in ("style.typ", "references.yml"):
         src = book.templates / name
-        if src.is_file() and ((build_dir / name).exists() is False
-                              or (build_dir / name).read_bytes() != src.read_bytes()):
-            write_bytes(build_dir / name, src.read_bytes())
+        if src.is_file():
+            _write_if_changed(build_dir / name, src.read_bytes())
     names = ", ".join(render.tstr(t) for t in roadmap.tracks)
     tracks_typ = ("// written by the builder from the roadmap's tracks\n"
                   f"#let track-names = ({names},)\n")
-    if not (build_dir / "tracks.typ").is_file() or \
-            (build_dir / "tracks.typ").read_text() != tracks_typ:
-        write_text(build_dir / "tracks.typ", tracks_typ)
+    _write_if_changed(build_dir / "tracks.typ", tracks_typ.encode())
     files: list[Path] = []
     env = render.make_env([book.templates, book_dir], files)
     sources = pdf.SourceMap(build_dir)
     sources.add_copy(build_dir / "style.typ", book.templates / "style.typ")
 
-    pdfs: dict[str, Path] = {}
+    pages: list[reuse.Page] = []
     attached: dict[str, dict[str, str]] = {}
     for variant in variants:
         text, where, attachments = render_variant(book, variant, env, files)
         main = build_dir / variant.name / "main.typ"
-        if not main.is_file() or main.read_text(encoding="utf-8") != text:
-            write_text(main, text)
+        _write_if_changed(main, text.encode("utf-8"))
         sources.add(main, where)
-        document = pdf.compile_typst(main, build_dir, sources)
-        target = out / pdf_name(variant)
-        write_bytes(target, document)
-        pdfs[variant.name] = target
+        pages.append(reuse.Page(variant.name, main, where))
         attached.update({a["rel"]: a for a in attachments})
+    with_web = opts.html is not False and opts.only is None and opts.track is None
+    if with_web:
+        pages += web.render_web(book, env, files, sources)
+
+    compiled, recompiled = reuse.compile_pages(
+        pages, build_dir, sources, reuse.Cache(out / ".cache" / "typst"), opts.force)
+    pdfs: dict[str, Path] = {}
+    for variant in variants:
+        target = out / pdf_name(variant)
+        _write_if_changed(target, compiled[variant.name])
+        pdfs[variant.name] = target
 
     code_files = []
     for rel in sorted(attached):
-        data = (build_dir / rel).read_bytes()
         dst = out / rel
-        if not dst.is_file() or dst.read_bytes() != data:
-            write_bytes(dst, data)
+        _write_if_changed(dst, (build_dir / rel).read_bytes())
         code_files.append(dst)
     if opts.only is None and opts.track is None and (out / "code").is_dir():
         keep = set(code_files)
@@ -345,9 +358,7 @@ def build(opts: Options) -> Report:
             if stale.is_file() and stale not in keep:
                 stale.unlink()
 
-    web_pages = []
-    if opts.html is not False and opts.only is None and opts.track is None:
-        web_pages = web.build_web(book, env, files, out / "web")
+    web_pages = web.write_web(book, compiled, out / "web") if with_web else []
     shots = web.screenshots(out / "web") if opts.screenshots else []
 
     manifest = None
@@ -355,7 +366,7 @@ def build(opts: Options) -> Report:
         manifest = out / "build-manifest.json"
         write_json(manifest, _manifest(book, results, pdfs, files, start))
     return Report(pdfs, results, manifest, time.perf_counter() - start, code_files,
-                  web_pages, shots)
+                  web_pages, shots, [p.name for p in pages], recompiled)
 
 
 def _manifest(book: Book, results: dict[str, execute.Result], pdfs: dict[str, Path],
