@@ -164,8 +164,11 @@ def _source(src_root: Path, build_dir: Path) -> dict[str, Any]:
 ROADMAP_FIT = (533.0, 645.0)
 
 
-def render_variant(book: Book, variant: Variant, env, files: list[Path]
+def render_variant(book: Book, variant: Variant, env, files: list[Path],
+                   exports: dict[str, dict[str, Any]]
                    ) -> tuple[str, list[tuple[Path, int]], list[dict[str, str]]]:
+    """The variant's Typst, its line map and its attachments; `exports`: track ->
+    its row of export_rows (described once per build, not once per edition)."""
     roadmap = book.roadmap
     nodes = roadmap.nodes_in(variant.track)
     shown = [roadmap.by_id[variant.only]] if variant.only else nodes
@@ -235,7 +238,7 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
         "roadmap_legend": legend, "track_views": views,
         "critical": [book.number(roadmap.by_id[i]) for i in graph["critical_path"]],
         "hardware": hardware_table(getattr(roadmap.plan, "HARDWARE", None)),
-        "export": export_rows(roadmap, [t["name"] for t in track_rows]),
+        "export": [exports[t["name"]] for t in track_rows if t["name"] in exports],
         "linkable": linkable, "titles": {n.id: n.title for n in roadmap.nodes},
         "version": _version("llm-from-scratch"), "source": book.source,
         "tstr": render.tstr,
@@ -326,10 +329,13 @@ def build(opts: Options) -> Report:
     sources = pdf.SourceMap(build_dir)
     sources.add_copy(build_dir / "style.typ", book.templates / "style.typ")
 
+    shown = list(roadmap.tracks) if any(v.track is None for v in variants) \
+        else [v.track for v in variants]
+    exports = {row["track"]: row for row in export_rows(roadmap, shown)}
     pages: list[reuse.Page] = []
     attached: dict[str, dict[str, str]] = {}
     for variant in variants:
-        text, where, attachments = render_variant(book, variant, env, files)
+        text, where, attachments = render_variant(book, variant, env, files, exports)
         main = build_dir / variant.name / "main.typ"
         _write_if_changed(main, text.encode("utf-8"))
         sources.add(main, where)
