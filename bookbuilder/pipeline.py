@@ -11,6 +11,7 @@ Outputs (all written atomically) under `out`:
   build-manifest.json                  versions, input hashes, experiment timings
   .cache/experiments/                  the experiment cache
   .cache/typst/                        the last compiled output of each page
+  .cache/source/                       the last source archive and its key
   web/                                 the web edition (web.py), in a full build
   .build/                              the generated Typst (the compiler's root)
 """
@@ -147,10 +148,11 @@ def _attachments(book: Book, node: Node) -> list[dict[str, str]]:
     return out
 
 
-def _source(src_root: Path, build_dir: Path) -> dict[str, Any]:
-    """The commit this build ran from and the source archive every PDF carries."""
+def _source(src_root: Path, build_dir: Path, cache: Path) -> dict[str, Any]:
+    """The commit this build ran from and the source archive every PDF carries
+    (packed again only when a file changed: `cache` keeps the last one)."""
     rel = f"code/{source.ARCHIVE}"
-    data = source.archive_bytes(src_root)
+    data = source.archive_bytes(src_root, cache)
     _write_if_changed(build_dir / rel, data)
     return {"revision": source.revision(src_root),
             "version": _version("llm-from-scratch"), "folder": source.PREFIX,
@@ -315,7 +317,7 @@ def build(opts: Options) -> Report:
     build_dir = out / ".build"
     build_dir.mkdir(parents=True, exist_ok=True)
     book = Book(roadmap, by_node, opts.templates.resolve(), build_dir)
-    book.source = _source(src_root, build_dir)
+    book.source = _source(src_root, build_dir, out / ".cache" / "source")
     for name in ("style.typ", "references.yml"):
         src = book.templates / name
         if src.is_file():
