@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="preview one roadmap node: run only its experiment and write "
                         "OUT/preview-NODE.pdf")
     p.add_argument("--force", action="store_true",
-                   help="re-run experiments even when their cached result is current")
+                   help="re-run experiments and recompile every page even when "
+                        "their cached results are current")
     p.add_argument("--no-exec", action="store_true",
                    help="never run experiments: use cached results, error if missing")
     p.add_argument("--no-progress", action="store_true",
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ran = sum(not r.cache_hit for r in report.results.values())
     print(f"experiments: {len(report.results)} ({ran} run, "
           f"{len(report.results) - ran} cached)")
+    print(f"typst pages: {len(report.pages)} ({len(report.compiled)} compiled, "
+          f"{len(report.pages) - len(report.compiled)} reused)")
     for path in report.pdfs.values():
         print(f"wrote {path}")
     if report.web_pages:

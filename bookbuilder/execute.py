@@ -20,6 +20,7 @@ never cached.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -181,23 +182,36 @@ def _imported_names(tree: ast.AST, package: str | None) -> set[str]:
     return {n for n in names if n}
 
 
+@functools.lru_cache(maxsize=4096)
+def _file_imports(path: Path, package: str, stamp: tuple[int, int]) -> frozenset[str]:
+    """`_imported_names` of a module file, parsed once per version of the file
+    (`stamp`: its mtime and size): the experiments share most of their modules."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return frozenset(_imported_names(tree, package))
+
+
 def local_modules(source: str, src_root: Path) -> list[Path]:
     """Every module under `src_root` that `source` imports, transitively, with the
     `__init__.py` of each package on the way (importing a.b runs a/__init__.py)."""
     found: dict[Path, None] = {}
-    queue = [(ast.parse(source), None)]
+    files: dict[str, Path | None] = {}  # dotted name -> its file, looked up once
+    queue = [frozenset(_imported_names(ast.parse(source), None))]
     while queue:
-        tree, package = queue.pop()
-        for dotted in sorted(_imported_names(tree, package)):
+        for dotted in sorted(queue.pop()):
             parts = dotted.split(".")
             for i in range(1, len(parts) + 1):
-                file = _module_file(src_root, ".".join(parts[:i]))
+                name = ".".join(parts[:i])
+                if name not in files:
+                    files[name] = _module_file(src_root, name)
+                file = files[name]
                 if file is None or file in found:
                     continue
                 found[file] = None
                 mod_package = ".".join(parts[:i] if file.name == "__init__.py"
                                        else parts[:i - 1])
-                queue.append((ast.parse(file.read_text(encoding="utf-8")), mod_package))
+                stat = file.stat()
+                queue.append(_file_imports(file, mod_package,
+                                           (stat.st_mtime_ns, stat.st_size)))
     return sorted(found)
 
 

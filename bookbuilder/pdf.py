@@ -11,7 +11,6 @@ that produced it.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import typst
@@ -64,12 +63,14 @@ class SourceMap:
         return found
 
 
-def compile_typst(main: Path, root: Path, sources: SourceMap, format: str = "pdf"
-                  ) -> bytes:
-    """The PDF's bytes (or, with format="html", the web page's: Typst's HTML export);
-    BuildError 'chapter.typ:LINE: message' on a Typst error."""
+def compile_page(main: Path, root: Path, sources: SourceMap, format: str = "pdf"
+                 ) -> tuple[bytes, list[str]]:
+    """The PDF's bytes (or, with format="html", the web page's: Typst's HTML export)
+    and its warnings, each 'chapter.typ:LINE: message'; BuildError
+    'chapter.typ:LINE: typst error: message' on a Typst error. Safe to call from
+    several threads at once (reuse.compile_pages does)."""
     try:
-        pdf, warnings = typst.compile_with_warnings(
+        out, diagnostics = typst.compile_with_warnings(
             str(main), root=str(root), font_paths=[], ignore_system_fonts=True,
             timestamp=0, format=format)
     except typst.TypstError as e:
@@ -79,14 +80,14 @@ def compile_typst(main: Path, root: Path, sources: SourceMap, format: str = "pdf
         trace = "".join(f"\n  {t} ({p})" for t, p in zip(e.trace, places[1:]))
         raise BuildError(f"{where}: typst error: {e.message}{hints}{trace}\n"
                          f"(generated file: {show(main)})") from None
-    for w in warnings:
+    warnings = []
+    for w in diagnostics:
         if format == "html" and w.message.startswith("html export is under active"):
             continue  # said on every page; the pages are tested in a browser
         places = sources.explain(w.diagnostic)
-        print(f"warning: {places[0] if places else show(main)}: {w.message}",
-              file=sys.stderr)
-    assert isinstance(pdf, bytes)
-    return pdf
+        warnings.append(f"{places[0] if places else show(main)}: {w.message}")
+    assert isinstance(out, bytes)
+    return out, warnings
 
 
 def typst_version() -> str:

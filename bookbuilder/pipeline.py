@@ -1,11 +1,17 @@
 """`build()`: roadmap -> experiments -> rendered Typst -> PDFs, code files, manifest.
 
+Every page (each edition's PDF, each web chapter) is rendered first, then the pages
+are compiled together (reuse.py): in parallel, and only those whose inputs changed
+since the last build; a warm build with nothing edited compiles nothing.
+
 Outputs (all written atomically) under `out`:
   llm-from-scratch.pdf                 every node, every track's estimates
   llm-from-scratch-<track>.pdf         one track's nodes at that track's depth
   code/<node>/<experiment>.py|.ipynb   each node's experiment, source and executed
   build-manifest.json                  versions, input hashes, experiment timings
   .cache/experiments/                  the experiment cache
+  .cache/typst/                        the last compiled output of each page
+  .cache/source/                       the last source archive and its key
   web/                                 the web edition (web.py), in a full build
   .build/                              the generated Typst (the compiler's root)
 """
@@ -20,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_reference.atomic import write_bytes, write_json, write_text
+from llm_reference.atomic import write_bytes, write_json
 
-from . import execute, pdf, render, snippets, source, web
+from . import execute, pdf, render, reuse, snippets, source, web
 from .errors import BuildError
 from .graph import roadmap_graph
 from .render import Book, Chapter, Typst, Variant
@@ -40,7 +46,7 @@ class Options:
     templates: Path = REPO / "book" / "templates"
     track: str | None = None         # build only this track's PDF
     only: str | None = None          # preview one node: run its experiment, one PDF
-    force: bool = False              # re-run experiments even when cached
+    force: bool = False              # re-run experiments, recompile, even if cached
     no_exec: bool = False            # never run experiments; missing cache is an error
     progress: bool | None = None     # progress display; None: when stderr is a TTY
     html: bool | None = None         # the web edition, out/web; None: unless
@@ -57,6 +63,8 @@ class Report:
     code_files: list[Path] = field(default_factory=list)
     web_pages: list[Path] = field(default_factory=list)
     screenshots: list[Path] = field(default_factory=list)
+    pages: list[str] = field(default_factory=list)     # every page, PDFs and web
+    compiled: list[str] = field(default_factory=list)  # those not reused (reuse.py)
 
 
 def pdf_name(variant: Variant) -> str:
@@ -134,20 +142,18 @@ def _attachments(book: Book, node: Node) -> list[dict[str, str]]:
     for src, filename, mime, desc in files:
         rel = f"code/{node.id}/{filename}"
         dst = book.build_dir / rel
-        data = src.read_bytes()
-        if not dst.is_file() or dst.read_bytes() != data:
-            write_bytes(dst, data)
+        _write_if_changed(dst, src.read_bytes())
         out.append({"path": f"/{rel}", "rel": rel, "name": filename,
                     "mime": mime, "description": f"{node.title}: {desc}"})
     return out
 
 
-def _source(src_root: Path, build_dir: Path) -> dict[str, Any]:
-    """The commit this build ran from and the source archive every PDF carries."""
+def _source(src_root: Path, build_dir: Path, cache: Path) -> dict[str, Any]:
+    """The commit this build ran from and the source archive every PDF carries
+    (packed again only when a file changed: `cache` keeps the last one)."""
     rel = f"code/{source.ARCHIVE}"
-    data = source.archive_bytes(src_root)
-    if not (build_dir / rel).is_file() or (build_dir / rel).read_bytes() != data:
-        write_bytes(build_dir / rel, data)
+    data = source.archive_bytes(src_root, cache)
+    _write_if_changed(build_dir / rel, data)
     return {"revision": source.revision(src_root),
             "version": _version("llm-from-scratch"), "folder": source.PREFIX,
             "attachment": {"path": f"/{rel}", "rel": rel, "name": source.ARCHIVE,
@@ -160,8 +166,11 @@ def _source(src_root: Path, build_dir: Path) -> dict[str, Any]:
 ROADMAP_FIT = (533.0, 645.0)
 
 
-def render_variant(book: Book, variant: Variant, env, files: list[Path]
+def render_variant(book: Book, variant: Variant, env, files: list[Path],
+                   exports: dict[str, dict[str, Any]]
                    ) -> tuple[str, list[tuple[Path, int]], list[dict[str, str]]]:
+    """The variant's Typst, its line map and its attachments; `exports`: track ->
+    its row of export_rows (described once per build, not once per edition)."""
     roadmap = book.roadmap
     nodes = roadmap.nodes_in(variant.track)
     shown = [roadmap.by_id[variant.only]] if variant.only else nodes
@@ -231,7 +240,7 @@ def render_variant(book: Book, variant: Variant, env, files: list[Path]
         "roadmap_legend": legend, "track_views": views,
         "critical": [book.number(roadmap.by_id[i]) for i in graph["critical_path"]],
         "hardware": hardware_table(getattr(roadmap.plan, "HARDWARE", None)),
-        "export": export_rows(roadmap, [t["name"] for t in track_rows]),
+        "export": [exports[t["name"]] for t in track_rows if t["name"] in exports],
         "linkable": linkable, "titles": {n.id: n.title for n in roadmap.nodes},
         "version": _version("llm-from-scratch"), "source": book.source,
         "tstr": render.tstr,
@@ -261,6 +270,13 @@ def export_rows(roadmap: Roadmap, tracks: list[str]) -> list[dict[str, Any]]:
                      "command": f"python -m scaffold new --track {track} "
                                 f"--budget {budget} -o my-llm"})
     return rows
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write atomically, but only new bytes: an unchanged file keeps its time stamp
+    and a warm build writes (and syncs) nothing."""
+    if not path.is_file() or path.read_bytes() != data:
+        write_bytes(path, data)
 
 
 def _version(dist: str) -> str:
@@ -301,43 +317,48 @@ def build(opts: Options) -> Report:
     build_dir = out / ".build"
     build_dir.mkdir(parents=True, exist_ok=True)
     book = Book(roadmap, by_node, opts.templates.resolve(), build_dir)
-    book.source = _source(src_root, build_dir)
+    book.source = _source(src_root, build_dir, out / ".cache" / "source")
     for name in ("style.typ", "references.yml"):
         src = book.templates / name
-        if src.is_file() and ((build_dir / name).exists() is False
-                              or (build_dir / name).read_bytes() != src.read_bytes()):
-            write_bytes(build_dir / name, src.read_bytes())
+        if src.is_file():
+            _write_if_changed(build_dir / name, src.read_bytes())
     names = ", ".join(render.tstr(t) for t in roadmap.tracks)
     tracks_typ = ("// written by the builder from the roadmap's tracks\n"
                   f"#let track-names = ({names},)\n")
-    if not (build_dir / "tracks.typ").is_file() or \
-            (build_dir / "tracks.typ").read_text() != tracks_typ:
-        write_text(build_dir / "tracks.typ", tracks_typ)
+    _write_if_changed(build_dir / "tracks.typ", tracks_typ.encode())
     files: list[Path] = []
     env = render.make_env([book.templates, book_dir], files)
     sources = pdf.SourceMap(build_dir)
     sources.add_copy(build_dir / "style.typ", book.templates / "style.typ")
 
-    pdfs: dict[str, Path] = {}
+    shown = list(roadmap.tracks) if any(v.track is None for v in variants) \
+        else [v.track for v in variants]
+    exports = {row["track"]: row for row in export_rows(roadmap, shown)}
+    pages: list[reuse.Page] = []
     attached: dict[str, dict[str, str]] = {}
     for variant in variants:
-        text, where, attachments = render_variant(book, variant, env, files)
+        text, where, attachments = render_variant(book, variant, env, files, exports)
         main = build_dir / variant.name / "main.typ"
-        if not main.is_file() or main.read_text(encoding="utf-8") != text:
-            write_text(main, text)
+        _write_if_changed(main, text.encode("utf-8"))
         sources.add(main, where)
-        document = pdf.compile_typst(main, build_dir, sources)
-        target = out / pdf_name(variant)
-        write_bytes(target, document)
-        pdfs[variant.name] = target
+        pages.append(reuse.Page(variant.name, main, where))
         attached.update({a["rel"]: a for a in attachments})
+    with_web = opts.html is not False and opts.only is None and opts.track is None
+    if with_web:
+        pages += web.render_web(book, env, files, sources)
+
+    compiled, recompiled = reuse.compile_pages(
+        pages, build_dir, sources, reuse.Cache(out / ".cache" / "typst"), opts.force)
+    pdfs: dict[str, Path] = {}
+    for variant in variants:
+        target = out / pdf_name(variant)
+        _write_if_changed(target, compiled[variant.name])
+        pdfs[variant.name] = target
 
     code_files = []
     for rel in sorted(attached):
-        data = (build_dir / rel).read_bytes()
         dst = out / rel
-        if not dst.is_file() or dst.read_bytes() != data:
-            write_bytes(dst, data)
+        _write_if_changed(dst, (build_dir / rel).read_bytes())
         code_files.append(dst)
     if opts.only is None and opts.track is None and (out / "code").is_dir():
         keep = set(code_files)
@@ -345,9 +366,7 @@ def build(opts: Options) -> Report:
             if stale.is_file() and stale not in keep:
                 stale.unlink()
 
-    web_pages = []
-    if opts.html is not False and opts.only is None and opts.track is None:
-        web_pages = web.build_web(book, env, files, out / "web")
+    web_pages = web.write_web(book, compiled, out / "web") if with_web else []
     shots = web.screenshots(out / "web") if opts.screenshots else []
 
     manifest = None
@@ -355,7 +374,7 @@ def build(opts: Options) -> Report:
         manifest = out / "build-manifest.json"
         write_json(manifest, _manifest(book, results, pdfs, files, start))
     return Report(pdfs, results, manifest, time.perf_counter() - start, code_files,
-                  web_pages, shots)
+                  web_pages, shots, [p.name for p in pages], recompiled)
 
 
 def _manifest(book: Book, results: dict[str, execute.Result], pdfs: dict[str, Path],

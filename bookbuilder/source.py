@@ -11,10 +11,14 @@ unchanged tree gives the same bytes and the PDF stays byte-identical.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import subprocess
 import tarfile
 from pathlib import Path
+
+from llm_reference.atomic import write_bytes, write_json
 
 ARCHIVE = "llm-from-scratch-src.tar.gz"
 PREFIX = "llm-from-scratch"  # the folder the archive unpacks into
@@ -51,17 +55,51 @@ def files(root: Path) -> list[Path]:
                   and not SKIP & set(p.relative_to(root).parts[:-1]))
 
 
-def archive_bytes(root: Path) -> bytes:
-    """A reproducible .tar.gz of `files(root)` under the folder PREFIX/."""
+def _members(root: Path) -> list[tuple[str, int, bytes]]:
+    """(name in the archive, mode, bytes) of each file to ship."""
+    return [(f"{PREFIX}/{path.relative_to(root).as_posix()}",
+             0o755 if path.stat().st_mode & 0o111 else 0o644, path.read_bytes())
+            for path in files(root)]
+
+
+def _pack(members: list[tuple[str, int, bytes]]) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in files(root):
-            data = path.read_bytes()
-            info = tarfile.TarInfo(f"{PREFIX}/{path.relative_to(root).as_posix()}")
+        for name, mode, data in members:
+            info = tarfile.TarInfo(name)
             info.size, info.mtime, info.uid, info.gid = len(data), 0, 0, 0
-            info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            info.mode = mode
             tar.addfile(info, io.BytesIO(data))
     packed = io.BytesIO()
     with gzip.GzipFile(fileobj=packed, mode="wb", compresslevel=9, mtime=0) as gz:
         gz.write(raw.getvalue())
     return packed.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def archive_bytes(root: Path, cache: Path | None = None) -> bytes:
+    """A reproducible .tar.gz of `files(root)` under the folder PREFIX/.
+
+    With `cache` (a folder), the archive of the last call is reused when no file's
+    name, mode or bytes changed: reading and hashing the files is cheap, packing and
+    compressing them is what takes the time.
+    """
+    members = _members(root)
+    key = _sha256("".join(f"{name}\0{mode}\0{_sha256(data)}\n"
+                          for name, mode, data in members).encode())
+    if cache is None:
+        return _pack(members)
+    try:
+        meta = json.loads((cache / "source.json").read_text(encoding="utf-8"))
+        packed = (cache / ARCHIVE).read_bytes()
+        if meta["key"] == key and meta["sha256"] == _sha256(packed):
+            return packed
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no usable archive: pack it
+    packed = _pack(members)
+    write_bytes(cache / ARCHIVE, packed)
+    write_json(cache / "source.json", {"key": key, "sha256": _sha256(packed)})
+    return packed

@@ -6,7 +6,9 @@ MathML, code highlighted as in the PDF, labels as ids. Only the look differs:
 templates/web/style.typ defines the PDF's box functions (panel, checkpoint-box,
 estimate-card ...) as HTML elements that web.css styles. The builder then puts each
 page's body in templates/web/page.html (navigation, stylesheet) with Jinja2's HTML
-escaping. The roadmap page is written by webroadmap.py.
+escaping. The roadmap page is written by webroadmap.py. The pages are compiled with
+the PDFs (reuse.py: in parallel, and only those whose inputs changed): `render_web`
+writes their Typst, `write_web` the site from what Typst made of it.
 
 Outputs under OUT/web/ (written only when their bytes change, stale files removed):
   index.html            the roadmap, interactive (roadmap.js, no network needed)
@@ -34,7 +36,7 @@ from pygments.formatters import HtmlFormatter
 
 from llm_reference.atomic import write_bytes, write_text
 
-from . import browser, pdf, render, webroadmap
+from . import browser, pdf, render, reuse, webroadmap
 from .render import Book, Chapter, Typst, Variant
 from .roadmap import Node
 
@@ -128,26 +130,35 @@ def copy_typst_files(book: Book) -> None:
         write_bytes(dst, src.read_bytes())
 
 
-def build_web(book: Book, env: jinja2.Environment, files: list[Path], out: Path
-              ) -> list[Path]:
-    """Write the web edition under `out` (OUT/web); returns the pages written."""
-    writer = Writer(out)
-    shells = html_env(book.templates)
+def render_web(book: Book, env: jinja2.Environment, files: list[Path],
+               sources: pdf.SourceMap) -> list[reuse.Page]:
+    """Render each chapter's web page as Typst under the root (web/NODE.typ), to be
+    compiled with the PDFs (reuse.compile_pages, page names web/NODE)."""
     copy_typst_files(book)
-    sources = pdf.SourceMap(book.build_dir)
     sources.add_copy(book.build_dir / "web" / "style.typ",
                      book.templates / "web" / "style.typ")
-    pages = chapter_pages(book)
-    written = []
-    for i, page in enumerate(pages):
+    pages = []
+    for page in chapter_pages(book):
         node = book.roadmap.by_id[page.node_id]
         text, where = render_chapter(book, node, env, files)
         main = book.build_dir / "web" / f"{node.id}.typ"
         if not main.is_file() or main.read_text(encoding="utf-8") != text:
             write_text(main, text)
         sources.add(main, where)
-        html = pdf.compile_typst(main, book.build_dir, sources, format="html")
-        body = page_body(html.decode("utf-8"))
+        pages.append(reuse.Page(f"web/{node.id}", main, where, format="html"))
+    return pages
+
+
+def write_web(book: Book, compiled: dict[str, bytes], out: Path) -> list[Path]:
+    """Write the web edition under `out` (OUT/web) from the chapters' compiled HTML
+    (page name web/NODE -> bytes); returns the pages written, the roadmap first."""
+    writer = Writer(out)
+    shells = html_env(book.templates)
+    pages = chapter_pages(book)
+    written = []
+    for i, page in enumerate(pages):
+        node = book.roadmap.by_id[page.node_id]
+        body = page_body(compiled[f"web/{node.id}"].decode("utf-8"))
         for rel in IMAGE.findall(body):
             writer.bytes(rel, (book.build_dir / rel).read_bytes())
         written.append(writer.text(page.href, shells.get_template("page.html").render(

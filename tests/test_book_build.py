@@ -284,6 +284,45 @@ def test_text_edit_reexecutes_nothing_and_only_preview(built, tmp_path):
     assert named == {"node-write"}
 
 
+def test_an_unchanged_rebuild_compiles_nothing_and_keeps_every_byte(built, tmp_path):
+    out = tmp_path / "dist"
+    shutil.copytree(built.pdfs["all"].parent, out)
+    (out / "llm-from-scratch.pdf").unlink()  # restored from the compile cache
+    again = build(Options(book_dir=FIXTURE, out=out, no_exec=True, progress=False))
+    assert again.compiled == []
+    assert sorted(again.pages) == ["all", "basic", "full", "web/extra", "web/intro",
+                                   "web/write"]
+    for name, path in built.pdfs.items():
+        assert again.pdfs[name].read_bytes() == path.read_bytes(), name
+    for page in built.web_pages:
+        assert (out / "web" / page.name).read_bytes() == page.read_bytes(), page.name
+
+
+def test_a_chapter_edit_recompiles_only_the_pages_that_show_it(built, tmp_path):
+    book, out = _copy_with_cache(built, tmp_path)
+    first = build(Options(book_dir=book, out=out, no_exec=True, progress=False))
+    assert first.compiled == first.pages  # another book folder: other line maps
+    chapter = book / "chapters" / "03-extra.typ"
+    chapter.write_text(chapter.read_text().replace("has no experiment",
+                                                   "runs no experiment"))
+    edited = build(Options(book_dir=book, out=out, no_exec=True, progress=False))
+    assert edited.compiled == ["all", "basic", "full", "web/extra"]
+    assert "runs no experiment" in (out / "web" / "extra.html").read_text()
+    fresh = tmp_path / "fresh"  # no compile cache: every page compiled
+    shutil.copytree(out / ".cache" / "experiments", fresh / ".cache" / "experiments")
+    cold = build(Options(book_dir=book, out=fresh, no_exec=True, progress=False))
+    assert cold.compiled == cold.pages
+    for name, path in cold.pdfs.items():
+        assert edited.pdfs[name].read_bytes() == path.read_bytes(), name
+    templates = tmp_path / "templates"  # a shared file of the Typst root
+    shutil.copytree(REPO / "book" / "templates", templates)
+    with (templates / "style.typ").open("a") as f:
+        f.write("// an edit every page imports\n")
+    styled = build(Options(book_dir=book, out=out, templates=templates, no_exec=True,
+                           progress=False))
+    assert styled.compiled == styled.pages
+
+
 def test_command_line_exit_codes(built, tmp_path):
     book, out = _copy_with_cache(built, tmp_path)
     cmd = [sys.executable, str(REPO / "build.py"), "--book-dir", str(book), "--out",

@@ -48,3 +48,19 @@ def test_archive_is_deterministic_and_follows_git(tmp_path):
     assert source.revision(root)["dirty"] is True
     assert _names(source.archive_bytes(root))["llm-from-scratch/pkg/a.py"][2] == \
         b"print('b')\n"  # the working tree, as the book's experiments ran it
+
+
+def test_archive_is_reused_until_a_file_changes(tmp_path):
+    (tmp_path / "repo").mkdir()
+    root, cache = _repo(tmp_path / "repo"), tmp_path / "cache"
+    first = source.archive_bytes(root, cache)
+    assert first == source.archive_bytes(root) == source.archive_bytes(root, cache)
+    (cache / source.ARCHIVE).write_bytes(b"torn")  # a damaged cache is not used
+    assert source.archive_bytes(root, cache) == first
+    (root / "pkg" / "a.py").write_text("print('b')\n")
+    changed = source.archive_bytes(root, cache)
+    assert changed != first and changed == source.archive_bytes(root)
+    assert _names(changed)["llm-from-scratch/pkg/a.py"][2] == b"print('b')\n"
+    (root / "pkg" / "a.py").chmod(0o755)  # the mode is in the key too
+    assert _names(source.archive_bytes(root, cache))["llm-from-scratch/pkg/a.py"][0] \
+        == 0o755
