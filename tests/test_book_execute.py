@@ -236,3 +236,23 @@ def test_resumable_run_continues_in_its_folder_after_a_failure(book, src, tmp_pa
     result = execute.run(exp, cache, src, book)
     assert result.output().strip() == "resumed from half"
     assert [p.name for p in cache.iterdir()] == [result.folder.name]
+
+
+def test_book_model_load_reads_the_needed_folder(tiny_run, data_dir, tmp_path,
+                                                 monkeypatch):
+    from bookbuilder import book_model
+
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "run").symlink_to(tiny_run)
+    (files / "data").symlink_to(data_dir)
+    (files / "book_model.json").write_text(json.dumps({"val_loss": 4.5}))
+    monkeypatch.setenv("BOOK_NEEDS", json.dumps({"other": "/nowhere"}))
+    with pytest.raises(BuildError, match=r"does not name it \(it names: other\)"):
+        book_model.load()
+    monkeypatch.setenv("BOOK_NEEDS", json.dumps({"book_model": str(files)}))
+    book = book_model.load()
+    assert book.summary == {"val_loss": 4.5}
+    assert (book.run_dir, book.data_dir) == (files / "run", files / "data")
+    assert not book.model.training and book.tokenizer.decode(
+        book.tokenizer.encode("def f():")) == "def f():"

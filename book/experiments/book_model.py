@@ -96,7 +96,7 @@ losses = [r for r in records if "loss" in r]
 evals = [r for r in records if "val_loss" in r]
 rates = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
 tokens = (config.train.max_steps * config.train.batch_size
-          * config.model.context_length)
+          * config.model["context_length"])
 print(f"{tokens:,} tokens in {config.train.max_steps} steps "
       f"({'resumed, ' if resume else ''}{train_s:.0f} s this time); "
       f"val loss {evals[0]['val_loss']:.2f} -> {result['val_loss']:.3f}")
@@ -115,7 +115,7 @@ for prompt in S["prompts"]:
 
 # %%
 summary = {
-    "model": asdict(config.model), "train": S["train"],
+    "model": asdict(model.config), "train": S["train"],
     "params": model.num_parameters(),
     "non_embedding": model.num_parameters(non_embedding=True),
     "flops_per_token": model.flops_per_token(),
