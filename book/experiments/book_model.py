@@ -40,7 +40,7 @@ from llm_reference.generate import generate
 from llm_reference.metrics_plot import read_metrics
 from llm_reference.train import train
 
-BOOK = {"timeout": 900, "seed": 1337, "resume": True,
+BOOK = {"timeout": 1800, "seed": 1337, "resume": True,
         "settings": {"max_bytes": 3_000_000, "vocab_size": 2048,
                      "val_fraction": 0.04, "threads": 2,
                      "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
