@@ -24,8 +24,8 @@ from llm_reference.data import Batches, load_meta
 from llm_reference.evaluate import build_cloze, cloze_accuracy, language_model_metrics
 from llm_reference.model import GPT
 
-BOOK = {"timeout": 600, "seed": 1337, "needs": ["book_model"],
-        "settings": {"batch_size": 16, "eval_batches": 20, "cloze_items": 400,
+BOOK = {"timeout": 1200, "seed": 1337, "needs": ["book_model"],
+        "settings": {"batch_size": 16, "eval_batches": 10, "cloze_items": 300,
                      "choices": 4, "early_step": 100, "ngram": 13, "threads": 2,
                      "z": 1.96}}
 S = BOOK["settings"]
