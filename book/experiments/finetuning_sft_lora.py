@@ -41,7 +41,7 @@ from llm_reference.model import GPT, ModelConfig
 from llm_reference.sft_data import function_docstrings
 from llm_reference.sources import stdlib_files
 
-BOOK = {"timeout": 600, "seed": 0, "needs": ["book_model"],
+BOOK = {"timeout": 1200, "seed": 0, "needs": ["book_model"],
         "settings": {"max_summary": 120, "examples": 3000, "steps": 100,
                      "batch_size": 16, "sft_lr": 1e-3, "lora_lr": 4e-3,
                      "lora_rank": 8, "val_fraction": 0.05, "scored": 200}}
