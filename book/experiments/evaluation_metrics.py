@@ -1,93 +1,82 @@
 # %% [markdown]
-# # Evaluating a small GPT on held-out text
+# # Evaluating the book's model on held-out text
 #
-# A slice of the default corpus (2048-token vocabulary), a small GPT trained for
-# about half a minute with the real training loop, and every metric of `evaluate.py`
-# on the validation split: loss, perplexity, bits per byte, next-token accuracy and
-# the cloze benchmark, for an untrained model, an early checkpoint and the last one.
-# Last, a contamination check: how many validation 13-grams occur in training.
+# The book's model (`book_model.py`: a small GPT pretrained on the standard library)
+# and every metric of `evaluate.py` on its validation split, which training never
+# saw: loss, perplexity, bits per byte, next-token accuracy and the cloze benchmark,
+# for an untrained model of the same shape, an early checkpoint and the last one,
+# each accuracy with a 95 % confidence interval. Then the model against zlib and
+# lzma on the same bytes, and a contamination check: how many validation 13-grams
+# occur in training.
 
 # %%
 import json
+import lzma
 import math
-import tempfile
-from pathlib import Path
+import zlib
 
 import numpy as np
 import torch
 
-from llm_reference.config import load_config
-from llm_reference.data import Batches, load_meta, load_tokenizer
-from llm_reference.evaluate import (
-    build_cloze,
-    cloze_accuracy,
-    evaluate_run,
-    language_model_metrics,
-)
-from llm_reference.model import GPT, ModelConfig
-from llm_reference.quickstart import tiny_data
-from llm_reference.train import train
+from bookbuilder import book_model
+from llm_reference.checkpoint import load_model
+from llm_reference.data import Batches, load_meta
+from llm_reference.evaluate import build_cloze, cloze_accuracy, language_model_metrics
+from llm_reference.model import GPT
 
-BOOK = {"timeout": 300, "seed": 1337,
-        "settings": {"max_bytes": 1_500_000, "vocab_size": 2048, "val_fraction": 0.05,
-                     "context_length": 64, "max_steps": 150, "early_step": 50,
-                     "eval_batches": 10, "cloze_items": 100, "choices": 4,
-                     "ngram": 13, "threads": 2}}
+BOOK = {"timeout": 1200, "seed": 1337, "needs": ["book_model"],
+        "settings": {"batch_size": 16, "eval_batches": 10, "cloze_items": 300,
+                     "choices": 4, "early_step": 100, "ngram": 13, "threads": 2,
+                     "z": 1.96}}
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
-workdir = tempfile.TemporaryDirectory()
-run_dir = Path(workdir.name) / "run"
 cpu = torch.device("cpu")
-
-# %% [markdown]
-# ## Data and a short training run
-
-# %% tags=["train"]
-data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],
-                     val_fraction=S["val_fraction"])  # `prepare`, cached
+book = book_model.load()
+data_dir, tokenizer = book.data_dir, book.tokenizer
 meta = load_meta(data_dir)
-config = load_config("small", overrides=[
-    f"train.data_dir={json.dumps(str(data_dir))}", 'train.device="cpu"',
-    f"model.context_length={S['context_length']}",
-    f"train.max_steps={S['max_steps']}", "train.warmup_steps=15",
-    "train.eval_interval=50", f"train.eval_steps={S['eval_batches']}",
-    f"train.checkpoint_interval={S['early_step']}", "train.keep_last=3"])
-result = train(config, run_dir)
-print(f"{meta['train_tokens']:,} training / {meta['val_tokens']:,} validation "
-      f"tokens; trained {S['max_steps']} steps "
-      f"({S['max_steps'] * 16 * S['context_length']:,} tokens), "
-      f"val loss {result['val_loss']:.3f}")
+T = book.model.config.context_length
+
+
+def wilson(right: int, n: int, z: float = S["z"]) -> tuple[float, float]:
+    """The Wilson score interval of a proportion right / n (95 % for z = 1.96)."""
+    p = right / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
 
 # %% [markdown]
 # ## Every metric, at three points of training
 #
-# The untrained model is a fresh `GPT` with the run's config, measured with the same
+# The untrained model is a fresh `GPT` with the book model's config; the early and
+# the last checkpoint come from its run folder. All three are measured with the same
 # functions (`language_model_metrics`, `build_cloze`, `cloze_accuracy`) that
-# `evaluate_run` calls for the checkpoints.
+# `evaluate_run` calls, on the same validation batches and cloze items.
 
 # %% tags=["checkpoint"]
-tokenizer = load_tokenizer(data_dir)
 torch.manual_seed(BOOK["seed"])
-untrained = GPT(ModelConfig(**{**config.model, "vocab_size": meta["vocab_size"]}))
-val = Batches(data_dir, "val", 16, S["context_length"], seed=config.train.seed)
-windows = Batches(data_dir, "val", 2 * S["cloze_items"], S["context_length"],
-                  seed=config.train.seed + 1)
+models = {"untrained": GPT(book.model.config).eval(),
+          f"step {S['early_step']}": load_model(book.run_dir, S["early_step"])[0],
+          f"step {book.summary['train']['max_steps']}": book.model}
+val = Batches(data_dir, "val", S["batch_size"], T, seed=BOOK["seed"])
+windows = Batches(data_dir, "val", 2 * S["cloze_items"], T, seed=BOOK["seed"] + 1)
 items = build_cloze([tokenizer.decode(r) for r in windows.get(0)[0].tolist()],
-                    S["cloze_items"], S["choices"], seed=config.train.seed)
-rows = [{"model": "untrained",
-         **language_model_metrics(untrained, tokenizer, val, S["eval_batches"], cpu),
-         "cloze": cloze_accuracy(untrained, tokenizer, items, cpu)}]
-for step in (S["early_step"], S["max_steps"]):
-    r = evaluate_run(run_dir, step=step, n_batches=S["eval_batches"],
-                     n_cloze=S["cloze_items"], n_choices=S["choices"], device="cpu")
-    rows.append({"model": f"step {step}", **r})
-print(f"{'':10} {'loss':>6} {'ppl':>8} {'bits/B':>7} {'acc':>6} {'cloze':>6}")
+                    S["cloze_items"], S["choices"], seed=BOOK["seed"])
+rows = []
+for name, model in models.items():
+    metrics = language_model_metrics(model, tokenizer, val, S["eval_batches"], cpu)
+    cloze = cloze_accuracy(model, tokenizer, items, cpu)
+    right = round(cloze["accuracy"] * len(items))
+    low, high = wilson(right, len(items))
+    rows.append({"model": name, **metrics, "cloze": cloze["accuracy"],
+                 "cloze_low": low, "cloze_high": high})
+print(f"{'':10} {'loss':>6} {'ppl':>8} {'bits/B':>7} {'acc':>6}  cloze (95 % CI)")
 for r in rows:
     print(f"{r['model']:10} {r['val_loss']:6.3f} {r['perplexity']:8.1f} "
-          f"{r['bits_per_byte']:7.3f} {r['accuracy']:6.1%} "
-          f"{r['cloze']['accuracy']:6.1%}")
-print(f"cloze: {rows[-1]['cloze']['items']} items, chance "
-      f"{rows[-1]['cloze']['chance']:.0%}")
+          f"{r['bits_per_byte']:7.3f} {r['accuracy']:6.1%}  {r['cloze']:6.1%} "
+          f"({r['cloze_low']:.1%}-{r['cloze_high']:.1%})")
+print(f"cloze: {len(items)} items of {S['choices']} choices, chance "
+      f"{1 / S['choices']:.0%}")
 
 # %% [markdown]
 # ## Bits per byte by hand, and one cloze item
@@ -105,6 +94,46 @@ print("\n".join("  | " + line for line in item.context.split("\n")[-3:]) + "____
 print(f"choices {item.choices}, answer {item.choices[item.answer]!r}")
 
 # %% [markdown]
+# ## The model against zlib and lzma, on the whole validation split
+#
+# The compressors get the split as one file (they may use matches anywhere in it);
+# the model reads it in consecutive windows of its context length, each window's
+# first tokens with little context. Both numbers are bits per byte of the same text.
+
+# %% tags=["compressors"]
+def split_ids(split: str) -> np.ndarray:
+    return np.concatenate([np.fromfile(data_dir / s["file"], dtype="<u2")
+                           for s in meta["shards"][split]])
+
+
+class Consecutive:
+    """The split cut into consecutive windows, `batch` windows per batch."""
+
+    def __init__(self, ids: np.ndarray, batch: int):
+        n = (len(ids) - 1) // T
+        self.x = torch.from_numpy(ids[:n * T].astype(np.int64)).view(n, T)
+        self.y = torch.from_numpy(ids[1:n * T + 1].astype(np.int64)).view(n, T)
+        self.batch, self.batches = batch, math.ceil(n / batch)
+
+    def get(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = slice(i * self.batch, (i + 1) * self.batch)
+        return self.x[rows], self.y[rows]  # (B, T), (B, T)
+
+
+val_ids = split_ids("val")
+whole = Consecutive(val_ids, S["batch_size"])
+model_bpb = language_model_metrics(book.model, tokenizer, whole, whole.batches,
+                                   cpu)["bits_per_byte"]
+text = tokenizer.decode(val_ids[1:whole.x.numel() + 1].tolist()).encode("utf-8")
+compressors = {"zlib -9": len(zlib.compress(text, 9)),
+               "lzma -9": len(lzma.compress(text, preset=9))}
+bpb = {"book model": model_bpb,
+       **{name: 8 * size / len(text) for name, size in compressors.items()}}
+for name, value in bpb.items():
+    print(f"{name:11} {value:.3f} bits/byte")
+print(f"({len(text):,} bytes of held-out Python)")
+
+# %% [markdown]
 # ## Contamination: validation 13-grams found in the training shards
 #
 # Each window of 13 token ids gets a 64-bit polynomial hash; we count how many
@@ -119,13 +148,8 @@ def ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
-def split_ids(split: str) -> np.ndarray:
-    return np.concatenate([np.fromfile(data_dir / s["file"], dtype="<u2")
-                           for s in meta["shards"][split]])
-
-
 train_h = np.unique(ngram_hashes(split_ids("train"), S["ngram"]))
-val_h = ngram_hashes(split_ids("val"), S["ngram"])
+val_h = ngram_hashes(val_ids, S["ngram"])
 overlap = float(np.isin(val_h, train_h).mean())
 print(f"{overlap:.1%} of {len(val_h):,} validation {S['ngram']}-grams occur in the "
       f"{len(train_h):,} distinct training {S['ngram']}-grams")
@@ -133,10 +157,14 @@ print(f"{overlap:.1%} of {len(val_h):,} validation {S['ngram']}-grams occur in t
 # %%
 json.dump({"rows": [{k: v for k, v in r.items() if k in (
                "model", "val_loss", "perplexity", "bits_per_byte", "accuracy",
-               "tokens", "bytes")} | {"cloze": r["cloze"]["accuracy"]} for r in rows],
-           "chance": rows[-1]["cloze"]["chance"], "items": len(items),
-           "vocab_size": meta["vocab_size"], "max_steps": S["max_steps"],
-           "context_length": S["context_length"], "overlap": overlap,
-           "ngram": S["ngram"], "eval_batches": S["eval_batches"]},
+               "tokens", "bytes", "cloze", "cloze_low", "cloze_high")}
+                    for r in rows],
+           "chance": 1 / S["choices"], "items": len(items), "choices": S["choices"],
+           "model": book.summary["model"], "params": book.summary["params"],
+           "max_steps": book.summary["train"]["max_steps"],
+           "early_step": S["early_step"], "tokens_trained":
+               book.summary["tokens_trained"], "vocab_size": meta["vocab_size"],
+           "bpb": bpb,
+           "val_bytes": len(text), "overlap": overlap, "ngram": S["ngram"],
+           "eval_batches": S["eval_batches"], "batch_size": S["batch_size"]},
           open("evaluation.json", "w"), indent=1)
-workdir.cleanup()

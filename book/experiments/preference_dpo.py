@@ -1,9 +1,9 @@
 # %% [markdown]
-# # DPO on a tiny model: a preference it can learn, and one it struggles with
+# # DPO on the book's model: a preference it can learn, and one it struggles with
 #
-# We pretrain a small GPT for a few dozen seconds, fine-tune it briefly on the
-# docstring conversations (SFT, the usual starting point of DPO), then run DPO on
-# two preference sets built from the same prompts:
+# We fine-tune the book's model (`book_model.py`) briefly on the docstring
+# conversations (SFT, the usual starting point of DPO), then run DPO on two
+# preference sets built from the same prompts:
 #
 # - "style": chosen = the docstring, rejected = the same docstring in capitals.
 #   Same content, a pure style preference that needs no understanding.
@@ -19,34 +19,32 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from bookbuilder import book_model
 from llm_reference.finetune import FinetuneSettings, finetune, stdlib_conversations
-from llm_reference.quickstart import tiny_base, tiny_data
 
-BOOK = {"timeout": 360, "seed": 0,
-        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 150,
-                     "sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
+BOOK = {"timeout": 600, "seed": 0, "needs": ["book_model"],
+        "settings": {"sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
                      "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5}}
 S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
-torch.set_num_threads(1)
+torch.set_num_threads(2)
 
 workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
 
 # %% [markdown]
-# The starting point: the base model of the fine-tuning step (`tiny_data` and
-# `tiny_base` run `prepare` and `train` and keep the result in a cache), then a
-# short SFT on the docstring conversations.
+# The starting point: the book's model, then a short SFT on the docstring
+# conversations.
 
 # %%
-data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
-base = tiny_base(data_dir, S["pretrain_steps"], seed=BOOK["seed"])
-sft = finetune(base.folder, root / "sft",
+base = book_model.load()
+sft = finetune(base.run_dir, root / "sft",
                FinetuneSettings(method="sft", max_steps=S["sft_steps"], lr=1e-3,
                                 batch_size=16, warmup_steps=5, max_examples=2000,
                                 eval_interval=S["sft_steps"], eval_batches=2,
                                 seed=BOOK["seed"]))
-print(f"pretrained: validation loss {base.val_loss:.2f}; fine-tuned: held-out "
+print(f"pretrained: validation loss {base.summary['val_loss']:.2f}; fine-tuned: "
+      "held-out "
       f"masked loss {sft['after']['val_loss']:.2f}")
 
 # %% [markdown]
@@ -68,13 +66,13 @@ print(open(root / "style.jsonl", encoding="utf-8").readline(), end="")
 #
 # The same settings for both: beta 0.1, 40 steps of 8 pairs, learning rate 1e-4,
 # starting from (and measured against) the SFT model. Every 5 steps: the DPO loss,
-# the reward margin and the reward accuracy on 32 held-out pairs.
+# the reward margin and the reward accuracy on 64 held-out pairs.
 
 # %% tags=["checkpoint"]
 common = dict(method="dpo", max_steps=S["dpo_steps"], batch_size=S["batch_size"],
               lr=S["lr"], beta=S["beta"], warmup_steps=5, val_fraction=0.1,
               max_examples=S["pairs"], eval_interval=S["eval_interval"],
-              eval_batches=4, seed=BOOK["seed"])
+              eval_batches=8, seed=BOOK["seed"])
 results = {"style": finetune(root / "sft", root / "dpo-style",
                              FinetuneSettings(**common), data=root / "style.jsonl"),
            "default": finetune(root / "sft", root / "dpo-default",
