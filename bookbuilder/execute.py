@@ -20,9 +20,10 @@ never cached.
 
 An experiment may read what another one wrote: `needs` names experiment files in its
 own folder (without `.py`). They run first (or load from the cache), the kernel finds
-their `files/` folders in the environment variable BOOK_NEEDS (a JSON object, name ->
-folder; `bookbuilder.needs.folder(name)` reads it), and their cache keys are part of
-the reader's key: retraining the book's model re-runs every chapter that uses it.
+each one's `files/` folder in the environment variable NAME_DIR (`book_model` ->
+BOOK_MODEL_DIR), which a reader running the file by hand can set too, and their cache
+keys are part of the reader's key: retraining the book's model re-runs every chapter
+that uses it.
 A needed experiment that belongs to no roadmap node (node None) is shared: it gets
 no chapter, only a cache entry and a line in the manifest.
 
@@ -164,6 +165,9 @@ def read_experiment(path: Path, node: str | None, book_dir: Path) -> Experiment:
         data.append(file)
     needs = [str(n) for n in header.get("needs", [])]
     for name in needs:
+        if not name.isidentifier():  # it becomes an environment variable's name
+            raise BuildError(f"{path}:{line}: BOOK['needs'] names {name!r}, which is "
+                             "not a Python identifier; rename that experiment's file")
         if not (path.parent / f"{name}.py").is_file():
             raise BuildError(f"{path}:{line}: BOOK['needs'] names {name!r}, but "
                              f"{path.parent / name}.py does not exist")
@@ -358,8 +362,9 @@ def _kernel_env(exp: Experiment, src_root: Path, book_dir: Path, rc_dir: Path,
         TQDM_DISABLE="1",            # no progress bars inside the notebook's outputs
         BOOK_DIR=str(book_dir.resolve()),
         BOOK_SEED=str(exp.seed),
-        BOOK_NEEDS=json.dumps({name: str(folder) for name, folder in needs.items()}),
     )
+    env.update({f"{name.upper()}_DIR": str(folder.resolve())
+                for name, folder in needs.items()})
     env.pop("MPLBACKEND", None)
     return env
 

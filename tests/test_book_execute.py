@@ -199,8 +199,8 @@ def test_reader_sees_the_needed_files_and_reruns_when_they_change(book, src, tmp
     shared("v1")
     path = write_experiment(
         book, "reader", "{'needs': ['shared']}",
-        "from bookbuilder import needs\n"
-        "print((needs.folder('shared') / 'value.txt').read_text())")
+        "import os, pathlib\n"
+        "print((pathlib.Path(os.environ['SHARED_DIR']) / 'value.txt').read_text())")
     reader = execute.read_experiment(path, "n", book)
     cache = tmp_path / "cache"
 
@@ -238,21 +238,20 @@ def test_resumable_run_continues_in_its_folder_after_a_failure(book, src, tmp_pa
     assert [p.name for p in cache.iterdir()] == [result.folder.name]
 
 
-def test_book_model_load_reads_the_needed_folder(tiny_run, data_dir, tmp_path,
-                                                 monkeypatch):
-    from bookbuilder import book_model
+def test_each_need_is_an_environment_variable_named_after_it(book, src, tmp_path):
+    path = write_experiment(book, "reader", "{'needs': ['book_model']}", "print(1)")
+    write_experiment(book, "book_model", "{}", "print(0)")
+    exp = execute.read_experiment(path, "n", book)
+    env = execute._kernel_env(exp, src, book, tmp_path,
+                              {"book_model": tmp_path / "files"})
+    assert env["BOOK_MODEL_DIR"] == str((tmp_path / "files").resolve())
+    write_experiment(book, "bad", "{'needs': ['book-model']}", "print(2)")
+    with pytest.raises(BuildError, match="not a Python identifier"):
+        execute.read_experiment(book / "experiments" / "bad.py", "n", book)
 
-    files = tmp_path / "files"
-    files.mkdir()
-    (files / "run").symlink_to(tiny_run)
-    (files / "data").symlink_to(data_dir)
-    (files / "book_model.json").write_text(json.dumps({"val_loss": 4.5}))
-    monkeypatch.setenv("BOOK_NEEDS", json.dumps({"other": "/nowhere"}))
-    with pytest.raises(BuildError, match=r"does not name it \(it names: other\)"):
-        book_model.load()
-    monkeypatch.setenv("BOOK_NEEDS", json.dumps({"book_model": str(files)}))
-    book = book_model.load()
-    assert book.summary == {"val_loss": 4.5}
-    assert (book.run_dir, book.data_dir) == (files / "run", files / "data")
-    assert not book.model.training and book.tokenizer.decode(
-        book.tokenizer.encode("def f():")) == "def f():"
+
+def test_the_books_experiments_do_not_import_the_builder():
+    """Readers get them inside the PDF: they must run without `bookbuilder`."""
+    experiments = Path(__file__).parents[1] / "book" / "experiments"
+    for path in sorted(experiments.glob("*.py")):
+        assert "bookbuilder" not in path.read_text(encoding="utf-8"), path.name

@@ -4,8 +4,10 @@
 # One small Llama-style GPT, trained once per build on the default corpus (Python's
 # standard library), that every chapter after pretraining starts from: evaluation,
 # decoding, fine-tuning, preference tuning, the release. The builder caches it like
-# any experiment; an experiment that declares `"needs": ["book_model"]` reads this
-# folder (with `bookbuilder.book_model.load()`) and is re-run when it changes.
+# any experiment; an experiment that declares `"needs": ["book_model"]` runs after
+# it, finds this folder in the environment variable BOOK_MODEL_DIR, and is re-run
+# when the model changes. By hand: run this file first, then the others in the same
+# folder (or with BOOK_MODEL_DIR set to this one).
 #
 # What it writes, in its own folder: `data/` (what `prepare` wrote: tokenizer.json,
 # shards, manifest), `run/` (what `train` wrote: config.toml, checkpoints,
@@ -15,13 +17,11 @@
 # vocabulary (a larger one costs more in the output layer than it saves in tokens at
 # this width), a 128-token context (a function's signature and first lines), four
 # layers of width 128 in the Llama recipe, 16 sequences a step (small batches, many
-# steps: better per token at this scale) and a high learning rate with a short
-# warmup. Training saves a checkpoint every 50 steps (the chapters read them); the
-# builder keeps the folder of an interrupted run (`resume`), and the next build
+# steps: better per token at this scale), about one pass over 10 MB of the library,
+# and the learning rate that a short sweep of runs found best at this size. Training
+# saves a checkpoint every 200 steps (the evaluation chapter reads an early one);
+# the builder keeps the folder of an interrupted run (`resume`), and the next build
 # continues from the last checkpoint, on the same loss trajectory.
-#
-# The run's config.toml names the data folder where it was trained, which the
-# builder renames when the run completes: readers take `data/` next to `run/`.
 
 # %%
 import json

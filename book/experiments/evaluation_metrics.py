@@ -13,12 +13,13 @@
 import json
 import lzma
 import math
+import os
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from bookbuilder import book_model
 from llm_reference.checkpoint import load_model
 from llm_reference.data import Batches, load_meta
 from llm_reference.evaluate import build_cloze, cloze_accuracy, language_model_metrics
@@ -31,10 +32,17 @@ BOOK = {"timeout": 1200, "seed": 1337, "needs": ["book_model"],
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
 cpu = torch.device("cpu")
-book = book_model.load()
-data_dir, tokenizer = book.data_dir, book.tokenizer
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+base, tokenizer, _ = load_model(run_dir)  # a fresh copy: change it freely
 meta = load_meta(data_dir)
-T = book.model.config.context_length
+T = base.config.context_length
 
 
 def wilson(right: int, n: int, z: float = S["z"]) -> tuple[float, float]:
@@ -55,9 +63,9 @@ def wilson(right: int, n: int, z: float = S["z"]) -> tuple[float, float]:
 
 # %% tags=["checkpoint"]
 torch.manual_seed(BOOK["seed"])
-models = {"untrained": GPT(book.model.config).eval(),
-          f"step {S['early_step']}": load_model(book.run_dir, S["early_step"])[0],
-          f"step {book.summary['train']['max_steps']}": book.model}
+models = {"untrained": GPT(base.config).eval(),
+          f"step {S['early_step']}": load_model(run_dir, S["early_step"])[0],
+          f"step {summary['train']['max_steps']}": base}
 val = Batches(data_dir, "val", S["batch_size"], T, seed=BOOK["seed"])
 windows = Batches(data_dir, "val", 2 * S["cloze_items"], T, seed=BOOK["seed"] + 1)
 items = build_cloze([tokenizer.decode(r) for r in windows.get(0)[0].tolist()],
@@ -122,7 +130,7 @@ class Consecutive:
 
 val_ids = split_ids("val")
 whole = Consecutive(val_ids, S["batch_size"])
-model_bpb = language_model_metrics(book.model, tokenizer, whole, whole.batches,
+model_bpb = language_model_metrics(base, tokenizer, whole, whole.batches,
                                    cpu)["bits_per_byte"]
 text = tokenizer.decode(val_ids[1:whole.x.numel() + 1].tolist()).encode("utf-8")
 compressors = {"zlib -9": len(zlib.compress(text, 9)),
@@ -160,10 +168,10 @@ json.dump({"rows": [{k: v for k, v in r.items() if k in (
                "tokens", "bytes", "cloze", "cloze_low", "cloze_high")}
                     for r in rows],
            "chance": 1 / S["choices"], "items": len(items), "choices": S["choices"],
-           "model": book.summary["model"], "params": book.summary["params"],
-           "max_steps": book.summary["train"]["max_steps"],
+           "model": summary["model"], "params": summary["params"],
+           "max_steps": summary["train"]["max_steps"],
            "early_step": S["early_step"], "tokens_trained":
-               book.summary["tokens_trained"], "vocab_size": meta["vocab_size"],
+               summary["tokens_trained"], "vocab_size": meta["vocab_size"],
            "bpb": bpb,
            "val_bytes": len(text), "overlap": overlap, "ngram": S["ngram"],
            "eval_batches": S["eval_batches"], "batch_size": S["batch_size"]},

@@ -12,6 +12,7 @@
 
 # %%
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -19,7 +20,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from bookbuilder import book_model
 from llm_reference.atomic import write_text
 from llm_reference.chat import format_chat, tokenize_chat
 from llm_reference.checkpoint import load_model
@@ -51,10 +51,18 @@ torch.set_num_threads(2)
 
 workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
-book = book_model.load()
-tok, T = book.tokenizer, book.model.config.context_length
-print(f"the book's model: {book.model.num_parameters():,} parameters, "
-      f"validation loss {book.summary['val_loss']:.2f}")
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+base, tok, _ = load_model(run_dir)  # a fresh copy: change it freely
+T = base.config.context_length
+print(f"the book's model: {base.num_parameters():,} parameters, "
+      f"validation loss {summary['val_loss']:.2f}")
 
 # %% [markdown]
 # ## The task: name the function
@@ -137,10 +145,10 @@ common = dict(max_steps=S["steps"], batch_size=S["batch_size"], warmup_steps=10,
               max_examples=S["examples"], eval_interval=S["steps"], eval_batches=4,
               val_fraction=S["val_fraction"], seed=BOOK["seed"])
 runs = {
-    "sft": finetune(book.run_dir, root / "sft",
+    "sft": finetune(run_dir, root / "sft",
                     FinetuneSettings(method="sft", lr=S["sft_lr"], **common),
                     data=data),
-    "lora": finetune(book.run_dir, root / "lora",
+    "lora": finetune(run_dir, root / "lora",
                      FinetuneSettings(method="lora", lr=S["lora_lr"],
                                       lora_rank=S["lora_rank"], **common),
                      data=data, merge=True),
@@ -160,7 +168,7 @@ def accuracy(answers: list[str]) -> dict[str, float]:
             / len(answers)}
 
 
-answers = {"base": replies(book.model)}
+answers = {"base": replies(base)}
 for name in runs:
     answers[name] = replies(load_model(root / name)[0])
 scores = {name: accuracy(a) for name, a in answers.items()}
@@ -188,13 +196,13 @@ for i in range(4):
 # and the merged model, and compare their logits on held-out text.
 
 # %% tags=["checkpoint"]
-adapted, _, _ = load_model(book.run_dir)
+adapted, _, _ = load_model(run_dir)
 config = load_adapters(adapted, root / "lora")  # wraps attn.qkv, attn.proj
 merged, _, _ = load_model(root / "lora")  # a plain GPT: no LoRA layers left
 x = torch.tensor([tokenize_chat(tok, val_convs[1])[0]])  # (1, T)
 with torch.no_grad():
     diff = (adapted.eval()(x)[0] - merged.eval()(x)[0]).abs().max().item()
-d, L = book.model.config.d_model, book.model.config.n_layer
+d, L = base.config.d_model, base.config.n_layer
 formula = L * config.rank * ((d + 3 * d) + (d + d))  # r (d_in + d_out), qkv + proj
 print(f"adapter numbers: {lora_parameter_count(adapted):,} "
       f"(r (d_in + d_out) summed: {formula:,})")
@@ -237,7 +245,7 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 fig.savefig("sft_loss.svg")
 
-json.dump({"base_val_loss": book.summary["val_loss"], "packing": packing,
+json.dump({"base_val_loss": summary["val_loss"], "packing": packing,
            "scale": scale,
            "runs": {n: {k: r[k] for k in ("trainable_parameters", "total_parameters",
                                           "before", "after", "sample")}

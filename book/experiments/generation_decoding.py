@@ -8,13 +8,15 @@
 
 # %%
 import json
+import os
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from bookbuilder import book_model
+from llm_reference.checkpoint import load_model
 from llm_reference.data import Batches
 from llm_reference.evaluate import mean_loss
 from llm_reference.generate import generate, generate_text, top_k_filter, top_p_filter
@@ -27,10 +29,17 @@ S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
 torch.set_num_threads(1)
 
-book = book_model.load()
-model, tok = book.model, book.tokenizer
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+model, tok, _ = load_model(run_dir)
 T = model.config.context_length
-val = Batches(book.data_dir, "val", S["batch_size"], T, seed=BOOK["seed"])
+val = Batches(data_dir, "val", S["batch_size"], T, seed=BOOK["seed"])
 val_loss = mean_loss(model, val, range(8), torch.device("cpu"))
 print(f"the book's model: {model.num_parameters():,} parameters, context {T}, "
       f"validation loss {val_loss:.3f}")
@@ -158,7 +167,7 @@ assert same
 json.dump({"val_loss": val_loss, "quality": quality, "closest": closest,
            "kept_k": kept_k, "kept_p": kept_p, "prompt": S["prompt"],
            "new_tokens": S["new_tokens"], "cache_tokens": S["cache_tokens"],
-           "context_length": T, "tokens_trained": book.summary["tokens_trained"],
+           "context_length": T, "tokens_trained": summary["tokens_trained"],
            "rates": {"cache": rates[True], "no_cache": rates[False]},
            "parameters": model.num_parameters()},
           open("generation.json", "w"), indent=1)

@@ -13,13 +13,13 @@
 
 # %%
 import json
+import os
 import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from bookbuilder import book_model
 from llm_reference.finetune import FinetuneSettings, finetune, stdlib_conversations
 
 BOOK = {"timeout": 600, "seed": 0, "needs": ["book_model"],
@@ -37,13 +37,20 @@ root = Path(workdir.name)
 # conversations.
 
 # %%
-base = book_model.load()
-sft = finetune(base.run_dir, root / "sft",
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+sft = finetune(run_dir, root / "sft",
                FinetuneSettings(method="sft", max_steps=S["sft_steps"], lr=1e-3,
                                 batch_size=16, warmup_steps=5, max_examples=2000,
                                 eval_interval=S["sft_steps"], eval_batches=2,
                                 seed=BOOK["seed"]))
-print(f"pretrained: validation loss {base.summary['val_loss']:.2f}; fine-tuned: "
+print(f"pretrained: validation loss {summary['val_loss']:.2f}; fine-tuned: "
       "held-out "
       f"masked loss {sft['after']['val_loss']:.2f}")
 

@@ -12,12 +12,13 @@
 # %%
 import json
 import math
+import os
 import statistics
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from bookbuilder import book_model
 from llm_reference.checkpoint import list_checkpoints, load_model
 from llm_reference.config import RunConfig, load_toml
 from llm_reference.data import load_meta
@@ -31,8 +32,14 @@ BOOK = {"timeout": 300, "seed": 1337, "needs": ["book_model"],
                      "prompts": ["def ", "import os\n", "class "]}}
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
-book = book_model.load()
-run_dir, data_dir = book.run_dir, book.data_dir
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
 config = RunConfig.from_dict(load_toml(run_dir / "config.toml"))
 T = config.train
 

@@ -10,6 +10,7 @@
 import hashlib
 import io
 import json
+import os
 import pickle
 import pickletools
 import shutil
@@ -19,7 +20,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model as load_weights
 
-from bookbuilder import book_model
 from llm_reference import compliance
 from llm_reference.checkpoint import load_model
 from llm_reference.model import GPT, ModelConfig
@@ -32,10 +32,17 @@ torch.set_num_threads(2)
 
 # the book's model, copied (its folder is the build's cache, shared): the copy's
 # name is the one its model card shows; --data names the prepared data it read
-book = book_model.load()
-shutil.copytree(book.run_dir, "book-stdlib")
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+shutil.copytree(run_dir, "book-stdlib")
 out = release("book-stdlib", "release/book-stdlib", license=S["license"],
-              data_dir=book.data_dir, scan_tokens=S["scan_tokens"], device="cpu")
+              data_dir=data_dir, scan_tokens=S["scan_tokens"], device="cpu")
 manifest = json.loads((out / "manifest.json").read_text())
 
 
