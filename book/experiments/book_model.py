@@ -40,22 +40,24 @@ from llm_reference.generate import generate
 from llm_reference.metrics_plot import read_metrics
 from llm_reference.train import train
 
-BOOK = {"timeout": 1800, "seed": 1337, "resume": True,
-        "settings": {"max_bytes": 3_000_000, "vocab_size": 2048,
+BOOK = {"timeout": 3600, "seed": 1337, "resume": True,
+        "settings": {"max_bytes": 10_000_000, "vocab_size": 2048,
                      "val_fraction": 0.04, "threads": 2,
                      "model": {"context_length": 128, "n_layer": 4, "n_head": 4,
                                "d_model": 128, "position": "rope",
                                "norm": "rmsnorm", "mlp": "swiglu", "bias": False,
                                "tie_weights": True},
-                     "train": {"batch_size": 16, "max_steps": 250, "lr": 5e-3,
-                               "min_lr": 5e-4, "warmup_steps": 20,
-                               "eval_interval": 50, "eval_steps": 10,
-                               "checkpoint_interval": 50,
-                               "checkpoint_minutes": 0.0, "keep_last": 5},
+                     "train": {"batch_size": 16, "max_steps": 1800, "lr": 2e-3,
+                               "min_lr": 2e-4, "warmup_steps": 50,
+                               "eval_interval": 100, "eval_steps": 10,
+                               "checkpoint_interval": 300,
+                               "checkpoint_minutes": 0.0, "keep_last": 6},
                      "prompts": ["    def __init__(self, name):\n",
+                                 "if __name__ == ",
                                  "    def __len__(self):\n",
-                                 "import os\nimport sys\n",
-                                 "    def __repr__(self):\n"],
+                                 "    def __repr__(self):\n",
+                                 "    def close(self):\n",
+                                 "def read_file(path):\n"],
                      "sample_tokens": 40}}
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
@@ -110,8 +112,9 @@ samples = []
 for prompt in S["prompts"]:
     new = generate(model, tokenizer.encode(prompt), S["sample_tokens"],
                    temperature=0.0)
-    samples.append({"prompt": prompt, "completion": tokenizer.decode(list(new))})
-    print(f"--- {prompt!r}\n{prompt}{samples[-1]['completion']}\n")
+    completion = tokenizer.decode(list(new)).split("\n\n")[0]  # up to a blank line
+    samples.append({"prompt": prompt, "completion": completion})
+    print(f"--- {prompt!r}\n{prompt}{completion}\n")
 
 # %%
 summary = {
@@ -122,6 +125,7 @@ summary = {
     "train_tokens": meta["train_tokens"], "val_tokens": meta["val_tokens"],
     "vocab_size": meta["vocab_size"], "tokens_trained": tokens,
     "tokens_per_s": statistics.median(rates), "threads": S["threads"],
+    "train_seconds": round(train_s), "resumed": resume,
     "first_loss": losses[0]["loss"], "val_loss": result["val_loss"],
     "val_curve": [[r["step"], r["val_loss"]] for r in evals],
     "ln_vocab": math.log(meta["vocab_size"]), "samples": samples,
