@@ -17,17 +17,18 @@ import os
 import zlib
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from llm_reference.checkpoint import load_model
+from llm_reference.checkpoint import list_checkpoints, load_model
 from llm_reference.data import Batches, load_meta
 from llm_reference.evaluate import build_cloze, cloze_accuracy, language_model_metrics
 from llm_reference.model import GPT
 
 BOOK = {"timeout": 1200, "seed": 1337, "needs": ["book_model"],
         "settings": {"batch_size": 16, "eval_batches": 10, "cloze_items": 300,
-                     "choices": 4, "early_step": 100, "ngram": 13, "threads": 2,
+                     "choices": 4, "early_step": 300, "ngram": 13, "threads": 2,
                      "z": 1.96}}
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
@@ -142,6 +143,25 @@ for name, value in bpb.items():
 print(f"({len(text):,} bytes of held-out Python)")
 
 # %% [markdown]
+# ## Bits per byte through training
+#
+# The same measure on the same text for every checkpoint the run kept (and the
+# untrained model): where the model crosses the compressors.
+
+# %% tags=["curve"]
+per_step = summary["train"]["batch_size"] * T  # tokens per optimizer step
+steps = [int(p.name.removeprefix("step_")) for p in list_checkpoints(run_dir)]
+curve = [{"step": 0, "bits_per_byte": language_model_metrics(
+    models["untrained"], tokenizer, whole, whole.batches, cpu)["bits_per_byte"]}]
+for step in steps:
+    model = load_model(run_dir, step)[0]
+    curve.append({"step": step, "bits_per_byte": language_model_metrics(
+        model, tokenizer, whole, whole.batches, cpu)["bits_per_byte"]})
+for point in curve:
+    print(f"step {point['step']:5} ({point['step'] * per_step / 1e6:4.2f} M tokens) "
+          f"{point['bits_per_byte']:.3f} bits/byte")
+
+# %% [markdown]
 # ## Contamination: validation 13-grams found in the training shards
 #
 # Each window of 13 token ids gets a 64-bit polynomial hash; we count how many
@@ -163,6 +183,35 @@ print(f"{overlap:.1%} of {len(val_h):,} validation {S['ngram']}-grams occur in t
       f"{len(train_h):,} distinct training {S['ngram']}-grams")
 
 # %%
+fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 2.6),
+                                  gridspec_kw={"width_ratios": [3, 2]})
+tokens_m = [p["step"] * per_step / 1e6 for p in curve]
+left.plot(tokens_m, [p["bits_per_byte"] for p in curve], marker="o", markersize=3,
+          color="#0969da", label="book model")
+for name, color in zip(compressors, ("#bc4c00", "#8250df")):
+    left.axhline(bpb[name], color=color, linestyle="--", linewidth=1, label=name)
+left.set_ylim(bottom=0)
+left.set_xlabel("tokens trained (millions)")
+left.set_ylabel("held-out bits per byte")
+left.legend(frameon=False, fontsize=7)
+labels = [r["model"] for r in rows]
+acc = [r["cloze"] for r in rows]
+errors = [[r["cloze"] - r["cloze_low"] for r in rows],
+          [r["cloze_high"] - r["cloze"] for r in rows]]
+right.errorbar(range(len(rows)), acc, yerr=errors, fmt="o", color="#0969da",
+               capsize=3)
+right.axhline(1 / S["choices"], color="#57606a", linestyle=":", linewidth=1)
+right.text(len(rows) - 1, 1 / S["choices"] + 0.02, "chance", fontsize=7,
+           ha="right", color="#57606a")
+right.set_xticks(range(len(rows)), labels, fontsize=7)
+right.set_xlim(-0.5, len(rows) - 0.5)
+right.set_ylim(0, 1)
+right.set_ylabel("cloze accuracy (95 % CI)")
+for ax in (left, right):
+    ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+fig.savefig("evaluation.svg")
+
 json.dump({"rows": [{k: v for k, v in r.items() if k in (
                "model", "val_loss", "perplexity", "bits_per_byte", "accuracy",
                "tokens", "bytes", "cloze", "cloze_low", "cloze_high")}
@@ -172,7 +221,7 @@ json.dump({"rows": [{k: v for k, v in r.items() if k in (
            "max_steps": summary["train"]["max_steps"],
            "early_step": S["early_step"], "tokens_trained":
                summary["tokens_trained"], "vocab_size": meta["vocab_size"],
-           "bpb": bpb,
+           "bpb": bpb, "curve": curve, "tokens_per_step": per_step,
            "val_bytes": len(text), "overlap": overlap, "ngram": S["ngram"],
            "eval_batches": S["eval_batches"], "batch_size": S["batch_size"]},
           open("evaluation.json", "w"), indent=1)

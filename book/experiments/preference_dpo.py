@@ -5,8 +5,9 @@
 # conversations (SFT, the usual starting point of DPO), then run DPO on two
 # preference sets built from the same prompts:
 #
-# - "style": chosen = the docstring, rejected = the same docstring in capitals.
-#   Same content, a pure style preference that needs no understanding.
+# - "concise": chosen = the docstring's first sentence, rejected = the whole
+#   docstring. Same content, a pure style preference that needs no understanding;
+#   it changes what the model says, which we measure on prompts DPO never saw.
 # - "default": the data `finetune --method dpo` builds: chosen = the function's own
 #   docstring, rejected = another function's. Telling them apart means reading the
 #   prompt.
@@ -14,17 +15,25 @@
 # %%
 import json
 import os
+import statistics
 import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from llm_reference.finetune import FinetuneSettings, finetune, stdlib_conversations
+from llm_reference.checkpoint import load_model
+from llm_reference.finetune import (
+    FinetuneSettings,
+    finetune,
+    sample_reply,
+    stdlib_conversations,
+)
 
 BOOK = {"timeout": 600, "seed": 0, "needs": ["book_model"],
         "settings": {"sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
-                     "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5}}
+                     "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5,
+                     "measured": 100, "reply_tokens": 48}}
 S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
 torch.set_num_threads(2)
@@ -55,18 +64,29 @@ print(f"pretrained: validation loss {summary['val_loss']:.2f}; fine-tuned: "
       f"masked loss {sft['after']['val_loss']:.2f}")
 
 # %% [markdown]
-# ## The style set
+# ## The concise set
 #
-# Written as JSONL in the format `finetune --data` reads.
+# Only the prompts whose docstring has more than one sentence; written as JSONL in
+# the format `finetune --data` reads.
 
 # %% tags=["style_data"]
-conversations = stdlib_conversations()[:S["pairs"]]
-with open(root / "style.jsonl", "w", encoding="utf-8") as f:
-    for c in conversations:
+def first_sentence(text: str) -> str:
+    return text.split(". ")[0].rstrip(".") + "."
+
+
+def sentences(text: str) -> int:
+    return text.strip().rstrip(".").count(". ") + 1
+
+
+conversations = [c for c in stdlib_conversations()
+                 if sentences(c[-1]["content"]) > 1]
+pairs, fresh = conversations[:S["pairs"]], conversations[S["pairs"]:]
+with open(root / "concise.jsonl", "w", encoding="utf-8") as f:
+    for c in pairs:
         reply = c[-1]["content"]
-        f.write(json.dumps({"prompt": c[0]["content"], "chosen": reply,
-                            "rejected": reply.upper()}) + "\n")
-print(open(root / "style.jsonl", encoding="utf-8").readline(), end="")
+        f.write(json.dumps({"prompt": c[0]["content"], "rejected": reply,
+                            "chosen": first_sentence(reply)}) + "\n")
+print(open(root / "concise.jsonl", encoding="utf-8").readline(), end="")
 
 # %% [markdown]
 # ## DPO on both sets
@@ -80,8 +100,9 @@ common = dict(method="dpo", max_steps=S["dpo_steps"], batch_size=S["batch_size"]
               lr=S["lr"], beta=S["beta"], warmup_steps=5, val_fraction=0.1,
               max_examples=S["pairs"], eval_interval=S["eval_interval"],
               eval_batches=8, seed=BOOK["seed"])
-results = {"style": finetune(root / "sft", root / "dpo-style",
-                             FinetuneSettings(**common), data=root / "style.jsonl"),
+results = {"concise": finetune(root / "sft", root / "dpo-concise",
+                               FinetuneSettings(**common),
+                               data=root / "concise.jsonl"),
            "default": finetune(root / "sft", root / "dpo-default",
                                FinetuneSettings(**common))}
 for name, r in results.items():
@@ -97,13 +118,31 @@ for name, r in results.items():
 # %% [markdown]
 # ## Replies before and after
 #
-# The greedy reply to one held-out prompt of each set, from the SFT model and after
-# DPO.
+# Greedy replies to prompts that no DPO run saw (the next multi-sentence docstrings
+# of the library), from the SFT model and after DPO on the concise set: how many
+# sentences and words they have. Then one held-out prompt of each set.
 
 # %% tags=["replies"]
+measured = fresh[:S["measured"]]
+lengths = {}
+for name, folder in (("SFT model", "sft"), ("after DPO", "dpo-concise")):
+    model, tok, _ = load_model(root / folder)
+    replies = [sample_reply(model, tok, c, S["reply_tokens"]) for c in measured]
+    lengths[name] = {"words": statistics.mean(len(r.split()) for r in replies),
+                     "one_sentence": statistics.mean(sentences(r) == 1
+                                                     for r in replies),
+                     "example": replies[0]}
+print(f"{len(measured)} new prompts, greedy replies of up to {S['reply_tokens']} "
+      "tokens:")
+for name, st in lengths.items():
+    print(f"{name:10} {st['words']:5.1f} words on average, "
+          f"{st['one_sentence']:4.0%} one sentence")
+print(f"\nprompt: {measured[0][0]['content']}")
+for name, st in lengths.items():
+    print(f"{name}: {st['example']!r}")
 for name, r in results.items():
     s = r["sample"]
-    print(f"--- {name}: {s['prompt'][-1]['content']}")
+    print(f"\n--- {name}: {s['prompt'][-1]['content']}")
     print(f"SFT model: {s['before']!r}")
     print(f"after DPO: {s['after']!r}")
 
@@ -115,7 +154,7 @@ for name in results:
     curves[name] = [{k: r[k] for k in ("step", "val_margin", "val_reward_accuracy")}
                     for r in records if "val_margin" in r]
 fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 2.4))
-for name, color in (("style", "#0969da"), ("default", "#bc4c00")):
+for name, color in (("concise", "#0969da"), ("default", "#bc4c00")):
     steps = [0] + [c["step"] for c in curves[name]]
     left.plot(steps, [0] + [c["val_margin"] for c in curves[name]], color=color,
               marker="o", markersize=3, label=f"{name} set")
@@ -135,6 +174,7 @@ fig.savefig("dpo_margin.svg")
 json.dump({n: {"before": r["before"], "after": r["after"],
                "pairs": r["data_stats"]["train"]["pairs"],
                "held_out": r["data_stats"]["val"]["pairs"], "curve": curves[n]}
-           for n, r in results.items()} | {"settings": S},
+           for n, r in results.items()}
+          | {"settings": S, "lengths": lengths, "measured": len(measured)},
           open("preference.json", "w"), indent=1)
 workdir.cleanup()

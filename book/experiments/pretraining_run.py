@@ -130,6 +130,14 @@ for i, prompt in enumerate(S["prompts"]):
     samples.append(prompt + tokenizer.decode(new))
     print(f"--- prompt {prompt!r}\n{samples[-1]}\n")
 
+# %% [markdown]
+# ## Greedy completions (book_model.py's, cut at a blank line)
+
+# %% tags=["greedy"]
+for sample in summary["samples"]:
+    prompt = sample["prompt"]
+    print(f"--- prompt {prompt!r}\n{prompt}{sample['completion']}\n")
+
 # %%
 steps_logged = [r for r in records if "loss" in r]
 evals = [r for r in records if "val_loss" in r]
@@ -162,5 +170,5 @@ json.dump({"train_tokens": meta["train_tokens"], "val_tokens": meta["val_tokens"
            "first_val": evals[0]["val_loss"],
            "clipped_steps": sum(g > T.grad_clip for g in grad_norms),
            "max_grad_norm": max(grad_norms), "last_grad_norm": grad_norms[-1],
-           "threads": S["threads"], "samples": samples},
+           "threads": summary["threads"], "samples": samples},
           open("pretraining.json", "w"), indent=1)
