@@ -30,8 +30,6 @@ BOOK = {"timeout": 300, "seed": 0, "needs": ["book_model"],
 S = BOOK["settings"]
 torch.set_num_threads(2)
 
-# the book's model, copied (its folder is the build's cache, shared): the copy's
-# name is the one its model card shows; --data names the prepared data it read
 # the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
 # the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
 book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
@@ -39,7 +37,8 @@ if not (book_dir / "book_model.json").is_file():
     raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
                             "in this folder or with BOOK_MODEL_DIR set to its folder")
 run_dir, data_dir = book_dir / "run", book_dir / "data"
-summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+# copied (its folder is the build's cache, shared): the copy's name is the one its
+# model card shows; data_dir names the prepared data it read
 shutil.copytree(run_dir, "book-stdlib")
 out = release("book-stdlib", "release/book-stdlib", license=S["license"],
               data_dir=data_dir, scan_tokens=S["scan_tokens"], device="cpu")
