@@ -15,6 +15,7 @@
 # %%
 import json
 import os
+import re
 import statistics
 import tempfile
 from pathlib import Path
@@ -67,15 +68,22 @@ print(f"pretrained: validation loss {summary['val_loss']:.2f}; fine-tuned: "
 # ## The concise set
 #
 # Only the prompts whose docstring has more than one sentence; written as JSONL in
-# the format `finetune --data` reads.
+# the format `finetune --data` reads. A "sentence" here ends with a full stop before
+# white space: crude (an "e.g. " ends one too), and the same for every model.
 
 # %% tags=["style_data"]
-def first_sentence(text: str) -> str:
-    return text.split(". ")[0].rstrip(".") + "."
-
-
 def sentences(text: str) -> int:
-    return text.strip().rstrip(".").count(". ") + 1
+    """Full stops that end a sentence: before white space or at the end."""
+    return len(re.findall(r"\.(?:\s|$)", text.strip()))
+
+
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<=\.)\s", text.strip())[0]
+
+
+def one_sentence(reply: str) -> bool:
+    """A single complete sentence, the behaviour the concise set asks for."""
+    return sentences(reply) == 1 and reply.strip().endswith(".")
 
 
 conversations = [c for c in stdlib_conversations()
@@ -129,8 +137,7 @@ for name, folder in (("SFT model", "sft"), ("after DPO", "dpo-concise")):
     model, tok, _ = load_model(root / folder)
     replies = [sample_reply(model, tok, c, S["reply_tokens"]) for c in measured]
     lengths[name] = {"words": statistics.mean(len(r.split()) for r in replies),
-                     "one_sentence": statistics.mean(sentences(r) == 1
-                                                     for r in replies),
+                     "one_sentence": statistics.mean(map(one_sentence, replies)),
                      "example": replies[0]}
 print(f"{len(measured)} new prompts, greedy replies of up to {S['reply_tokens']} "
       "tokens:")
