@@ -53,12 +53,12 @@ BOOK = {"timeout": 3600, "seed": 1337, "resume": True,
                                "checkpoint_interval": 300,
                                "checkpoint_minutes": 0.0, "keep_last": 6},
                      "prompts": ["    def __init__(self, name):\n",
-                                 "if __name__ == ",
-                                 "    def __len__(self):\n",
+                                 "    def __init__(self, name):\n        self.name",
+                                 "if __name__ ==",
                                  "    def __repr__(self):\n",
-                                 "    def close(self):\n",
+                                 "import os\nimport",
                                  "def read_file(path):\n"],
-                     "sample_tokens": 40}}
+                     "sample_tokens": 32}}
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
 data_dir, run_dir = Path("data").resolve(), Path("run").resolve()
@@ -105,6 +105,9 @@ print(f"{tokens:,} tokens in {config.train.max_steps} steps "
 
 # %% [markdown]
 # ## Greedy completions of a few signatures
+#
+# Each prompt ends where a token ends: "if __name__ == " with its space would end
+# inside the token ' "', a text the model never saw cut that way.
 
 # %% tags=["samples"]
 model, tokenizer, state = load_model(run_dir)
