@@ -31,7 +31,7 @@ from llm_reference.finetune import (
     stdlib_conversations,
 )
 
-BOOK = {"timeout": 600, "seed": 0, "needs": ["book_model"],
+BOOK = {"timeout": 1200, "seed": 0, "needs": ["book_model"],
         "settings": {"sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
                      "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5,
                      "measured": 100, "reply_tokens": 48}}
