@@ -88,7 +88,8 @@ def one_sentence(reply: str) -> bool:
 
 conversations = [c for c in stdlib_conversations()
                  if sentences(c[-1]["content"]) > 1]
-pairs, fresh = conversations[:S["pairs"]], conversations[S["pairs"]:]
+measured = conversations[-S["measured"]:]  # the last ones: kept out of the set
+pairs = conversations[:-S["measured"]][:S["pairs"]]
 with open(root / "concise.jsonl", "w", encoding="utf-8") as f:
     for c in pairs:
         reply = c[-1]["content"]
@@ -126,12 +127,11 @@ for name, r in results.items():
 # %% [markdown]
 # ## Replies before and after
 #
-# Greedy replies to prompts that no DPO run saw (the next multi-sentence docstrings
-# of the library), from the SFT model and after DPO on the concise set: how many
+# Greedy replies to prompts kept out of the concise set (the library's last
+# multi-sentence docstrings), from the SFT model and after DPO on it: how many
 # sentences and words they have. Then one held-out prompt of each set.
 
 # %% tags=["replies"]
-measured = fresh[:S["measured"]]
 lengths = {}
 for name, folder in (("SFT model", "sft"), ("after DPO", "dpo-concise")):
     model, tok, _ = load_model(root / folder)
