@@ -86,8 +86,8 @@ for path in stdlib_files()[1]:
                                          max_chars=S["max_summary"]))
     except (SyntaxError, UnicodeDecodeError, ValueError):
         continue  # a few stdlib files are deliberately not valid Python 3
-    for signature, summary in pairs:
-        conv = naming_conversation(signature, " ".join(summary.split()))
+    for signature, doc in pairs:
+        conv = naming_conversation(signature, " ".join(doc.split()))
         if not conv[1]["content"].startswith("_") and str(conv) not in seen:
             seen.add(str(conv))
             conversations.append(conv)
