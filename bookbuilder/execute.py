@@ -8,6 +8,8 @@ It declares its settings in a top-level literal dict, read with `ast` (never run
         "seed": 0,                   # exported as BOOK_SEED; part of the cache key
         "data": ["inputs/text.txt"], # files it reads, relative to the book folder
         "settings": {"vocab_sizes": [256, 512]},   # free-form, for the experiment
+        "needs": ["book_model"],     # experiments whose outputs it reads
+        "resume": True,              # keep an interrupted run's files, continue it
     }
 
 The builder converts it with jupytext, executes it with nbclient in a fresh kernel
@@ -15,6 +17,20 @@ whose working folder is the experiment's own cache folder, and keeps the execute
 notebook plus every file the experiment wrote (JSON tables, SVG figures). A run is
 cached under a key that hashes everything that can change its result; a failed run is
 never cached.
+
+An experiment may read what another one wrote: `needs` names experiment files in its
+own folder (without `.py`). They run first (or load from the cache), the kernel finds
+each one's `files/` folder in the environment variable NAME_DIR (`book_model` ->
+BOOK_MODEL_DIR), which a reader running the file by hand can set too, and their cache
+keys are part of the reader's key: retraining the book's model re-runs every chapter
+that uses it.
+A needed experiment that belongs to no roadmap node (node None) is shared: it gets
+no chapter, only a cache entry and a line in the manifest.
+
+`resume` is for long runs that save their own progress (a training run with
+checkpoints): an interrupted or failed run leaves its working folder, named after
+its cache key, and the next build runs the notebook again in that same folder, so
+the experiment can pick up where it stopped. A change of inputs starts afresh.
 """
 
 from __future__ import annotations
@@ -42,7 +58,8 @@ from llm_reference.atomic import write_json, write_text
 from .errors import BuildError
 
 EXECUTOR_VERSION = "1"  # bump when how experiments are run changes their outputs
-HEADER_KEYS = {"timeout": int, "seed": int, "data": list, "settings": dict}
+HEADER_KEYS = {"timeout": int, "seed": int, "data": list, "settings": dict,
+               "needs": list, "resume": bool}
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MATPLOTLIBRC = "backend: agg\nsvg.hashsalt: llm-from-scratch\nsvg.fonttype: path\n"
 
@@ -50,12 +67,14 @@ MATPLOTLIBRC = "backend: agg\nsvg.hashsalt: llm-from-scratch\nsvg.fonttype: path
 @dataclass
 class Experiment:
     name: str                 # file stem, unique in the book
-    node: str                 # roadmap node id
+    node: str | None          # roadmap node id; None: shared, needed by others
     path: Path                # the .py source
     timeout: int = 600
     seed: int = 0
     data: list[Path] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    needs: list[str] = field(default_factory=list)  # experiment names, read first
+    resume: bool = False      # an interrupted run continues in the same folder
 
 
 @dataclass
@@ -114,7 +133,7 @@ class Result:
 # --- the experiment's header -------------------------------------------------------
 
 
-def read_experiment(path: Path, node: str, book_dir: Path) -> Experiment:
+def read_experiment(path: Path, node: str | None, book_dir: Path) -> Experiment:
     """Parse the `BOOK = {...}` header; BuildError with file:line if it is malformed."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -145,9 +164,45 @@ def read_experiment(path: Path, node: str, book_dir: Path) -> Experiment:
             raise BuildError(f"{path}:{line}: BOOK['data'] names {rel!r}, but "
                              f"{file} does not exist")
         data.append(file)
+    needs = [str(n) for n in header.get("needs", [])]
+    for name in needs:
+        if not name.isidentifier():  # it becomes an environment variable's name
+            raise BuildError(f"{path}:{line}: BOOK['needs'] names {name!r}, which is "
+                             "not a Python identifier; rename that experiment's file")
+        if not (path.parent / f"{name}.py").is_file():
+            raise BuildError(f"{path}:{line}: BOOK['needs'] names {name!r}, but "
+                             f"{path.parent / name}.py does not exist")
     return Experiment(name=path.stem, node=node, path=path, data=data,
                       timeout=header.get("timeout", 600), seed=header.get("seed", 0),
-                      settings=header.get("settings", {}))
+                      settings=header.get("settings", {}), needs=needs,
+                      resume=header.get("resume", False))
+
+
+def with_needs(experiments: list[Experiment], book_dir: Path) -> list[Experiment]:
+    """`experiments` and every experiment they need, each after what it needs.
+
+    A needed experiment not in the list is read as shared (node None). A cycle is a
+    BuildError that names it.
+    """
+    known = {e.name: e for e in experiments}
+    ordered: dict[str, Experiment] = {}
+
+    def visit(exp: Experiment, chain: list[str]) -> None:
+        if exp.name in ordered:
+            return
+        if exp.name in chain:
+            cycle = " -> ".join(chain[chain.index(exp.name):] + [exp.name])
+            raise BuildError(f"{exp.path}: BOOK['needs'] forms a cycle: {cycle}")
+        for name in exp.needs:
+            if name not in known:
+                known[name] = read_experiment(exp.path.parent / f"{name}.py", None,
+                                              book_dir)
+            visit(known[name], chain + [exp.name])
+        ordered[exp.name] = exp
+
+    for exp in experiments:
+        visit(exp, [])
+    return list(ordered.values())
 
 
 # --- the cache key ---------------------------------------------------------------
@@ -226,8 +281,12 @@ def _version(dist: str) -> str:
         return "absent"
 
 
-def cache_inputs(exp: Experiment, src_root: Path, book_dir: Path) -> dict[str, Any]:
-    """Everything that can change an experiment's result, as a JSON-able dict."""
+def cache_inputs(exp: Experiment, src_root: Path, book_dir: Path,
+                 needs: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything that can change an experiment's result, as a JSON-able dict.
+
+    `needs` maps each needed experiment's name to its cache key.
+    """
     source = exp.path.read_text(encoding="utf-8")
 
     def rel(p: Path, root: Path) -> str:
@@ -242,6 +301,7 @@ def cache_inputs(exp: Experiment, src_root: Path, book_dir: Path) -> dict[str, A
         "modules": {rel(p, src_root): sha256(p.read_bytes())
                     for p in local_modules(source, src_root)},
         "data": {rel(p, book_dir): sha256(p.read_bytes()) for p in exp.data},
+        "needs": {name: (needs or {}).get(name) for name in exp.needs},
         "python": sys.version,
         "torch": _version("torch"),
     }
@@ -304,7 +364,8 @@ def _failure(exp: Experiment, nb: nbformat.NotebookNode, lines: list[int], index
                       + (f"\n{trace}" if trace else ""))
 
 
-def _kernel_env(exp: Experiment, src_root: Path, book_dir: Path, rc_dir: Path) -> dict:
+def _kernel_env(exp: Experiment, src_root: Path, book_dir: Path, rc_dir: Path,
+                needs: dict[str, Path]) -> dict:
     env = dict(os.environ)
     env.update(
         PYTHONPATH=os.pathsep.join([str(src_root)] + [p for p in
@@ -316,14 +377,18 @@ def _kernel_env(exp: Experiment, src_root: Path, book_dir: Path, rc_dir: Path) -
         BOOK_DIR=str(book_dir.resolve()),
         BOOK_SEED=str(exp.seed),
     )
+    env.update({f"{name.upper()}_DIR": str(folder.resolve())
+                for name, folder in needs.items()})
     env.pop("MPLBACKEND", None)
     return env
 
 
 def run_notebook(exp: Experiment, workdir: Path, src_root: Path, book_dir: Path,
-                 on_cell: Callable[[int, int], None] | None = None
+                 on_cell: Callable[[int, int], None] | None = None,
+                 needs: dict[str, Path] | None = None
                  ) -> tuple[nbformat.NotebookNode, list[int]]:
-    """Execute `exp` in a fresh kernel with `workdir/files` as its working folder."""
+    """Execute `exp` in a fresh kernel with `workdir/files` as its working folder
+    (kept from an interrupted run when `exp.resume`); `needs`: name -> files/."""
     from nbclient import NotebookClient
     from nbclient.exceptions import (
         CellExecutionError,
@@ -339,7 +404,7 @@ def run_notebook(exp: Experiment, workdir: Path, src_root: Path, book_dir: Path,
         cell["id"] = f"cell-{number}"  # nbformat's ids are random; these are stable
     lines = _cell_lines(source, nb)
     files = workdir / "files"
-    files.mkdir(parents=True)
+    files.mkdir(parents=True, exist_ok=exp.resume)
     (workdir / "matplotlibrc").write_text(MATPLOTLIBRC)
     code_total = sum(c.cell_type == "code" for c in nb.cells)
     state: dict[str, Any] = {"index": 0, "error": None, "done": 0}
@@ -360,7 +425,7 @@ def run_notebook(exp: Experiment, workdir: Path, src_root: Path, book_dir: Path,
         allow_errors=False, startup_timeout=120,
         resources={"metadata": {"path": str(files)}},
         on_cell_execute=started, on_cell_executed=finished, on_cell_error=failed)
-    env = _kernel_env(exp, src_root, book_dir, workdir)
+    env = _kernel_env(exp, src_root, book_dir, workdir, needs or {})
     with open(workdir / "kernel.log", "w") as log:
         try:
             client.execute(env=env, stderr=log)
@@ -399,9 +464,19 @@ def _load(exp: Experiment, folder: Path, key: str) -> Result | None:
 
 def run(exp: Experiment, cache_dir: Path, src_root: Path, book_dir: Path, *,
         force: bool = False, no_exec: bool = False,
-        on_cell: Callable[[int, int], None] | None = None) -> Result:
-    """The experiment's result: from the cache when its key matches, else executed."""
-    key = cache_key(cache_inputs(exp, src_root, book_dir))
+        on_cell: Callable[[int, int], None] | None = None,
+        needs: dict[str, Result] | None = None) -> Result:
+    """The experiment's result: from the cache when its key matches, else executed.
+
+    `needs` holds the results of the experiments that `exp.needs` names.
+    """
+    needs = needs or {}
+    missing = [name for name in exp.needs if name not in needs]
+    if missing:
+        raise BuildError(f"experiment {exp.path} needs {', '.join(missing)}, which "
+                         "did not run first")
+    key = cache_key(cache_inputs(exp, src_root, book_dir,
+                                 {name: needs[name].key for name in exp.needs}))
     folder = _folder(cache_dir, exp, key)
     if not force and (hit := _load(exp, folder, key)):
         return hit
@@ -409,11 +484,22 @@ def run(exp: Experiment, cache_dir: Path, src_root: Path, book_dir: Path, *,
         raise BuildError(f"experiment {exp.path} has no cached result for its current "
                          "inputs; build without --no-exec to run it")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{exp.name}-{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    partial = re.compile(re.escape(f".{exp.name}-") + r"[0-9a-f]{16}\.partial")
+    if exp.resume:  # one working folder per key, kept when the run stops early
+        tmp = cache_dir / f".{exp.name}-{key[:16]}.partial"
+        for old in cache_dir.iterdir():
+            if partial.fullmatch(old.name) and old != tmp:
+                shutil.rmtree(old)
+        if force:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp = cache_dir / f".{exp.name}-{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+    folders = {name: needs[name].files for name in exp.needs}
+    finished = False
     try:
         start = time.perf_counter()
-        nb, lines = run_notebook(exp, tmp, src_root, book_dir, on_cell)
+        nb, lines = run_notebook(exp, tmp, src_root, book_dir, on_cell, folders)
         seconds = round(time.perf_counter() - start, 3)
         write_text(tmp / "executed.ipynb", nbformat.writes(nb) + "\n")
         cells = _cells(nb, lines)
@@ -427,15 +513,20 @@ def run(exp: Experiment, cache_dir: Path, src_root: Path, book_dir: Path, *,
             if stale.fullmatch(old.name):
                 shutil.rmtree(old)
         os.replace(tmp, folder)
+        finished = True
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if finished or not exp.resume:
+            shutil.rmtree(tmp, ignore_errors=True)
     return Result(exp, key, folder, cells, seconds, cache_hit=False)
 
 
 def run_all(experiments: list[Experiment], cache_dir: Path, src_root: Path,
             book_dir: Path, *, force: bool = False, no_exec: bool = False,
             show_progress: bool | None = None) -> dict[str, Result]:
-    """Run (or load) every experiment in order, with a progress display on a TTY."""
+    """Run (or load) every experiment in order, with a progress display on a TTY.
+
+    Each experiment's `needs` must come before it in the list (see `with_needs`).
+    """
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -462,7 +553,8 @@ def run_all(experiments: list[Experiment], cache_dir: Path, src_root: Path,
                 progress.update(task, completed=done, total=total)
 
             result = run(exp, cache_dir, src_root, book_dir, force=force,
-                         no_exec=no_exec, on_cell=on_cell)
+                         no_exec=no_exec, on_cell=on_cell,
+                         needs={name: results[name] for name in exp.needs})
             label = "cached" if result.cache_hit else f"ran in {result.seconds:.1f} s"
             if log:
                 print(f"experiment {exp.name}: {label}", file=sys.stderr, flush=True)

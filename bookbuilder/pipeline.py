@@ -307,12 +307,14 @@ def build(opts: Options) -> Report:
               and (opts.only is None or n.id == opts.only)
               and any(v.only or v.track is None or n.id in roadmap.tracks[v.track].depth
                       for v in variants)]
-    experiments = [execute.read_experiment(book_dir / n.experiment, n.id, book_dir)
-                   for n in needed]
+    experiments = execute.with_needs(
+        [execute.read_experiment(book_dir / n.experiment, n.id, book_dir)
+         for n in needed], book_dir)
     results = execute.run_all(experiments, out / ".cache" / "experiments", src_root,
                               book_dir, force=opts.force, no_exec=opts.no_exec,
                               show_progress=opts.progress)
-    by_node = {r.experiment.node: r for r in results.values()}
+    by_node = {r.experiment.node: r for r in results.values()
+               if r.experiment.node is not None}  # shared ones have no chapter
 
     build_dir = out / ".build"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -387,8 +389,9 @@ def _manifest(book: Book, results: dict[str, execute.Result], pdfs: dict[str, Pa
         inputs += [r.experiment.path, *r.experiment.data]
     modules: dict[str, str] = {}
     for r in results.values():
+        keys = {name: results[name].key for name in r.experiment.needs}
         modules.update(execute.cache_inputs(r.experiment, roadmap.src_root,
-                                            roadmap.book_dir)["modules"])
+                                            roadmap.book_dir, keys)["modules"])
     refs = book.templates / "references.yml"
     if refs.is_file():
         inputs.append(refs)

@@ -157,3 +157,101 @@ def test_cache_hit_and_invalidation_end_to_end(book, src, tmp_path):
         (book / "inputs" / "sample.txt").write_text("new data\n")
         build(Options(book_dir=book, out=out, src_root=src, track="basic",
                       no_exec=True, progress=False))
+
+
+def write_experiment(book: Path, name: str, header: str, body: str) -> Path:
+    path = book / "experiments" / f"{name}.py"
+    path.write_text(f"# %%\nBOOK = {header}\n\n# %%\n{body}\n")
+    return path
+
+
+def test_needs_come_first_and_cycles_are_named(book):
+    write_experiment(book, "shared", "{'timeout': 60}", "print(1)")
+    reader = write_experiment(book, "reader", "{'needs': ['shared']}", "print(2)")
+    exp = execute.read_experiment(reader, "n", book)
+    ordered = execute.with_needs([exp], book)
+    assert [(e.name, e.node) for e in ordered] == [("shared", None), ("reader", "n")]
+    write_experiment(book, "shared", "{'needs': ['reader']}", "print(1)")
+    with pytest.raises(BuildError, match="cycle: reader -> shared -> reader"):
+        execute.with_needs([exp], book)
+    write_experiment(book, "lost", "{'needs': ['nowhere']}", "print(3)")
+    with pytest.raises(BuildError, match=r"lost\.py:2: BOOK\['needs'\] names "
+                                         r"'nowhere'"):
+        execute.read_experiment(book / "experiments" / "lost.py", "n", book)
+
+
+def test_a_needed_experiments_key_is_part_of_the_readers(book, src):
+    write_experiment(book, "shared", "{}", "print(1)")
+    path = write_experiment(book, "reader", "{'needs': ['shared']}", "print(2)")
+    exp = execute.read_experiment(path, "n", book)
+    keys = {execute.cache_key(execute.cache_inputs(exp, src, book, {"shared": k}))
+            for k in ("a" * 64, "b" * 64)}
+    assert len(keys) == 2
+
+
+@pytest.mark.slow
+def test_reader_sees_the_needed_files_and_reruns_when_they_change(book, src, tmp_path):
+    def shared(value: str) -> execute.Experiment:
+        path = write_experiment(book, "shared", "{}",
+                                f"open('value.txt', 'w').write({value!r})")
+        return execute.read_experiment(path, None, book)
+
+    shared("v1")
+    path = write_experiment(
+        book, "reader", "{'needs': ['shared']}",
+        "import os, pathlib\n"
+        "print((pathlib.Path(os.environ['SHARED_DIR']) / 'value.txt').read_text())")
+    reader = execute.read_experiment(path, "n", book)
+    cache = tmp_path / "cache"
+
+    def build(exp_shared: execute.Experiment) -> dict[str, execute.Result]:
+        return execute.run_all(execute.with_needs([reader], book), cache, src, book,
+                               show_progress=False)
+
+    first = build(shared("v1"))
+    assert first["reader"].output().strip() == "v1"
+    again = build(shared("v1"))
+    assert again["shared"].cache_hit and again["reader"].cache_hit
+    third = build(shared("v2"))
+    assert not third["shared"].cache_hit and not third["reader"].cache_hit
+    assert third["reader"].output().strip() == "v2"
+    with pytest.raises(BuildError, match="needs shared, which did not run first"):
+        execute.run(reader, cache, src, book)
+
+
+@pytest.mark.slow
+def test_resumable_run_continues_in_its_folder_after_a_failure(book, src, tmp_path):
+    path = write_experiment(
+        book, "long", "{'resume': True}",
+        "from pathlib import Path\n"
+        "if not Path('progress').exists():\n"
+        "    Path('progress').write_text('half')\n"
+        "    raise RuntimeError('interrupted')\n"
+        "print('resumed from', Path('progress').read_text())")
+    exp = execute.read_experiment(path, "n", book)
+    cache = tmp_path / "cache"
+    with pytest.raises(BuildError, match="interrupted"):
+        execute.run(exp, cache, src, book)
+    assert [p.name for p in cache.iterdir()][0].endswith(".partial")
+    result = execute.run(exp, cache, src, book)
+    assert result.output().strip() == "resumed from half"
+    assert [p.name for p in cache.iterdir()] == [result.folder.name]
+
+
+def test_each_need_is_an_environment_variable_named_after_it(book, src, tmp_path):
+    path = write_experiment(book, "reader", "{'needs': ['book_model']}", "print(1)")
+    write_experiment(book, "book_model", "{}", "print(0)")
+    exp = execute.read_experiment(path, "n", book)
+    env = execute._kernel_env(exp, src, book, tmp_path,
+                              {"book_model": tmp_path / "files"})
+    assert env["BOOK_MODEL_DIR"] == str((tmp_path / "files").resolve())
+    write_experiment(book, "bad", "{'needs': ['book-model']}", "print(2)")
+    with pytest.raises(BuildError, match="not a Python identifier"):
+        execute.read_experiment(book / "experiments" / "bad.py", "n", book)
+
+
+def test_the_books_experiments_do_not_import_the_builder():
+    """Readers get them inside the PDF: they must run without `bookbuilder`."""
+    experiments = Path(__file__).parents[1] / "book" / "experiments"
+    for path in sorted(experiments.glob("*.py")):
+        assert "bookbuilder" not in path.read_text(encoding="utf-8"), path.name

@@ -1,31 +1,35 @@
 # %% [markdown]
-# # Teaching a tiny model to answer: SFT and LoRA
+# # Teaching the book's model an instruction format: SFT and LoRA
 #
-# We pretrain a small GPT on a 1 MB slice of the standard library (about half a
-# minute of CPU), then fine-tune it on the default instruction data, "Write the
-# docstring for `def f(...)`." -> the docstring's first paragraph, twice: a full
+# The book's model (`book_model.py`) has read the standard library; it has never
+# seen a request. We fine-tune it on a task built from the same library: "Name the
+# function: <the first line of its docstring>" -> the function's name. The
+# pretraining text has each docstring right after its function's name; the task
+# asks for the reverse, in a chat format the model has never met. Twice: a full
 # fine-tune (SFT) and LoRA adapters on the attention layers. We look at the chat
-# template and its loss mask, at packing, at the masked loss and a reply before and
-# after, and check that merging the adapters changes nothing.
+# template and its loss mask, at packing, at the masked loss, and at held-out
+# accuracy before and after, and check that merging the adapters changes nothing.
 
 # %%
 import json
+import os
+import re
 import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
+from llm_reference.atomic import write_text
 from llm_reference.chat import format_chat, tokenize_chat
 from llm_reference.checkpoint import load_model
 from llm_reference.config import load_preset
-from llm_reference.data import load_tokenizer
 from llm_reference.finetune import (
     FinetuneSettings,
     SFTTask,
     finetune,
+    sample_reply,
     split_held_out,
-    stdlib_conversations,
 )
 from llm_reference.lora import (
     LoRAConfig,
@@ -34,40 +38,73 @@ from llm_reference.lora import (
     lora_parameter_count,
 )
 from llm_reference.model import GPT, ModelConfig
-from llm_reference.quickstart import TINY_MODEL, tiny_base, tiny_data
+from llm_reference.sft_data import function_docstrings
+from llm_reference.sources import stdlib_files
 
-BOOK = {"timeout": 420, "seed": 0,
-        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 150,
-                     "examples": 2000, "steps": 60, "batch_size": 16,
-                     "sft_lr": 1e-3, "lora_lr": 3e-3, "lora_rank": 8}}
+BOOK = {"timeout": 1200, "seed": 0, "needs": ["book_model"],
+        "settings": {"max_summary": 120, "examples": 3000, "steps": 100,
+                     "batch_size": 16, "sft_lr": 1e-3, "lora_lr": 4e-3,
+                     "lora_rank": 8, "val_fraction": 0.05, "scored": 200}}
 S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
-torch.set_num_threads(1)
+torch.set_num_threads(2)
 
 workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+base, tok, _ = load_model(run_dir)  # a fresh copy: change it freely
+T = base.config.context_length
+print(f"the book's model: {base.num_parameters():,} parameters, "
+      f"validation loss {summary['val_loss']:.2f}")
 
 # %% [markdown]
-# The base model: `tiny_data` runs `prepare` on a slice of the standard library and
-# `tiny_base` pretrains `TINY_MODEL` (4 layers, width 128, context 128) on it with
-# `train`, as in the earlier steps. Both keep their result in a cache, shared with
-# the other experiments that start from this model.
+# ## The task: name the function
+#
+# Every documented public function of the standard library gives one conversation,
+# from `function_docstrings` (the default SFT data uses the same pairs the other
+# way round). A hash of each conversation decides the held-out split. The data goes
+# to a JSONL file, the form the `finetune` command reads (`--data`).
 
-# %%
-data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
-base = tiny_base(data_dir, S["pretrain_steps"], seed=BOOK["seed"])
-tok = load_tokenizer(data_dir)
-print(f"pretrained {S['pretrain_steps']} steps: validation loss {base.val_loss:.2f}")
+# %% tags=["task"]
+def naming_conversation(signature: str, summary: str) -> list[dict]:
+    name = re.match(r"(?:async )?def (\w+)", signature).group(1)
+    return [{"role": "user", "content": f"Name the function: {summary}"},
+            {"role": "assistant", "content": name}]
+
+
+seen, conversations = set(), []
+for path in stdlib_files()[1]:
+    try:
+        pairs = list(function_docstrings(Path(path).read_text(encoding="utf-8"),
+                                         max_chars=S["max_summary"]))
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        continue  # a few stdlib files are deliberately not valid Python 3
+    for signature, doc in pairs:
+        conv = naming_conversation(signature, " ".join(doc.split()))
+        if not conv[1]["content"].startswith("_") and str(conv) not in seen:
+            seen.add(str(conv))
+            conversations.append(conv)
+train_convs, val_convs = split_held_out(conversations, S["val_fraction"])
+data = root / "naming.jsonl"
+write_text(data, "".join(json.dumps({"messages": c}) + "\n"
+                         for c in train_convs + val_convs))
+print(f"{len(conversations):,} conversations ({len(train_convs):,} train, "
+      f"{len(val_convs):,} held out)")
 
 # %% [markdown]
 # ## The chat template and its loss mask
 #
-# One default example in ChatML, then its tokens: the ones in [brackets] have mask
-# 1 (the reply and the `<|im_end|>` that closes it), the others are context.
+# One held-out example in ChatML, then its tokens: the ones in [brackets] have
+# mask 1 (the reply and the `<|im_end|>` that closes it), the others are context.
 
 # %% tags=["template"]
-conversations = stdlib_conversations()
-train_convs, val_convs = split_held_out(conversations, 0.05)
 example = val_convs[0]
 print(format_chat(example), end="")
 ids, mask = tokenize_chat(tok, example)
@@ -76,17 +113,15 @@ for token, trained in zip(ids, mask):
     text = tok.decode([token]).replace("\n", "\\n")
     pieces.append(f"[{text}]" if trained else text)
 print("\n" + "".join(pieces))
-print(f"{len(ids)} tokens, {sum(mask)} trained; {len(conversations):,} conversations "
-      f"({len(train_convs):,} train, {len(val_convs):,} held out)")
+print(f"{len(ids)} tokens, {sum(mask)} trained")
 
 # %% [markdown]
 # ## Packing
 #
-# The same 2,000 training examples in rows of 128 tokens, packed several to a row
-# or one per row (padded).
+# The first 3,000 training examples in rows of 128 tokens, packed several to a
+# row or one per row (padded).
 
 # %% tags=["packing"]
-T = TINY_MODEL["context_length"]
 packing = {}
 for pack in (True, False):
     task = SFTTask(tok, train_convs[:S["examples"]], [], T, S["batch_size"],
@@ -101,34 +136,57 @@ for pack in (True, False):
 # %% [markdown]
 # ## Full fine-tune (SFT) and LoRA
 #
-# Both start from the pretrained checkpoint, see the same batches, and are scored
-# on the same held-out conversations (masked loss: reply tokens only). The
-# learning rates are higher than the command's defaults: 60 steps is very short.
+# Both start from the book's model, see the same batches, and are scored on the
+# same held-out conversations: the masked loss (reply tokens only), and the share
+# of greedy replies that are exactly the function's name.
 
 # %% tags=["finetune"]
-common = dict(max_steps=S["steps"], batch_size=S["batch_size"], warmup_steps=5,
+common = dict(max_steps=S["steps"], batch_size=S["batch_size"], warmup_steps=10,
               max_examples=S["examples"], eval_interval=S["steps"], eval_batches=4,
-              seed=BOOK["seed"])
+              val_fraction=S["val_fraction"], seed=BOOK["seed"])
 runs = {
-    "sft": finetune(base.folder, root / "sft",
-                    FinetuneSettings(method="sft", lr=S["sft_lr"], **common)),
-    "lora": finetune(base.folder, root / "lora",
+    "sft": finetune(run_dir, root / "sft",
+                    FinetuneSettings(method="sft", lr=S["sft_lr"], **common),
+                    data=data),
+    "lora": finetune(run_dir, root / "lora",
                      FinetuneSettings(method="lora", lr=S["lora_lr"],
                                       lora_rank=S["lora_rank"], **common),
-                     merge=True),
+                     data=data, merge=True),
 }
+scored = val_convs[:S["scored"]]
+
+
+def replies(model: torch.nn.Module) -> list[str]:
+    return [sample_reply(model.eval(), tok, c, max_new_tokens=12) for c in scored]
+
+
+def accuracy(answers: list[str]) -> dict[str, float]:
+    """Exact names, and replies that are one identifier (the format, right or not)."""
+    names = [c[-1]["content"] for c in scored]
+    return {"exact": sum(a.strip() == n for a, n in zip(answers, names)) / len(names),
+            "identifier": sum(a.strip().isidentifier() for a in answers)
+            / len(answers)}
+
+
+answers = {"base": replies(base)}
+for name in runs:
+    answers[name] = replies(load_model(root / name)[0])
+scores = {name: accuracy(a) for name, a in answers.items()}
 for name, r in runs.items():
     print(f"--- {name}: {r['trainable_parameters']:,} trainable of "
           f"{r['total_parameters']:,} parameters "
           f"({r['trainable_parameters'] / r['total_parameters']:.1%})")
     print(f"held-out masked loss {r['before']['val_loss']:.3f} -> "
           f"{r['after']['val_loss']:.3f}")
-sample = runs["sft"]["sample"]
-print(f"prompt:      {sample['prompt'][-1]['content']}")
-print(f"reference:   {sample['reference']!r}")
-print(f"before:      {sample['before']!r}")
-for name, r in runs.items():
-    print(f"after {name + ':':6} {r['sample']['after']!r}")
+print(f"\n{len(scored)} held-out requests, greedy replies:")
+for name, sc in scores.items():
+    print(f"{name:5} exact name {sc['exact']:6.1%}   one identifier "
+          f"{sc['identifier']:6.1%}")
+print()
+for i in range(4):
+    print(f"request: {scored[i][0]['content']}")
+    print(f"  name {scored[i][1]['content']!r}; base {answers['base'][i]!r}; "
+          f"sft {answers['sft'][i]!r}; lora {answers['lora'][i]!r}")
 
 # %% [markdown]
 # ## Merging the adapters
@@ -138,13 +196,13 @@ for name, r in runs.items():
 # and the merged model, and compare their logits on held-out text.
 
 # %% tags=["checkpoint"]
-adapted, _, _ = load_model(base.folder)
+adapted, _, _ = load_model(run_dir)
 config = load_adapters(adapted, root / "lora")  # wraps attn.qkv, attn.proj
 merged, _, _ = load_model(root / "lora")  # a plain GPT: no LoRA layers left
 x = torch.tensor([tokenize_chat(tok, val_convs[1])[0]])  # (1, T)
 with torch.no_grad():
     diff = (adapted.eval()(x)[0] - merged.eval()(x)[0]).abs().max().item()
-d, L = TINY_MODEL["d_model"], TINY_MODEL["n_layer"]
+d, L = base.config.d_model, base.config.n_layer
 formula = L * config.rank * ((d + 3 * d) + (d + d))  # r (d_in + d_out), qkv + proj
 print(f"adapter numbers: {lora_parameter_count(adapted):,} "
       f"(r (d_in + d_out) summed: {formula:,})")
@@ -187,15 +245,19 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 fig.savefig("sft_loss.svg")
 
-json.dump({"base_val_loss": base.val_loss, "packing": packing, "scale": scale,
+json.dump({"base_val_loss": summary["val_loss"], "packing": packing,
+           "scale": scale,
            "runs": {n: {k: r[k] for k in ("trainable_parameters", "total_parameters",
                                           "before", "after", "sample")}
                     for n, r in runs.items()},
-           "stopped": {n: len(tok.encode(r["sample"]["after"])) < 48
-                       for n, r in runs.items()},
+           "scores": scores, "scored": len(scored),
+           "examples_shown": [{"request": c[0]["content"], "name": c[1]["content"],
+                               **{m: answers[m][i] for m in answers}}
+                              for i, c in enumerate(scored[:4])],
            "merge_diff": diff, "lora_numbers": lora_parameter_count(adapted),
-           "n_conversations": len(conversations), "steps": S["steps"],
-           "examples": S["examples"], "pretrain_steps": S["pretrain_steps"],
-           "sft_lr": S["sft_lr"], "lora_lr": S["lora_lr"]},
+           "n_conversations": len(conversations), "n_train": len(train_convs),
+           "n_val": len(val_convs), "steps": S["steps"],
+           "examples": S["examples"], "sft_lr": S["sft_lr"],
+           "lora_lr": S["lora_lr"], "lora_rank": S["lora_rank"]},
           open("finetuning.json", "w"), indent=1)
 workdir.cleanup()

@@ -1,67 +1,48 @@
 # %% [markdown]
-# # Decoding a small model
+# # Decoding the book's model
 #
-# We train a GPT of the tiny preset's shape (4 layers, width 128) on a 2 MB slice of
-# the standard library with a 512-token vocabulary for a minute of CPU, then decode
-# the same prompts greedily, with temperatures, with top-k and with top-p; measure
-# how repetitive and how surprising each strategy's text is; and time generation
-# with and without the KV cache.
+# The book's model (`book_model.py`: a small GPT pretrained on the standard library)
+# decodes the same prompt greedily, with temperatures, with top-k and with top-p;
+# we measure how repetitive and how surprising each strategy's text is, and time
+# generation with and without the KV cache.
 
 # %%
 import json
+import os
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from llm_reference.data import Batches, load_tokenizer
+from llm_reference.checkpoint import load_model
+from llm_reference.data import Batches
 from llm_reference.evaluate import mean_loss
 from llm_reference.generate import generate, generate_text, top_k_filter, top_p_filter
-from llm_reference.model import GPT, ModelConfig
-from llm_reference.quickstart import tiny_data
 
-BOOK = {"timeout": 600, "seed": 0,
-        "settings": {"max_bytes": 2_000_000, "vocab_size": 512, "val_fraction": 0.1,
-                     "steps": 500, "batch_size": 16, "context_length": 64,
-                     "lr": 3e-3, "warmup": 20, "prompt": "def __init__(self",
-                     "sample_tokens": 100, "samples": 4, "cache_tokens": 240}}
+BOOK = {"timeout": 600, "seed": 0, "needs": ["book_model"],
+        "settings": {"prompt": "    def __init__(self, name, size):\n",
+                     "new_tokens": 40, "sample_tokens": 60, "samples": 6,
+                     "batch_size": 16, "cache_tokens": 100}}
 S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
 torch.set_num_threads(1)
 
-data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],
-                     val_fraction=S["val_fraction"])  # `prepare`, cached
-tok = load_tokenizer(data_dir)
-
-# %% [markdown]
-# Training: AdamW, a short warmup, then a linear decay to a tenth of the peak
-# learning rate (the pretraining step explains both). The model's context is 256
-# tokens; training windows are 64, enough for the short texts we decode.
-
-# %%
-config = ModelConfig(vocab_size=tok.vocab_size, context_length=256, n_layer=4,
-                     n_head=4, d_model=128)
-model = GPT(config)
-optimizer = torch.optim.AdamW(model.parameters(), lr=S["lr"], weight_decay=0.0)
-schedule = torch.optim.lr_scheduler.LambdaLR(
-    optimizer, lambda s: min(1.0, (s + 1) / S["warmup"]) * (1 - 0.9 * s / S["steps"]))
-batches = Batches(data_dir, "train", S["batch_size"], S["context_length"],
-                  seed=BOOK["seed"])
-start = time.perf_counter()
-for step in range(S["steps"]):
-    x, y = batches.get(step)
-    _, loss = model(x, targets=y)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    schedule.step()
-val = Batches(data_dir, "val", S["batch_size"], S["context_length"],
-              seed=BOOK["seed"])
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+model, tok, _ = load_model(run_dir)
+T = model.config.context_length
+val = Batches(data_dir, "val", S["batch_size"], T, seed=BOOK["seed"])
 val_loss = mean_loss(model, val, range(8), torch.device("cpu"))
-model.eval()
-print(f"{model.num_parameters():,} parameters, {S['steps']} steps in "
-      f"{time.perf_counter() - start:.0f} s; validation loss {val_loss:.3f}")
+print(f"the book's model: {model.num_parameters():,} parameters, context {T}, "
+      f"validation loss {val_loss:.3f}")
 
 # %% [markdown]
 # ## One prompt, five strategies
@@ -74,7 +55,7 @@ strategies = {"greedy": dict(temperature=0.0),
               "top-p 0.9": dict(temperature=1.0, top_p=0.9),
               "T = 1.5": dict(temperature=1.5)}
 for name, options in strategies.items():
-    new = list(generate(model, prompt, 32, seed=1, **options))
+    new = list(generate(model, prompt, S["new_tokens"], seed=1, **options))
     text = S["prompt"] + tok.decode(new)
     # control characters (a form feed, say) as U+FFFD, so that they show
     text = "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in text)
@@ -100,7 +81,7 @@ print(f"top-k 40 keeps {kept_k} tokens; top-p 0.9 keeps {kept_p} of {len(logits)
 # %% [markdown]
 # ## Repetition and surprise
 #
-# Four prompts (the first 8 tokens of four validation windows), 100 new tokens
+# Six prompts (the first 8 tokens of six validation windows), 60 new tokens
 # each, per strategy. "Repeated 4-grams": the share of the text's 4-token sequences
 # that already occurred earlier in it. "Surprise": the model's own mean negative
 # log-likelihood of the new tokens at temperature 1, in nats; held-out text scores
@@ -142,7 +123,7 @@ closest = min(quality, key=lambda q: abs(q["surprise"] - val_loss))["strategy"]
 # text; the model would have gone on for up to 100 tokens.
 
 # %% tags=["stop"]
-line = "    def "
+line = "    def __init__(self, name):\n        self.name"
 pieces = list(generate_text(model, tok, tok.encode(line), 100, stop=["\n"],
                             temperature=0.0))
 print(repr(line + "".join(pieces)), f"({len(pieces)} pieces streamed)")
@@ -150,9 +131,9 @@ print(repr(line + "".join(pieces)), f"({len(pieces)} pieces streamed)")
 # %% [markdown]
 # ## The KV cache
 #
-# 240 greedy tokens after a 16-token prompt, with and without the cache: the same
-# tokens, and the time each one took, the best of five runs (the build machine
-# may be shared: the ratio is what to read).
+# 100 greedy tokens after a 16-token prompt (116 of the model's 128 positions),
+# with and without the cache: the same tokens, and the time each one took, the
+# best of five runs (the build machine may be shared: the ratio is what to read).
 
 # %% tags=["cache"]
 def timed(use_cache: bool) -> tuple[list[int], list[float]]:
@@ -185,7 +166,8 @@ assert same
 # %%
 json.dump({"val_loss": val_loss, "quality": quality, "closest": closest,
            "kept_k": kept_k, "kept_p": kept_p, "prompt": S["prompt"],
-           "steps": S["steps"], "cache_tokens": S["cache_tokens"],
+           "new_tokens": S["new_tokens"], "cache_tokens": S["cache_tokens"],
+           "context_length": T, "tokens_trained": summary["tokens_trained"],
            "rates": {"cache": rates[True], "no_cache": rates[False]},
            "parameters": model.num_parameters()},
           open("generation.json", "w"), indent=1)

@@ -1,82 +1,117 @@
 # %% [markdown]
-# # DPO on a tiny model: a preference it can learn, and one it struggles with
+# # DPO on the book's model: a preference it can learn, and one it struggles with
 #
-# We pretrain a small GPT for a few dozen seconds, fine-tune it briefly on the
-# docstring conversations (SFT, the usual starting point of DPO), then run DPO on
-# two preference sets built from the same prompts:
+# We fine-tune the book's model (`book_model.py`) briefly on the docstring
+# conversations (SFT, the usual starting point of DPO), then run DPO on two
+# preference sets built from the same prompts:
 #
-# - "style": chosen = the docstring, rejected = the same docstring in capitals.
-#   Same content, a pure style preference that needs no understanding.
+# - "concise": chosen = the docstring's first sentence, rejected = the whole
+#   docstring. Same content, a pure style preference that needs no understanding;
+#   it changes what the model says, which we measure on prompts DPO never saw.
 # - "default": the data `finetune --method dpo` builds: chosen = the function's own
 #   docstring, rejected = another function's. Telling them apart means reading the
 #   prompt.
 
 # %%
 import json
+import os
+import re
+import statistics
 import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from llm_reference.finetune import FinetuneSettings, finetune, stdlib_conversations
-from llm_reference.quickstart import tiny_base, tiny_data
+from llm_reference.checkpoint import load_model
+from llm_reference.finetune import (
+    FinetuneSettings,
+    finetune,
+    sample_reply,
+    stdlib_conversations,
+)
 
-BOOK = {"timeout": 360, "seed": 0,
-        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "pretrain_steps": 150,
-                     "sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
-                     "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5}}
+BOOK = {"timeout": 1200, "seed": 0, "needs": ["book_model"],
+        "settings": {"sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
+                     "batch_size": 8, "beta": 0.1, "lr": 1e-4, "eval_interval": 5,
+                     "measured": 100, "reply_tokens": 48}}
 S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
-torch.set_num_threads(1)
+torch.set_num_threads(2)
 
 workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
 
 # %% [markdown]
-# The starting point: the base model of the fine-tuning step (`tiny_data` and
-# `tiny_base` run `prepare` and `train` and keep the result in a cache), then a
-# short SFT on the docstring conversations.
+# The starting point: the book's model, then a short SFT on the docstring
+# conversations.
 
 # %%
-data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
-base = tiny_base(data_dir, S["pretrain_steps"], seed=BOOK["seed"])
-sft = finetune(base.folder, root / "sft",
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+sft = finetune(run_dir, root / "sft",
                FinetuneSettings(method="sft", max_steps=S["sft_steps"], lr=1e-3,
                                 batch_size=16, warmup_steps=5, max_examples=2000,
                                 eval_interval=S["sft_steps"], eval_batches=2,
                                 seed=BOOK["seed"]))
-print(f"pretrained: validation loss {base.val_loss:.2f}; fine-tuned: held-out "
+print(f"pretrained: validation loss {summary['val_loss']:.2f}; fine-tuned: "
+      "held-out "
       f"masked loss {sft['after']['val_loss']:.2f}")
 
 # %% [markdown]
-# ## The style set
+# ## The concise set
 #
-# Written as JSONL in the format `finetune --data` reads.
+# Only the prompts whose docstring has more than one sentence; written as JSONL in
+# the format `finetune --data` reads. A "sentence" here ends with a full stop before
+# white space: crude (an "e.g. " ends one too), and the same for every model.
 
 # %% tags=["style_data"]
-conversations = stdlib_conversations()[:S["pairs"]]
-with open(root / "style.jsonl", "w", encoding="utf-8") as f:
-    for c in conversations:
+def sentences(text: str) -> int:
+    """Full stops that end a sentence: before white space or at the end."""
+    return len(re.findall(r"\.(?:\s|$)", text.strip()))
+
+
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<=\.)\s", text.strip())[0]
+
+
+def one_sentence(reply: str) -> bool:
+    """A single complete sentence, the behaviour the concise set asks for."""
+    return sentences(reply) == 1 and reply.strip().endswith(".")
+
+
+conversations = [c for c in stdlib_conversations()
+                 if sentences(c[-1]["content"]) > 1]
+measured = conversations[-S["measured"]:]  # the last ones: kept out of the set
+pairs = conversations[:-S["measured"]][:S["pairs"]]
+with open(root / "concise.jsonl", "w", encoding="utf-8") as f:
+    for c in pairs:
         reply = c[-1]["content"]
-        f.write(json.dumps({"prompt": c[0]["content"], "chosen": reply,
-                            "rejected": reply.upper()}) + "\n")
-print(open(root / "style.jsonl", encoding="utf-8").readline(), end="")
+        f.write(json.dumps({"prompt": c[0]["content"], "rejected": reply,
+                            "chosen": first_sentence(reply)}) + "\n")
+print(open(root / "concise.jsonl", encoding="utf-8").readline(), end="")
 
 # %% [markdown]
 # ## DPO on both sets
 #
 # The same settings for both: beta 0.1, 40 steps of 8 pairs, learning rate 1e-4,
 # starting from (and measured against) the SFT model. Every 5 steps: the DPO loss,
-# the reward margin and the reward accuracy on 32 held-out pairs.
+# the reward margin and the reward accuracy on 64 held-out pairs.
 
 # %% tags=["checkpoint"]
 common = dict(method="dpo", max_steps=S["dpo_steps"], batch_size=S["batch_size"],
               lr=S["lr"], beta=S["beta"], warmup_steps=5, val_fraction=0.1,
               max_examples=S["pairs"], eval_interval=S["eval_interval"],
-              eval_batches=4, seed=BOOK["seed"])
-results = {"style": finetune(root / "sft", root / "dpo-style",
-                             FinetuneSettings(**common), data=root / "style.jsonl"),
+              eval_batches=8, seed=BOOK["seed"])
+results = {"concise": finetune(root / "sft", root / "dpo-concise",
+                               FinetuneSettings(**common),
+                               data=root / "concise.jsonl"),
            "default": finetune(root / "sft", root / "dpo-default",
                                FinetuneSettings(**common))}
 for name, r in results.items():
@@ -92,13 +127,29 @@ for name, r in results.items():
 # %% [markdown]
 # ## Replies before and after
 #
-# The greedy reply to one held-out prompt of each set, from the SFT model and after
-# DPO.
+# Greedy replies to prompts kept out of the concise set (the library's last
+# multi-sentence docstrings), from the SFT model and after DPO on it: how many
+# sentences and words they have. Then one held-out prompt of each set.
 
 # %% tags=["replies"]
+lengths = {}
+for name, folder in (("SFT model", "sft"), ("after DPO", "dpo-concise")):
+    model, tok, _ = load_model(root / folder)
+    replies = [sample_reply(model, tok, c, S["reply_tokens"]) for c in measured]
+    lengths[name] = {"words": statistics.mean(len(r.split()) for r in replies),
+                     "one_sentence": statistics.mean(map(one_sentence, replies)),
+                     "example": replies[0]}
+print(f"{len(measured)} new prompts, greedy replies of up to {S['reply_tokens']} "
+      "tokens:")
+for name, st in lengths.items():
+    print(f"{name:10} {st['words']:5.1f} words on average, "
+          f"{st['one_sentence']:4.0%} one sentence")
+print(f"\nprompt: {measured[0][0]['content']}")
+for name, st in lengths.items():
+    print(f"{name}: {st['example']!r}")
 for name, r in results.items():
     s = r["sample"]
-    print(f"--- {name}: {s['prompt'][-1]['content']}")
+    print(f"\n--- {name}: {s['prompt'][-1]['content']}")
     print(f"SFT model: {s['before']!r}")
     print(f"after DPO: {s['after']!r}")
 
@@ -110,7 +161,7 @@ for name in results:
     curves[name] = [{k: r[k] for k in ("step", "val_margin", "val_reward_accuracy")}
                     for r in records if "val_margin" in r]
 fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 2.4))
-for name, color in (("style", "#0969da"), ("default", "#bc4c00")):
+for name, color in (("concise", "#0969da"), ("default", "#bc4c00")):
     steps = [0] + [c["step"] for c in curves[name]]
     left.plot(steps, [0] + [c["val_margin"] for c in curves[name]], color=color,
               marker="o", markersize=3, label=f"{name} set")
@@ -130,6 +181,7 @@ fig.savefig("dpo_margin.svg")
 json.dump({n: {"before": r["before"], "after": r["after"],
                "pairs": r["data_stats"]["train"]["pairs"],
                "held_out": r["data_stats"]["val"]["pairs"], "curve": curves[n]}
-           for n, r in results.items()} | {"settings": S},
+           for n, r in results.items()}
+          | {"settings": S, "lengths": lengths, "measured": len(measured)},
           open("preference.json", "w"), indent=1)
 workdir.cleanup()

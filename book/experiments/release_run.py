@@ -1,9 +1,9 @@
 # %% [markdown]
 # # Releasing a run
 #
-# We prepare a small slice of the standard library, train a tiny model on it for a
-# few seconds, and release it with `llm_reference.release`. Then we look at what a
-# user of the release gets, check every hash, look inside the safetensors file, see
+# We release the book's model (`book_model.py`: a small GPT pretrained on the
+# standard library) with `llm_reference.release`. Then we look at what a user of
+# the release gets, check every hash, look inside the safetensors file, see
 # why pickle is refused, and scan the folder for personal data.
 
 # %%
@@ -31,25 +31,25 @@ from llm_reference import (
 )
 from llm_reference.checkpoint import load_model
 from llm_reference.model import GPT, ModelConfig
-from llm_reference.quickstart import tiny_base, tiny_data
 from llm_reference.release import release
 
-BOOK = {"timeout": 300, "seed": 0,
-        "settings": {"max_bytes": 200_000, "vocab_size": 512, "steps": 60,
-                     "model": {"context_length": 64, "n_layer": 2, "n_head": 2,
-                               "d_model": 64},
-                     "license": "MIT", "scan_tokens": 200_000}}
+BOOK = {"timeout": 300, "seed": 0, "needs": ["book_model"],
+        "settings": {"license": "MIT", "scan_tokens": 200_000}}
 S = BOOK["settings"]
-torch.set_num_threads(1)
+torch.set_num_threads(2)
 
-# `prepare` and `train` through the quickstart helpers, which keep the run in a
-# cache; our copy gives it the name its model card shows
-data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
-base = tiny_base(data_dir, S["steps"], model=S["model"], seed=BOOK["seed"],
-                 warmup_steps=10)
-shutil.copytree(base.folder, "tiny-stdlib")
-out = release("tiny-stdlib", "release/tiny-stdlib", license=S["license"],
-              scan_tokens=S["scan_tokens"], device="cpu")
+# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir, data_dir = book_dir / "run", book_dir / "data"
+# copied (its folder is the build's cache, shared): the copy's name is the one its
+# model card shows; data_dir names the prepared data it read
+shutil.copytree(run_dir, "book-stdlib")
+out = release("book-stdlib", "release/book-stdlib", license=S["license"],
+              data_dir=data_dir, scan_tokens=S["scan_tokens"], device="cpu")
 manifest = json.loads((out / "manifest.json").read_text())
 
 
@@ -119,7 +119,7 @@ print(f"... {len(header)} tensors in all")
 config = json.loads((out / "config.json").read_text())
 released = GPT(ModelConfig.from_dict(config)).eval()
 load_weights(released, str(out / "model.safetensors"))
-trained, _, _ = load_model("tiny-stdlib")
+trained, _, _ = load_model("book-stdlib")
 x = torch.randint(0, config["vocab_size"], (2, 16),
                   generator=torch.Generator().manual_seed(0))  # (B, T)
 with torch.no_grad():
