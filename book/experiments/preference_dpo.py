@@ -102,8 +102,9 @@ print(open(root / "concise.jsonl", encoding="utf-8").readline(), end="")
 #
 # The same settings for both: beta 0.1, 40 steps of 8 pairs, learning rate 3e-5
 # (1e-4, tried while writing this, raised the concise margin by cutting replies off
-# mid-sentence), starting from (and measured against) the SFT model. Every 5 steps: the DPO loss,
-# the reward margin and the reward accuracy on 64 held-out pairs.
+# mid-sentence), starting from (and measured against) the SFT model. Every 5
+# steps: the DPO loss, the reward margin and the reward accuracy on 64 held-out
+# pairs.
 
 # %% tags=["checkpoint"]
 common = dict(method="dpo", max_steps=S["dpo_steps"], batch_size=S["batch_size"],
