@@ -1,7 +1,7 @@
 # %% [markdown]
 # # int8 weights for a small trained model
 #
-# We train a GPT of the tiny preset's shape for a few dozen seconds, quantize every
+# We take the book's model (`book_model.py`), quantize every
 # Linear layer's weight to int8 with one scale per output row, look at the rounding
 # error, and compare float32, our int8 model and PyTorch's dynamic int8
 # quantization on size, memory, speed and perplexity. Then we time one large layer
@@ -9,6 +9,7 @@
 
 # %%
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,11 +27,9 @@ from llm_reference.quantize import (
     quantize_run,
     torch_dynamic_int8,
 )
-from llm_reference.quickstart import tiny_base, tiny_data
 
-BOOK = {"timeout": 300, "seed": 0,
-        "settings": {"max_bytes": 1_000_000, "vocab_size": 512, "steps": 150,
-                     "val_batches": 8, "new_tokens": 48, "repeats": 3,
+BOOK = {"timeout": 300, "seed": 0, "needs": ["book_model"],
+        "settings": {"val_batches": 8, "new_tokens": 48, "repeats": 3,
                      "layer": [2048, 2048], "timing_repeats": 30}}
 S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
@@ -40,15 +39,20 @@ workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
 
 # %% [markdown]
-# The model: the base of the fine-tuning step (`tiny_data` and `tiny_base` run
-# `prepare` and `train` and keep the result in a cache).
+# The model: the book's model, pretrained once per build on the standard library.
 
 # %%
-data_dir = tiny_data(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"])
-base = tiny_base(data_dir, S["steps"], seed=BOOK["seed"])
-model, tok, _ = load_model(base.folder)
-print(f"trained {model.num_parameters():,} parameters for {S['steps']} steps: "
-      f"validation loss {base.val_loss:.2f}")
+# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
+book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+if not (book_dir / "book_model.json").is_file():
+    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
+                            "in this folder or with BOOK_MODEL_DIR set to its folder")
+run_dir = book_dir / "run"
+book = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+model, tok, _ = load_model(run_dir)
+steps = book["train"]["max_steps"]
+print(f"the book's model: {model.num_parameters():,} parameters trained for "
+      f"{steps} steps, validation loss {book['val_loss']:.2f}")
 
 # %% [markdown]
 # ## The rounding error, per channel and per tensor
@@ -87,7 +91,8 @@ assert worst <= 0.5 + 1e-4
 # perplexity on the same held-out batches, and how many greedy tokens match fp32.
 
 # %% tags=["checkpoint"]
-report = quantize_run(base.folder, root / "int8", val_batches=S["val_batches"],
+report = quantize_run(run_dir, root / "int8", data_dir=book_dir / "data",
+                      val_batches=S["val_batches"],
                       new_tokens=S["new_tokens"], repeats=S["repeats"])
 print(format_report(report))
 
@@ -136,7 +141,7 @@ for r in report["rows"]:
                      "same": f"{r['greedy_tokens_same_as_fp32']}/{S['new_tokens']}"})
 json.dump({"rows": rows, "mse": {k: v / numbers for k, v in mse.items()},
            "worst": worst, "layers": len(linears), "numbers": numbers,
-           "layer_ms": layer_ms, "layer": S["layer"], "steps": S["steps"],
+           "layer_ms": layer_ms, "layer": S["layer"], "steps": steps,
            "parameters": model.num_parameters(), "val_batches": S["val_batches"],
            "quantized_layers": report["quantized_layers"]},
           open("quantization.json", "w"), indent=1)
