@@ -102,6 +102,28 @@ def tiny_base(data_dir: str | Path, steps: int = 150, *,
     return TinyRun(folder, data_dir, evals[-1]["val_loss"])
 
 
+@dataclass(frozen=True)
+class BookModel:
+    """The book's shared model: what `book/experiments/book_model.py` wrote."""
+
+    run: Path  # what `train` wrote: config.toml, checkpoints/, metrics.jsonl
+    data: Path  # what `prepare` wrote: tokenizer.json, shards, manifest.json
+    summary: dict  # book_model.json: the numbers the chapters quote
+
+
+def book_model(folder: str | Path | None = None) -> BookModel:
+    """The book's model in `folder`, else in $BOOK_MODEL_DIR (the book's builder
+    sets it), else in the current folder: where the chapters after pretraining
+    start from. Read it; copy `run` (`shutil.copytree`) before changing it."""
+    where = Path(folder or os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
+    summary = where / "book_model.json"
+    if not summary.is_file():
+        raise UserError(f"no book model in {where}: run book_model.py first, in this "
+                        "folder or with BOOK_MODEL_DIR set to its folder")
+    return BookModel(where / "run", where / "data",
+                     json.loads(summary.read_text(encoding="utf-8")))
+
+
 def cached(kind: str, inputs: dict[str, Any], make: Callable[[Path], Any],
            cache_dir: str | Path | None) -> Path:
     """The folder `make(folder)` writes for these inputs, made once per key.

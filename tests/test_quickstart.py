@@ -102,3 +102,22 @@ def test_every_experiment_that_uses_quickstart_imports_it_itself():
     assert len(users) >= 3  # the others start from the book model (book_model.py)
     for path in users:
         assert "from llm_reference.quickstart import" in path.read_text(), path.name
+
+
+# --- the book's model ----------------------------------------------------------------
+
+
+def test_book_model_is_found_in_the_folder_named_by_BOOK_MODEL_DIR(tmp_path,
+                                                                   monkeypatch):
+    (tmp_path / "book_model.json").write_text(json.dumps({"val_loss": 3.1}))
+    monkeypatch.setenv("BOOK_MODEL_DIR", str(tmp_path))
+    book = quickstart.book_model()
+    assert (book.run, book.data) == (tmp_path / "run", tmp_path / "data")
+    assert book.summary == {"val_loss": 3.1}
+
+
+def test_a_missing_book_model_says_to_run_book_model_py(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOOK_MODEL_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"no book model in .*: run book_model.py"):
+        quickstart.book_model()

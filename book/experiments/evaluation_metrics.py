@@ -13,9 +13,7 @@
 import json
 import lzma
 import math
-import os
 import zlib
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,6 +23,7 @@ from llm_reference.checkpoint import list_checkpoints, load_model
 from llm_reference.data import Batches, load_meta
 from llm_reference.evaluate import build_cloze, cloze_accuracy, language_model_metrics
 from llm_reference.model import GPT
+from llm_reference.quickstart import book_model
 
 BOOK = {"timeout": 1200, "seed": 1337, "needs": ["book_model"],
         "settings": {"batch_size": 16, "eval_batches": 10, "cloze_items": 300,
@@ -33,14 +32,11 @@ BOOK = {"timeout": 1200, "seed": 1337, "needs": ["book_model"],
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
 cpu = torch.device("cpu")
-# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
-# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
-book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
-if not (book_dir / "book_model.json").is_file():
-    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
-                            "in this folder or with BOOK_MODEL_DIR set to its folder")
-run_dir, data_dir = book_dir / "run", book_dir / "data"
-summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+# the book's model (run/, data/, summary): book_model.py wrote it; the builder
+# says where in BOOK_MODEL_DIR
+book = book_model()
+run_dir, data_dir = book.run, book.data
+summary = book.summary
 base, tokenizer, _ = load_model(run_dir)  # a fresh copy: change it freely
 meta = load_meta(data_dir)
 T = base.config.context_length

@@ -12,7 +12,6 @@
 
 # %%
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -38,6 +37,7 @@ from llm_reference.lora import (
     lora_parameter_count,
 )
 from llm_reference.model import GPT, ModelConfig
+from llm_reference.quickstart import book_model
 from llm_reference.sft_data import function_docstrings
 from llm_reference.sources import stdlib_files
 
@@ -51,14 +51,11 @@ torch.set_num_threads(2)
 
 workdir = tempfile.TemporaryDirectory()
 root = Path(workdir.name)
-# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
-# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
-book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
-if not (book_dir / "book_model.json").is_file():
-    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
-                            "in this folder or with BOOK_MODEL_DIR set to its folder")
-run_dir, data_dir = book_dir / "run", book_dir / "data"
-summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+# the book's model (run/, data/, summary): book_model.py wrote it; the builder
+# says where in BOOK_MODEL_DIR
+book = book_model()
+run_dir, data_dir = book.run, book.data
+summary = book.summary
 base, tok, _ = load_model(run_dir)  # a fresh copy: change it freely
 T = base.config.context_length
 print(f"the book's model: {base.num_parameters():,} parameters, "

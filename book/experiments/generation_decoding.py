@@ -8,9 +8,7 @@
 
 # %%
 import json
-import os
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -20,6 +18,7 @@ from llm_reference.checkpoint import load_model
 from llm_reference.data import Batches
 from llm_reference.evaluate import mean_loss
 from llm_reference.generate import generate, generate_text, top_k_filter, top_p_filter
+from llm_reference.quickstart import book_model
 
 BOOK = {"timeout": 600, "seed": 0, "needs": ["book_model"],
         "settings": {"prompt": "    def __init__(self, name, size):\n",
@@ -29,14 +28,11 @@ S = BOOK["settings"]
 torch.manual_seed(BOOK["seed"])
 torch.set_num_threads(1)
 
-# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
-# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
-book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
-if not (book_dir / "book_model.json").is_file():
-    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
-                            "in this folder or with BOOK_MODEL_DIR set to its folder")
-run_dir, data_dir = book_dir / "run", book_dir / "data"
-summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+# the book's model (run/, data/, summary): book_model.py wrote it; the builder
+# says where in BOOK_MODEL_DIR
+book = book_model()
+run_dir, data_dir = book.run, book.data
+summary = book.summary
 model, tok, _ = load_model(run_dir)
 T = model.config.context_length
 val = Batches(data_dir, "val", S["batch_size"], T, seed=BOOK["seed"])

@@ -14,7 +14,6 @@
 
 # %%
 import json
-import os
 import re
 import statistics
 import tempfile
@@ -30,6 +29,7 @@ from llm_reference.finetune import (
     sample_reply,
     stdlib_conversations,
 )
+from llm_reference.quickstart import book_model
 
 BOOK = {"timeout": 1200, "seed": 0, "needs": ["book_model"],
         "settings": {"sft_steps": 30, "dpo_steps": 40, "pairs": 1200,
@@ -47,14 +47,11 @@ root = Path(workdir.name)
 # conversations.
 
 # %%
-# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
-# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
-book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
-if not (book_dir / "book_model.json").is_file():
-    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
-                            "in this folder or with BOOK_MODEL_DIR set to its folder")
-run_dir, data_dir = book_dir / "run", book_dir / "data"
-summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+# the book's model (run/, data/, summary): book_model.py wrote it; the builder
+# says where in BOOK_MODEL_DIR
+book = book_model()
+run_dir, data_dir = book.run, book.data
+summary = book.summary
 sft = finetune(run_dir, root / "sft",
                FinetuneSettings(method="sft", max_steps=S["sft_steps"], lr=1e-3,
                                 batch_size=16, warmup_steps=5, max_examples=2000,

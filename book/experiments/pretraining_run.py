@@ -12,9 +12,7 @@
 # %%
 import json
 import math
-import os
 import statistics
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -25,6 +23,7 @@ from llm_reference.data import load_meta
 from llm_reference.generate import generate
 from llm_reference.metrics_plot import read_metrics
 from llm_reference.optim import param_groups
+from llm_reference.quickstart import book_model
 from llm_reference.schedule import lr_at
 
 BOOK = {"timeout": 300, "seed": 1337, "needs": ["book_model"],
@@ -32,14 +31,11 @@ BOOK = {"timeout": 300, "seed": 1337, "needs": ["book_model"],
                      "prompts": ["def ", "import os\n", "class "]}}
 S = BOOK["settings"]
 torch.set_num_threads(S["threads"])
-# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
-# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
-book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
-if not (book_dir / "book_model.json").is_file():
-    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
-                            "in this folder or with BOOK_MODEL_DIR set to its folder")
-run_dir, data_dir = book_dir / "run", book_dir / "data"
-summary = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+# the book's model (run/, data/, summary): book_model.py wrote it; the builder
+# says where in BOOK_MODEL_DIR
+book = book_model()
+run_dir, data_dir = book.run, book.data
+summary = book.summary
 config = RunConfig.from_dict(load_toml(run_dir / "config.toml"))
 T = config.train
 

@@ -9,7 +9,6 @@
 
 # %%
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from llm_reference.quantize import (
     quantize_run,
     torch_dynamic_int8,
 )
+from llm_reference.quickstart import book_model
 
 BOOK = {"timeout": 300, "seed": 0, "needs": ["book_model"],
         "settings": {"val_batches": 8, "new_tokens": 48, "repeats": 3,
@@ -42,17 +42,14 @@ root = Path(workdir.name)
 # The model: the book's model, pretrained once per build on the standard library.
 
 # %%
-# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
-book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
-if not (book_dir / "book_model.json").is_file():
-    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
-                            "in this folder or with BOOK_MODEL_DIR set to its folder")
-run_dir = book_dir / "run"
-book = json.loads((book_dir / "book_model.json").read_text(encoding="utf-8"))
+# the book's model (run/, data/, summary): book_model.py wrote it; the builder
+# says where in BOOK_MODEL_DIR
+book = book_model()
+run_dir = book.run
 model, tok, _ = load_model(run_dir)
-steps = book["train"]["max_steps"]
+steps = book.summary["train"]["max_steps"]
 print(f"the book's model: {model.num_parameters():,} parameters trained for "
-      f"{steps} steps, validation loss {book['val_loss']:.2f}")
+      f"{steps} steps, validation loss {book.summary['val_loss']:.2f}")
 
 # %% [markdown]
 # ## The rounding error, per channel and per tensor
@@ -91,7 +88,7 @@ assert worst <= 0.5 + 1e-4
 # perplexity on the same held-out batches, and how many greedy tokens match fp32.
 
 # %% tags=["checkpoint"]
-report = quantize_run(run_dir, root / "int8", data_dir=book_dir / "data",
+report = quantize_run(run_dir, root / "int8", data_dir=book.data,
                       val_batches=S["val_batches"],
                       new_tokens=S["new_tokens"], repeats=S["repeats"])
 print(format_report(report))

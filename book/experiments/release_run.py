@@ -31,6 +31,7 @@ from llm_reference import (
 )
 from llm_reference.checkpoint import load_model
 from llm_reference.model import GPT, ModelConfig
+from llm_reference.quickstart import book_model
 from llm_reference.release import release
 
 BOOK = {"timeout": 300, "seed": 0, "needs": ["book_model"],
@@ -38,13 +39,10 @@ BOOK = {"timeout": 300, "seed": 0, "needs": ["book_model"],
 S = BOOK["settings"]
 torch.set_num_threads(2)
 
-# the book's model: the folder book_model.py wrote (run/, data/, book_model.json);
-# the builder sets BOOK_MODEL_DIR, by hand run book_model.py here first
-book_dir = Path(os.environ.get("BOOK_MODEL_DIR", ".")).resolve()
-if not (book_dir / "book_model.json").is_file():
-    raise FileNotFoundError(f"no book model in {book_dir}: run book_model.py first, "
-                            "in this folder or with BOOK_MODEL_DIR set to its folder")
-run_dir, data_dir = book_dir / "run", book_dir / "data"
+# the book's model (run/, data/, summary): book_model.py wrote it; the builder
+# says where in BOOK_MODEL_DIR
+book = book_model()
+run_dir, data_dir = book.run, book.data
 # copied (its folder is the build's cache, shared): the copy's name is the one its
 # model card shows; data_dir names the prepared data it read
 shutil.copytree(run_dir, "book-stdlib")
