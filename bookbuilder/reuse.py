@@ -95,19 +95,21 @@ def page_key(page: Page, root: str) -> str:
 
 
 class Cache:
-    """CACHE/NAME.json + CACHE/NAME.FORMAT: the last output of each page name."""
+    """CACHE/NAME.json + CACHE/NAME.SUFFIX: the last output stored under each name,
+    with the key it was made from (a page's compile; the source archive too)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def _paths(self, page: Page) -> tuple[Path, Path]:
-        base = self.folder / page.name
+    def _paths(self, name: str, suffix: str) -> tuple[Path, Path]:
+        base = self.folder / name
         return base.with_name(f"{base.name}.json"), \
-            base.with_name(f"{base.name}.{page.format}")
+            base.with_name(f"{base.name}.{suffix}")
 
-    def load(self, page: Page, key: str) -> tuple[bytes, list[str]] | None:
+    def load(self, name: str, suffix: str, key: str
+             ) -> tuple[bytes, list[str]] | None:
         """The output and warnings recorded under `key`, or None."""
-        meta_path, out_path = self._paths(page)
+        meta_path, out_path = self._paths(name, suffix)
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             data = out_path.read_bytes()
@@ -117,12 +119,13 @@ class Cache:
             return None
         return data, list(meta.get("warnings", []))
 
-    def store(self, page: Page, key: str, data: bytes, warnings: list[str]) -> None:
+    def store(self, name: str, suffix: str, key: str, data: bytes,
+              warnings: list[str] | None = None) -> None:
         """Output first, then the record that vouches for it (its sha256)."""
-        meta_path, out_path = self._paths(page)
+        meta_path, out_path = self._paths(name, suffix)
         write_bytes(out_path, data)
         write_json(meta_path, {"key": key, "sha256": _sha256(data),
-                               "warnings": warnings})
+                               "warnings": warnings or []})
 
 
 def compile_pages(pages: list[Page], root: Path, sources: pdf.SourceMap,
@@ -137,7 +140,7 @@ def compile_pages(pages: list[Page], root: Path, sources: pdf.SourceMap,
     done: dict[str, tuple[bytes, list[str]]] = {}
     if not force:
         for p in pages:
-            if (hit := cache.load(p, keys[p.name])) is not None:
+            if (hit := cache.load(p.name, p.format, keys[p.name])) is not None:
                 done[p.name] = hit
     todo = [p for p in pages if p.name not in done]
     if todo:
@@ -152,7 +155,7 @@ def compile_pages(pages: list[Page], root: Path, sources: pdf.SourceMap,
                 pool.shutdown(cancel_futures=True)
                 raise
         for p in todo:
-            cache.store(p, keys[p.name], *done[p.name])
+            cache.store(p.name, p.format, keys[p.name], *done[p.name])
     for p in pages:
         for warning in done[p.name][1]:
             print(f"warning: {warning}", file=sys.stderr)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import subprocess
 import tarfile
 from pathlib import Path
 
-from llm_reference.atomic import write_bytes, write_json
+from . import reuse
 
 ARCHIVE = "llm-from-scratch-src.tar.gz"
 PREFIX = "llm-from-scratch"  # the folder the archive unpacks into
@@ -84,22 +83,18 @@ def archive_bytes(root: Path, cache: Path | None = None) -> bytes:
     """A reproducible .tar.gz of `files(root)` under the folder PREFIX/.
 
     With `cache` (a folder), the archive of the last call is reused when no file's
-    name, mode or bytes changed: reading and hashing the files is cheap, packing and
-    compressing them is what takes the time.
+    name, mode or bytes changed (`reuse.Cache`): reading and hashing the files is
+    cheap, packing and compressing them is what takes the time.
     """
     members = _members(root)
-    key = _sha256("".join(f"{name}\0{mode}\0{_sha256(data)}\n"
-                          for name, mode, data in members).encode())
     if cache is None:
         return _pack(members)
-    try:
-        meta = json.loads((cache / "source.json").read_text(encoding="utf-8"))
-        packed = (cache / ARCHIVE).read_bytes()
-        if meta["key"] == key and meta["sha256"] == _sha256(packed):
-            return packed
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # no usable archive: pack it
+    key = _sha256("".join(f"{name}\0{mode}\0{_sha256(data)}\n"
+                          for name, mode, data in members).encode())
+    stored = reuse.Cache(cache)
+    name, suffix = ARCHIVE.split(".", 1)
+    if (hit := stored.load(name, suffix, key)) is not None:
+        return hit[0]
     packed = _pack(members)
-    write_bytes(cache / ARCHIVE, packed)
-    write_json(cache / "source.json", {"key": key, "sha256": _sha256(packed)})
+    stored.store(name, suffix, key, packed)
     return packed
