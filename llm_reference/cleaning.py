@@ -13,7 +13,7 @@ import functools
 import hashlib
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import regex
@@ -22,9 +22,6 @@ from . import compliance, filters
 from .compliance import SourceRecord
 from .filters import QualityReport
 from .sources import Document
-
-if TYPE_CHECKING:
-    from datasketch import LeanMinHash, MinHash
 
 
 def normalize(text: str) -> str:
@@ -55,70 +52,114 @@ def word_shingles(text: str, n: int = 5) -> set[bytes]:
 
 
 NUM_PERM, MINHASH_SEED = 256, 1  # values per signature; seed of the permutations
-SCHEME = "affine32"  # datasketch's permutation scheme (32-bit values)
+
+
+@functools.lru_cache(maxsize=None)
+def permutations(num_perm: int = NUM_PERM, seed: int = MINHASH_SEED
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The `num_perm` random hash functions h -> a * h + b (mod 2^32), as the
+    arrays (a, b), each (num_perm,) uint32. An odd `a` makes each one a permutation
+    of the 32-bit values. Drawn as datasketch draws its "affine32" scheme, so our
+    signatures are datasketch's (tests/test_data.py checks it)."""
+    draw = np.random.RandomState(seed)
+    a = draw.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + 1
+    b = draw.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def mix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finalizer: spreads similar 32-bit inputs apart (a bijection;
+    uint32 arithmetic wraps around, which is the mod 2^32)."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def signature(shingles: set[bytes], num_perm: int = NUM_PERM,
+              seed: int = MINHASH_SEED) -> np.ndarray | None:
+    """The MinHash signature of a shingle set, (num_perm,) uint32; None if empty.
+
+    Value k is the smallest, over the shingles, of the k-th hash function applied
+    to the shingle's 32-bit SHA-1 prefix. Two sets agree on value k with
+    probability equal to their Jaccard index.
+    """
+    if not shingles:
+        return None
+    a, b = permutations(num_perm, seed)
+    values = np.full(num_perm, 0xFFFFFFFF, dtype=np.uint32)
+    items = list(shingles)  # any order: a minimum does not depend on it
+    for i in range(0, len(items), 8192):  # bounded memory on huge documents
+        prefixes = b"".join(hashlib.sha1(s).digest()[:4] for s in items[i:i + 8192])
+        h = mix32(np.frombuffer(prefixes, dtype="<u4").astype(np.uint32))  # (n,)
+        values = np.minimum(values, (h[:, None] * a + b).min(axis=0))  # (num_perm,)
+    return values
+
+
+@functools.lru_cache(maxsize=None)
+def lsh_bands(threshold: float, num_perm: int = NUM_PERM,
+              weights: tuple[float, float] = (0.2, 0.8)) -> tuple[int, int]:
+    """The LSH layout (bands b, rows r, b * r <= num_perm) for `threshold`.
+
+    Two documents of Jaccard index s share at least one whole band with
+    probability 1 - (1 - s^r)^b. Below the threshold that is a false candidate,
+    above it 1 minus that is a missed duplicate; we pick the (b, r) that makes the
+    weighted areas of both smallest (the weights of datasketch's `MinHashLSH`,
+    which picks the same layout: tests/test_data.py checks it).
+    """
+    pairs = np.array([(b, r) for b in range(1, num_perm + 1)
+                      for r in range(1, num_perm // b + 1)], dtype=float)
+    b, r = pairs[:, :1], pairs[:, 1:]  # (pairs, 1) each
+    below, above = np.linspace(0, threshold, 201), np.linspace(threshold, 1, 201)
+    false_candidates = np.trapezoid(1 - (1 - below**r) ** b, below, axis=1)
+    missed = np.trapezoid((1 - above**r) ** b, above, axis=1)
+    best = np.argmin(weights[0] * false_candidates + weights[1] * missed)
+    return int(pairs[best, 0]), int(pairs[best, 1])
 
 
 class NearDuplicates:
     """Finds documents whose shingle sets overlap by `threshold` or more (Jaccard).
 
     Comparing every pair is quadratic. MinHash shrinks each shingle set to
-    `num_perm` numbers whose agreement rate estimates the Jaccard index; locality-
-    sensitive hashing (LSH) buckets those signatures so that only likely matches are
-    compared. We confirm each LSH candidate with the MinHash estimate itself, so the
-    LSH bands are tuned to weigh a missed duplicate 4x more than a false candidate.
+    `num_perm` numbers whose agreement rate estimates the Jaccard index (`signature`);
+    locality-sensitive hashing (LSH) cuts each signature into bands and compares a
+    document only with those that share a whole band with it. We confirm each
+    candidate with the MinHash estimate itself, so the bands are tuned to weigh a
+    missed duplicate 4x more than a false candidate (`lsh_bands`).
 
-    The signature of one document (`signature`) needs no other document, so
-    `prepare` computes them in worker processes; only the lookup (`is_new`) sees
-    all documents, in order.
+    The signature of one document needs no other document, so `prepare` computes
+    them in worker processes; only the lookup (`is_new`) sees all documents, in
+    order.
     """
 
     def __init__(self, threshold: float = 0.85, num_perm: int = NUM_PERM,
                  seed: int = MINHASH_SEED):
-        from datasketch import MinHashLSH  # here: it loads scipy, slow for `train`
-
         self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm,
-                              weights=(0.2, 0.8))  # (false positive, false negative)
-        self.signatures: list[LeanMinHash] = []
+        self.bands, self.rows = lsh_bands(threshold, num_perm)
+        # per band: the bytes of that band of a signature -> documents that have it
+        self.buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
+        self.signatures: list[np.ndarray] = []  # of the documents kept, (num_perm,)
 
     def is_new(self, values: np.ndarray) -> bool:
         """True, and remember it, unless the signature `values` (from `signature`)
         nearly repeats a document seen before."""
-        from datasketch import LeanMinHash
-
-        minhash = LeanMinHash(seed=self.seed, hashvalues=values, scheme=SCHEME)
-        if any(self.signatures[key].jaccard(minhash) >= self.threshold
-               for key in self.lsh.query(minhash)):
+        r = self.rows
+        keys = [values[i * r:(i + 1) * r].tobytes() for i in range(self.bands)]
+        candidates = {doc for bucket, key in zip(self.buckets, keys)
+                      for doc in bucket.get(key, ())}
+        if any(np.mean(self.signatures[doc] == values) >= self.threshold
+               for doc in candidates):
             return False
-        self.lsh.insert(len(self.signatures), minhash)
-        self.signatures.append(minhash)
+        for bucket, key in zip(self.buckets, keys):
+            bucket.setdefault(key, []).append(len(self.signatures))
+        self.signatures.append(values)
         return True
 
     def is_duplicate(self, text: str) -> bool:
         """True if `text` nearly repeats a document seen before; else remember it."""
         values = signature(word_shingles(text), self.num_perm, self.seed)
         return values is not None and not self.is_new(values)
-
-
-@functools.lru_cache(maxsize=None)
-def _template(num_perm: int, seed: int) -> MinHash:
-    """An empty MinHash whose random permutations the others reuse (one per
-    process: drawing them costs more than hashing a short document)."""
-    from datasketch import MinHash
-
-    return MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME)
-
-
-def signature(shingles: set[bytes], num_perm: int = NUM_PERM,
-              seed: int = MINHASH_SEED) -> np.ndarray | None:
-    """The MinHash values of a shingle set, (num_perm,); None for an empty set."""
-    if not shingles:
-        return None
-    minhash = _template(num_perm, seed).copy()
-    items = list(shingles)  # any order: a minimum does not depend on it
-    for i in range(0, len(items), 8192):  # bounded memory on huge documents
-        minhash.update_batch(items[i:i + 8192])
-    return minhash.hashvalues
 
 
 @dataclass

@@ -266,7 +266,7 @@ class SourceRecord:
 def tool_versions() -> dict[str, str]:
     """Versions of everything that shapes the prepared data."""
     versions = {"python": platform.python_version(), "llm_reference": __version__}
-    for package in ("numpy", "regex", "datasketch"):
+    for package in ("numpy", "regex"):
         versions[package] = importlib.metadata.version(package)
     return versions
 

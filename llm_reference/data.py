@@ -115,24 +115,32 @@ def _unit(doc: Document, seed: int) -> float:
 
 def split_documents(docs: list[Document], val_fraction: float,
                     seed: int) -> tuple[list[Document], list[Document]]:
-    """Split a corpus that fits in memory by `in_val`; never leave val empty.
-
-    Whole documents go one way, so val text is never seen in training. If the hash
-    sends none to val, the document with the smallest hash goes.
-    """
-    keys = [_unit(doc, seed) for doc in docs]
-    to_val = [key < val_fraction for key in keys]
-    if val_fraction > 0 and not any(to_val) and len(docs) > 1:
-        to_val[keys.index(min(keys))] = True
+    """Split a corpus that fits in memory by `in_val`; never leave val empty."""
+    to_val = split_keys([_unit(doc, seed) for doc in docs], val_fraction)
     train = [doc for doc, v in zip(docs, to_val) if not v]
     val = [doc for doc, v in zip(docs, to_val) if v]
-    if val_fraction > 0 and not (train and val):
-        raise UserError(f"{len(docs)} document(s) left after cleaning: too few to "
-                        "split into train and val; add text or pass --val-fraction 0")
     return train, val
 
 
+def split_keys(keys: list[float], val_fraction: float) -> list[bool]:
+    """Which documents of a whole corpus go to val, from their `_unit` keys.
+
+    Whole documents go one way, so val text is never seen in training. If the hash
+    sends none to val, the document with the smallest key goes.
+    """
+    to_val = [key < val_fraction for key in keys]
+    if val_fraction > 0 and not any(to_val) and len(keys) > 1:
+        to_val[keys.index(min(keys))] = True
+    if val_fraction > 0 and (all(to_val) or not any(to_val)):
+        raise UserError(f"{len(keys)} document(s) left after cleaning: too few to "
+                        "split into train and val; add text or pass --val-fraction 0")
+    return to_val
+
+
 # --- prepare ----------------------------------------------------------------------
+
+NO_TEXT = ("no text left after cleaning: every document was empty, a duplicate or "
+           "(with --quality-filters) of low quality; check --source (and --max-bytes)")
 
 
 @dataclass
@@ -288,13 +296,45 @@ def stream_documents(sources: list[Source], settings: PrepareSettings,
                      records: dict[str, SourceRecord], quality: QualityReport | None,
                      tokenizer: str, workers: encoding.Workers, start: int
                      ) -> Iterator[Routed]:
-    """A corpus too large for memory, read, cleaned and encoded as it streams past
-    (from batch `start` on), each kept document sent to a split by `in_val`."""
+    """The corpus read, cleaned and encoded as it streams past (from batch `start`
+    on), each kept document sent to a split by `in_val`.
+
+    Until a document goes to val (if any should), the batches wait here, up to
+    `tokenizer_sample_bytes` of kept text: should the corpus end first, it is split
+    by `split_keys`, as one held in memory is, which never leaves val empty.
+    """
+    held: list[tuple] | None = []  # None once batches flow straight through
+    held_bytes = 0
     for number, kept, ids, lengths, size in cleaned_batches(
             sources, settings, records, quality, workers, tokenizer, start):
-        names = ["val" if in_val(doc, settings.val_fraction, settings.seed)
-                 else "train" for doc in kept]
+        keys = [_unit(doc, settings.seed) for doc in kept]
+        batch = (number, keys, ids, lengths, size)
+        if held is None:
+            yield routed(batch, settings.val_fraction)
+            continue
+        held.append(batch)
+        held_bytes += sum(len(doc.text) for doc in kept)
+        if settings.val_fraction <= 0 or held_bytes >= settings.tokenizer_sample_bytes \
+                or min(keys, default=1.0) < settings.val_fraction:
+            yield from (routed(b, settings.val_fraction) for b in held)
+            held = None
+    if held is None:
+        return
+    all_keys = [key for _, keys, *_ in held for key in keys]
+    if not all_keys:
+        raise UserError(NO_TEXT)
+    to_val = iter(split_keys(all_keys, settings.val_fraction))
+    for number, keys, ids, lengths, size in held:
+        names = ["val" if next(to_val) else "train" for _ in keys]
         yield number, names, ids, lengths, size
+
+
+def routed(batch: tuple, val_fraction: float) -> Routed:
+    """A batch of (number, keys, ids, lengths, bytes), each document sent to a split
+    by its key (`in_val`)."""
+    number, keys, ids, lengths, size = batch
+    return (number, ["val" if key < val_fraction else "train" for key in keys],
+            ids, lengths, size)
 
 
 def encode_splits(out: Path, batches: Callable[[int], Iterator[Routed]],
@@ -351,6 +391,7 @@ def prepare(settings: PrepareSettings, out: Path, workers: int = 2,
     The tokenizer learns from the first `tokenizer_sample_bytes` of cleaned text.
     A corpus that fits in that sample is split in memory (`split_documents`); a
     larger one is read a second time and split as it streams past (`in_val`).
+    With a tokenizer given, there is no sample: one pass reads, cleans and encodes.
     """
     settings.check()
     settings = recipes.expand(settings)
@@ -371,26 +412,28 @@ def _prepare(settings: PrepareSettings, out: Path, sources: list[Source],
              workers: encoding.Workers,
              start: float, verbose: bool) -> dict:
     records, quality = fresh_counts(sources, settings)
-    sample, whole = sample_documents(cleaned_batches(sources, settings, records,
-                                                     quality, workers),
-                                     settings.tokenizer_sample_bytes)
-    if not sample:
-        raise UserError("no text left after cleaning: every document was empty, "
-                        "a duplicate or (with --quality-filters) of low quality; "
-                        "check --source (and --max-bytes)")
-    if whole:
-        train, val = split_documents(sample, settings.val_fraction, settings.seed)
-        splits = [("train", d) for d in train] + [("val", d) for d in val]
-    else:
-        train = [d for d in sample
-                 if not in_val(d, settings.val_fraction, settings.seed)]
-        records, quality = fresh_counts(sources, settings)  # read again
+    whole, train = False, []
+    if settings.tokenizer_file is None:  # a first pass, for the tokenizer's sample
+        sample, whole = sample_documents(cleaned_batches(
+            sources, settings, records, quality, workers),
+            settings.tokenizer_sample_bytes)
+        if not sample:
+            raise UserError(NO_TEXT)
+        if whole:
+            train, val = split_documents(sample, settings.val_fraction,
+                                         settings.seed)
+            splits = [("train", d) for d in train] + [("val", d) for d in val]
+        else:
+            train = [d for d in sample
+                     if not in_val(d, settings.val_fraction, settings.seed)]
+            records, quality = fresh_counts(sources, settings)  # read again
+        del sample
     cleaned = time.perf_counter()
 
     settings_hash = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True)
                                    .encode("utf-8")).hexdigest()
     tokenizer = tokenizer_for(out, settings, settings_hash, train, verbose)
-    del sample, train
+    del train
     trained = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # the folder changes: incomplete now

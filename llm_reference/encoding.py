@@ -10,12 +10,14 @@ in document order, what needs all documents (duplicates) and writes the shards. 
 encoders give the same ids (tests/test_data.py checks it):
 
 - "python": our `Tokenizer.encode`, the code the book teaches; the default.
-- "hf": Hugging Face `tokenizers` (Rust) loading the same `tokenizer.json`, many
-  times faster, for corpora of gigabytes.
+- "hf": Hugging Face `tokenizers` (Rust) loading the same `tokenizer.json`; it
+  uses every core from one process (`benchmarks/data.py` compares the two).
 
-`ordered_map` keeps at most `window` batches in flight, so however large the corpus,
-only a few batches of text and ids are in memory at once, and hands results back in
-input order, so the output does not depend on the number of workers.
+`ordered_map` keeps at most a few batches per process in flight, so however large
+the corpus, only a few batches of text and ids are in memory at once, and hands
+results back in input order, so the output does not depend on the number of
+workers. The main process works too: it runs a batch itself whenever it would
+otherwise wait for the pool.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def load_encoder(tokenizer_file: str, encoder: Encoder
                         "pip install tokenizers (or use --encoder python)") from None
     fast = HFTokenizer.from_file(tokenizer_file)
     fast.encode_special_tokens = True  # "<|endoftext|>" in a text is plain text
-    return (lambda texts: [e.ids for e in fast.encode_batch(
+    return (lambda texts: [e.ids for e in fast.encode_batch_fast(  # no offsets
         texts, add_special_tokens=False)]), eot
 
 
@@ -143,32 +145,58 @@ def chunks(items: Iterable[T], size: Callable[[T], int],
         yield chunk
 
 
+class Done:
+    """A result computed in this process, queued beside the pool's results."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self) -> Any:
+        return self.value
+
+
 def ordered_map(function: Callable, items: Iterable[tuple[K, tuple]], pool,
                 window: int) -> Iterator[tuple[K, Any]]:
-    """(key, function(*args)) for each (key, args), in order, at most `window` in
-    flight in `pool` (without a pool: here, one at a time)."""
-    if pool is None:
-        for key, args in items:
-            yield key, function(*args)
-        return
-    flying: collections.deque = collections.deque()
-    for key, args in items:
-        flying.append((key, pool.apply_async(function, args)))
-        if len(flying) >= window:
-            key, result = flying.popleft()
-            yield key, result.get()
-    while flying:
-        key, result = flying.popleft()
+    """(key, function(*args)) for each (key, args), in input order.
+
+    `pool` holds up to `window` items at a time. This process does not wait idle
+    for the oldest of them: while it is not done, it takes the next item and runs
+    it here, as long as at most `4 * window` results are queued (memory stays
+    bounded). So with a pool of N - 1 processes, N processes share the work,
+    however the items' costs vary. Without a pool, every item runs here, one at a
+    time.
+    """
+    items = iter(items)
+    queued: collections.deque = collections.deque()  # (key, result), in order
+    in_pool = 0
+    while True:
+        while pool is not None and in_pool < window and (
+                item := next(items, None)) is not None:
+            queued.append((item[0], pool.apply_async(function, item[1])))
+            in_pool += 1
+        waiting = not queued or not queued[0][1].ready()
+        if waiting and len(queued) <= 4 * window and (
+                item := next(items, None)) is not None:
+            queued.append((item[0], Done(function(*item[1]))))
+            continue
+        if not queued:
+            return
+        key, result = queued.popleft()
+        in_pool -= not isinstance(result, Done)
         yield key, result.get()
 
 
 class Workers:
-    """`count` worker processes for `work`, or, for one, this process itself.
+    """`count` processes that share `work`: this one and a pool of `count` - 1.
 
-    "spawn" starts clean processes on every platform. Each worker gives
-    `tokenizers` (Rust, multi-threaded) its share of the cores, so that the workers
-    do not fight over them. `map` keeps two batches per worker in flight: none
-    waits for work, and memory stays bounded.
+    "spawn" starts clean processes on every platform. Each process of the pool
+    gives `tokenizers` (Rust, multi-threaded) its share of the cores, so that they
+    do not fight over them. `map` keeps two items per pool process in flight, so
+    none waits for work, and few, so that at the end this process does not wait
+    long for the last of them.
     """
 
     def __init__(self, count: int):
@@ -176,12 +204,12 @@ class Workers:
         if count > 1:
             threads = str(max(1, (os.cpu_count() or 1) // count))
             self.pool = multiprocessing.get_context("spawn").Pool(
-                count, initializer=_share_cores, initargs=(threads,))
+                count - 1, initializer=_share_cores, initargs=(threads,))
 
     def map(self, function: Callable, items: Iterable[tuple[K, tuple]]
             ) -> Iterator[tuple[K, Any]]:
         """(key, function(*args)) for each (key, args), in order (`ordered_map`)."""
-        return ordered_map(function, items, self.pool, window=2 * self.count + 2)
+        return ordered_map(function, items, self.pool, window=2 * (self.count - 1))
 
     def close(self) -> None:
         if self.pool is not None:

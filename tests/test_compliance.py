@@ -191,7 +191,7 @@ def test_manifest_records_sources_cleaning_and_warns_on_unknown_license():
         "empty": 1, "exact_duplicates": 1, "near_duplicates": 0}
     assert manifest["totals"]["redacted"] == {"email": 2}
     assert len(manifest["warnings"]) == 1 and "notes/" in manifest["warnings"][0]
-    assert {"python", "numpy", "regex", "datasketch", "llm_reference"} <= set(
+    assert {"python", "numpy", "regex", "llm_reference"} <= set(
         manifest["tools"])
     assert manifest["settings"] == {"vocab_size": 512}
     assert not any("time" in key or "date" in key for key in manifest)

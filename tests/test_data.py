@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -76,6 +77,80 @@ def test_near_duplicates_catch_small_edits_only():
     assert near.is_duplicate(" ".join(words))
     assert not near.is_duplicate(make_text(2, words=400))
     assert not near.is_duplicate("")  # no words: nothing to compare
+
+
+@pytest.mark.parametrize("size", [1, 7, 300, 9000])
+def test_signature_is_datasketchs_minhash(size):
+    from datasketch import MinHash
+
+    from llm_reference.cleaning import MINHASH_SEED, NUM_PERM, signature
+
+    rng = random.Random(size)
+    shingles = {rng.randbytes(rng.randint(1, 40)) for _ in range(size)}
+    peer = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32")
+    peer.update_batch(list(shingles))
+    ours = signature(shingles)
+    assert ours.dtype == peer.hashvalues.dtype
+    assert np.array_equal(ours, peer.hashvalues)
+    assert signature(set()) is None
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.85, 0.95])
+def test_lsh_bands_are_datasketchs(threshold):
+    from datasketch import MinHashLSH
+
+    from llm_reference.cleaning import lsh_bands
+
+    peer = MinHashLSH(threshold=threshold, num_perm=256, weights=(0.2, 0.8))
+    assert lsh_bands(threshold, 256) == (peer.b, peer.r)
+
+
+def test_near_duplicates_decide_as_datasketchs_lsh():
+    """The same documents flagged, in order, as datasketch's MinHashLSH (the peer)
+    flags with the same signatures and the same MinHash confirmation."""
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from llm_reference.cleaning import signature
+
+    rng = random.Random(0)
+    texts = []
+    for i in range(300):
+        if texts and rng.random() < 0.4:  # an edited copy of an earlier text
+            words = rng.choice(texts).split()
+            for _ in range(rng.randint(1, 4)):
+                words[rng.randrange(len(words))] = rng.choice(WORDS).upper()
+            texts.append(" ".join(words))
+        else:
+            texts.append(make_text(1000 + i, words=rng.randint(50, 400)))
+    ours = NearDuplicates(threshold=0.85)
+    lsh = MinHashLSH(threshold=0.85, num_perm=256, weights=(0.2, 0.8))
+    kept: list[LeanMinHash] = []
+    flags = {"ours": [], "peer": []}
+    for text in texts:
+        flags["ours"].append(ours.is_duplicate(text))
+        peer = LeanMinHash(seed=1, hashvalues=signature(word_shingles(text)),
+                           scheme="affine32")
+        duplicate = any(kept[k].jaccard(peer) >= 0.85 for k in lsh.query(peer))
+        if not duplicate:
+            lsh.insert(len(kept), peer)
+            kept.append(peer)
+        flags["peer"].append(duplicate)
+    assert flags["ours"] == flags["peer"]
+    copies = sum(text.lower() != text for text in texts)
+    assert 20 < sum(flags["ours"]) < copies  # some copies are near, some not
+
+
+def test_deduplicating_does_not_import_datasketch():
+    """Signatures and LSH are ours: datasketch's import (scipy) would cost each
+    process of `prepare` ~0.4 s of CPU, a worker's most of all."""
+    code = ("import sys; from llm_reference.cleaning import NearDuplicates, inspect; "
+            "seen = inspect('one two three four five six seven'); "
+            "assert NearDuplicates().is_new(seen.signature); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('datasketch', 'scipy')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_clean_counts_what_it_removes_and_redacts():
@@ -538,10 +613,60 @@ def test_a_streamed_corpus_gives_the_same_bytes_for_any_number_of_workers(tmp_pa
                      str(tmp_path / workers)]) == 0
     one, two = tmp_path / "1", tmp_path / "2"
     assert shard_bytes(one) == shard_bytes(two) and len(shard_bytes(one)) > 3
+    # a given tokenizer: one pass (read, clean, encode), the same shards
+    assert main([*args, "--workers", "2", "--tokenizer", str(one / "tokenizer.json"),
+                 "--out", str(tmp_path / "given")]) == 0
+    assert shard_bytes(tmp_path / "given") == shard_bytes(one)
     for name in ("meta.json", "manifest.json"):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
     removed = json.loads((one / "manifest.json").read_text())["sources"][0]["removed"]
     assert removed["exact_duplicates"] == 1 and removed["near_duplicates"] == 1
+
+
+@pytest.mark.parametrize("val_fraction", ["0.2", "0.001"])
+def test_a_given_tokenizer_splits_a_small_corpus_as_a_trained_one(corpus, tmp_path,
+                                                                  val_fraction):
+    """With --tokenizer, prepare makes one pass and splits as the batches stream
+    past; the corpus fits in memory, so val must come out as in the two-pass run,
+    even when no document hashes to val (0.001: the smallest key goes)."""
+    common = ["--source", str(corpus), "--license", "MIT", "--val-fraction",
+              val_fraction]
+    assert prepare_cli(*common, "--vocab-size", "300", "--out",
+                       str(tmp_path / "trained")) == 0
+    assert prepare_cli(*common, "--tokenizer", str(tmp_path / "trained" /
+                                                    "tokenizer.json"),
+                       "--out", str(tmp_path / "given")) == 0
+    trained, given = load_meta(tmp_path / "trained"), load_meta(tmp_path / "given")
+    assert given["documents"] == trained["documents"]
+    assert trained["documents"]["val"] >= 1
+    assert shard_bytes(tmp_path / "given") == shard_bytes(tmp_path / "trained")
+
+
+def test_a_given_tokenizer_on_blank_input_is_a_user_error(corpus, tmp_path, capsys):
+    assert prepare_cli("--source", str(corpus), "--vocab-size", "300", "--out",
+                       str(tmp_path / "trained")) == 0
+    (tmp_path / "blank.txt").write_text("\n\n   \n")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert prepare_cli("--source", str(tmp_path / "blank.txt"), "--tokenizer",
+                       str(tmp_path / "trained" / "tokenizer.json"),
+                       "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "no text left" in err and err.count("\n") == 1
+    assert not (out / "meta.json").exists()
+
+
+def test_the_main_process_shares_the_work_and_keeps_the_order():
+    from llm_reference import encoding
+
+    workers = encoding.Workers(2)  # this process and one in the pool
+    try:
+        results = list(workers.map(os.getpid, ((i, ()) for i in range(50))))
+    finally:
+        workers.close()
+    assert [key for key, _ in results] == list(range(50))
+    pids = {pid for _, pid in results}
+    assert os.getpid() in pids and len(pids) == 2
 
 
 def test_hf_encoder_writes_the_same_shards(big_corpus, tmp_path):
