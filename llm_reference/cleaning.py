@@ -81,8 +81,8 @@ def signature(shingles: set[bytes], num_perm: int = NUM_PERM,
               seed: int = MINHASH_SEED) -> np.ndarray | None:
     """The MinHash signature of a shingle set, (num_perm,) uint32; None if empty.
 
-    Value k is the smallest, over the shingles, of the k-th hash function applied
-    to the shingle's 32-bit SHA-1 prefix. Two sets agree on value k with
+    Value i is the smallest, over the shingles, of the i-th hash function applied
+    to the shingle's 32-bit SHA-1 prefix. Two sets agree on value i with
     probability equal to their Jaccard index.
     """
     if not shingles:

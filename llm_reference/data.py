@@ -160,7 +160,7 @@ class PrepareSettings:
     seed: int = 1337
     shard_tokens: int = 100_000_000
     text_column: str = "text"  # of .jsonl, .parquet and .arrow sources
-    encoder: Encoder = "python"  # or "hf": the same ids, many times faster
+    encoder: Encoder = "python"  # or "hf": the same ids (encoding.py)
     tokens: int | None = None  # stop once the train split holds this many
     tokenizer_sample_bytes: int = TOKENIZER_SAMPLE_BYTES
     quality_filters: bool | None = None  # prose heuristics (filters.py); None:

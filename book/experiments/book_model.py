@@ -66,8 +66,8 @@ data_dir, run_dir = Path("data").resolve(), Path("run").resolve()
 # %% [markdown]
 # ## Data: the standard library, prepared once
 #
-# `prepare` (the dataset step) with the fast `hf` encoder: the same ids as the
-# Python one, many times faster.
+# `prepare` (the dataset step) with the `hf` encoder: Hugging Face `tokenizers` on
+# the same tokenizer.json, the same ids as the Python one.
 
 # %% tags=["data"]
 settings = PrepareSettings(max_bytes=S["max_bytes"], vocab_size=S["vocab_size"],

@@ -113,7 +113,10 @@ corpus_bytes = sum(len(p.read_bytes()) for p in default_files)
 corpus_bytes += sum(len(d.text.encode("utf-8")) for d in pydoc_topics())
 print(f"default corpus: {len(default_files)} files + pydoc topics, "
       f"{corpus_bytes / 1e6:.1f} MB")
+lsh = {"threshold": near.threshold, "num_perm": near.num_perm, "bands": near.bands,
+       "rows": near.rows}
 json.dump({"corpus_bytes": corpus_bytes, "record": record.to_dict(), "dropped": dropped,
+           "lsh": lsh,
            "scan": report.to_dict(), "sample": {"before": SAMPLE, "after": redacted},
            "quality": {name: {"kept": q.kept, "dropped": dict(q.dropped)}
                        for name, q in quality.items()}},

@@ -130,12 +130,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "slice of a corpus needs the same)")
     parser.add_argument(
         "--encoder", choices=("python", "hf"), default="python",
-        help="python: our tokenizer (the book's code); hf: the same tokenizer.json "
-             "in Hugging Face tokenizers, same ids, many times faster")
+        help="python: our tokenizer (the book's code, with a cache of encoded "
+             "pieces); hf: the same tokenizer.json in Hugging Face tokenizers, same "
+             "ids, every core of one process (benchmarks/data.py compares them)")
     parser.add_argument(
         "--workers", type=int, default=2,
-        help="processes that encode text in parallel; the output does not depend "
-             "on it (default: 2)")
+        help="processes that clean and encode text in parallel, this one "
+             "included; the output does not depend on it (default: 2)")
     parser.add_argument(
         "--seed", type=int, default=1337,
         help="seed of the train/val split (default: 1337)")
