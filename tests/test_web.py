@@ -71,7 +71,14 @@ def test_chapters_have_mathml_highlighted_code_and_figures_with_alt_text(web):
     assert '<math display="block">' in intro
     assert "<h1>Saying hello</h1>" in intro
     write = (web / "write.html").read_text()
-    assert re.search(r'<code data-lang="python"><span style="color: #', write)
+    assert re.search(r'<code data-lang="python"><span class="ln" data-n="\d+">'
+                     r'<span style="color: #', write)
+    # lines are numbered as the quoted file's, from the listing head's first line
+    head = re.search(r'<code>llm_reference/atomic\.py:(\d+)–(\d+)</code>.*?<pre>'
+                     r'(.*?)</pre>', write, re.S)
+    first, last, listing = int(head.group(1)), int(head.group(2)), head.group(3)
+    numbers = [int(n) for n in re.findall(r'class="ln" data-n="(\d+)"', listing)]
+    assert numbers == list(range(first, last + 1))
     img = re.search(r'<img src="([^"]+)" alt="([^"]*)"', write)
     assert img and img.group(2) == "A blue rectangle, drawn by the experiment."
     assert (web / img.group(1)).read_bytes().startswith(b"<svg")
