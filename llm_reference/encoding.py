@@ -146,15 +146,22 @@ def chunks(items: Iterable[T], size: Callable[[T], int],
 
 
 class Done:
-    """A result computed in this process, queued beside the pool's results."""
+    """`function(*args)` run in this process, queued beside the pool's results: its
+    value, or the exception it raised, raised in its turn (as the pool's are)."""
 
-    def __init__(self, value: Any):
-        self.value = value
+    def __init__(self, function: Callable, args: tuple):
+        self.value, self.error = None, None
+        try:
+            self.value = function(*args)
+        except Exception as error:
+            self.error = error
 
     def ready(self) -> bool:
         return True
 
     def get(self) -> Any:
+        if self.error is not None:
+            raise self.error
         return self.value
 
 
@@ -180,7 +187,7 @@ def ordered_map(function: Callable, items: Iterable[tuple[K, tuple]], pool,
         waiting = not queued or not queued[0][1].ready()
         if waiting and len(queued) <= 4 * window and (
                 item := next(items, None)) is not None:
-            queued.append((item[0], Done(function(*item[1]))))
+            queued.append((item[0], Done(function, item[1])))
             continue
         if not queued:
             return

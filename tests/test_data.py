@@ -669,6 +669,21 @@ def test_the_main_process_shares_the_work_and_keeps_the_order():
     assert os.getpid() in pids and len(pids) == 2
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_an_error_in_a_batch_comes_back_in_its_place(count):
+    from llm_reference import encoding
+
+    workers = encoding.Workers(count)
+    try:
+        results = workers.map(int, ((i, (text,)) for i, text in
+                                    enumerate(["1", "2", "x", "4"] + ["5"] * 20)))
+        assert [next(results), next(results)] == [(0, 1), (1, 2)]
+        with pytest.raises(ValueError, match="'x'"):
+            next(results)
+    finally:
+        workers.close()
+
+
 def test_hf_encoder_writes_the_same_shards(big_corpus, tmp_path):
     common = ["--source", str(big_corpus), "--license", "MIT", "--vocab-size", "400",
               "--no-near-dup", "--shard-tokens", "50000"]
