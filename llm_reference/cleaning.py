@@ -196,9 +196,9 @@ class Cleaner:
 
     The first copy of a document is kept, so the result depends on source order
     (which is fixed). Memory grows with the documents kept: about 100 bytes each for
-    the exact-duplicate set, and about 2.5 kB each for near-duplicate signatures
-    (256 MinHash values plus their LSH buckets): 2.5 GB per million documents, so
-    pass --no-near-dup for larger corpora (or deduplicate per --slice).
+    the exact-duplicate set, and about 5 kB each for near-duplicate signatures
+    (256 MinHash values, 1 kB, plus a key in each LSH band): 5 GB per million
+    documents, so pass --no-near-dup for larger corpora (or deduplicate per --slice).
     """
 
     def __init__(self, records: dict[str, SourceRecord],
